@@ -1,0 +1,1 @@
+"""corral: durable jobs, multi-step processes and task graphs for Python."""

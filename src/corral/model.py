@@ -1,0 +1,378 @@
+"""Process, Status and the transition rules (DESIGN §2). Pure: no I/O, no clock.
+
+Every change of a process is computed here as a `Change` (the new values of the
+fields that change, plus the history events that explain them). Backends only
+apply a `Change` atomically and fenced; they never decide a transition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from corral.errors import IllegalTransition, ProcessTerminal
+
+JSON = Any
+"""A value that `json.dumps` accepts (dict, list, str, int, float, bool, None)."""
+
+
+class Status(StrEnum):
+    WAITING = "waiting"
+    STARTING = "starting"
+    RUNNING = "running"
+    ENDING = "ending"
+    COMPLETED = "completed"
+    FAILING = "failing"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
+#: Statuses a worker can claim, in the order of DESIGN §3 (classes 3 to 6).
+CLAIMABLE = (Status.FAILING, Status.ENDING, Status.RUNNING, Status.STARTING)
+#: The forward lifecycle of a multi-step process.
+FORWARD = (Status.STARTING, Status.RUNNING, Status.ENDING)
+
+_ALLOWED: Mapping[Status, frozenset[Status]] = {
+    Status.WAITING: frozenset({Status.STARTING, Status.FAILED, Status.CANCELED}),
+    # starting -> failed: rejected by `validate` (nothing to roll back);
+    # starting -> canceled: canceled before it started.
+    Status.STARTING: frozenset(
+        {Status.RUNNING, Status.ENDING, Status.COMPLETED, Status.FAILING, Status.FAILED,
+         Status.CANCELED}
+    ),
+    Status.RUNNING: frozenset({Status.ENDING, Status.COMPLETED, Status.FAILING}),
+    Status.ENDING: frozenset({Status.COMPLETED, Status.FAILING}),
+    Status.FAILING: frozenset({Status.FAILED, Status.CANCELED}),
+    # Terminal statuses leave only through an explicit retry (see `retry`).
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELED: frozenset(),
+}
+
+
+def can_transition(src: Status, dst: Status) -> bool:
+    return dst in _ALLOWED[src]
+
+
+def check_transition(src: Status, dst: Status) -> None:
+    if not can_transition(src, dst):
+        raise IllegalTransition(f"illegal transition {src.value} -> {dst.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why a process failed: the exception, or a reason such as `invalid` or `timeout`."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    reason: str = "error"
+
+    def to_json(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ErrorInfo:
+        return cls(
+            type=str(data.get("type", "")),
+            message=str(data.get("message", "")),
+            traceback=str(data.get("traceback", "")),
+            reason=str(data.get("reason", "error")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a process's history."""
+
+    kind: str  # submitted, transition, attempt, error, retry_scheduled, lease_expired, ...
+    at: float
+    from_status: Status | None = None
+    to_status: Status | None = None
+    attempt: int = 0
+    detail: Mapping[str, JSON] = field(default_factory=dict)
+    process_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A snapshot of one process as stored."""
+
+    id: str
+    job: str
+    params: dict[str, JSON]
+    status: Status
+    store: dict[str, JSON] = field(default_factory=dict)
+    result: JSON = None
+    error: ErrorInfo | None = None
+    progress_done: float | None = None
+    progress_total: float | None = None
+    priority: int = 0
+    queue: str = "default"
+    run_at: float = 0.0
+    attempt: int = 0
+    lease_owner: str | None = None
+    lease_token: int = 0
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    stopped_status: Status | None = None
+    custom_id: str | None = None
+    client_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    version: int = 0
+
+    @property
+    def leased(self) -> bool:
+        """True while some worker holds (or held until it died) the lease."""
+        return self.lease_expires_at is not None
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The new values of a process's mutable fields, and the events explaining them.
+
+    A backend writes every field of a Change as is. The lease is always released
+    by a worker's commit: the next iteration needs a new claim.
+    """
+
+    status: Status
+    store: dict[str, JSON]
+    result: JSON
+    error: ErrorInfo | None
+    progress_done: float | None
+    progress_total: float | None
+    run_at: float
+    attempt: int
+    stopped_status: Status | None
+    cancel_requested: bool
+    finished_at: float | None
+    events: tuple[Event, ...] = ()
+
+    @classmethod
+    def of(cls, process: Process) -> Change:
+        """No change yet: the process's current values."""
+        return cls(
+            status=process.status,
+            store=process.store,
+            result=process.result,
+            error=process.error,
+            progress_done=process.progress_done,
+            progress_total=process.progress_total,
+            run_at=process.run_at,
+            attempt=process.attempt,
+            stopped_status=process.stopped_status,
+            cancel_requested=process.cancel_requested,
+            finished_at=process.finished_at,
+        )
+
+    def with_(self, **fields: Any) -> Change:
+        return dataclasses.replace(self, **fields)
+
+    def note(self, event: Event) -> Change:
+        return dataclasses.replace(self, events=(*self.events, event))
+
+    def to(self, dst: Status, at: float, **detail: JSON) -> Change:
+        """Move to `dst` if the rules allow it, recording the transition."""
+        check_transition(self.status, dst)
+        event = Event("transition", at, self.status, dst, self.attempt, detail)
+        finished = at if dst in TERMINAL else None
+        return dataclasses.replace(
+            self, status=dst, finished_at=finished, events=(*self.events, event)
+        )
+
+
+# --- what the worker decides after an iteration ------------------------------------------
+
+
+def committed(
+    process: Process,
+    at: float,
+    *,
+    store: dict[str, JSON],
+    progress: tuple[float | None, float | None],
+    to: Status | None = None,
+    result: JSON = _UNSET,
+) -> Change:
+    """An iteration succeeded: save the store, reset the attempts, move on if asked."""
+    change = Change.of(process).with_(
+        store=store,
+        progress_done=progress[0],
+        progress_total=progress[1],
+        attempt=0,
+        run_at=at,
+    )
+    if result is not _UNSET:
+        change = change.with_(result=result)
+    if to is not None and to != process.status:
+        change = change.to(to, at)
+    return change
+
+
+def errored(
+    process: Process,
+    at: float,
+    error: ErrorInfo,
+    *,
+    retry_delay: float | None,
+    max_attempts: int,
+    has_rollback: bool,
+) -> Change:
+    """An iteration raised. Retry it later while attempts remain, else start failing.
+
+    `retry_delay` is None when the error is not retryable. The store is left as it
+    was at the last committed iteration: a failed iteration writes nothing of it.
+    """
+    change = Change.of(process).note(
+        Event("error", at, process.status, process.status, process.attempt, error.to_json())
+    )
+    if retry_delay is not None and process.attempt < max_attempts:
+        return change.with_(run_at=at + retry_delay).note(
+            Event(
+                "retry_scheduled", at, process.status, process.status, process.attempt,
+                {"delay": retry_delay, "cause": error.type},
+            )
+        )
+    return fail(change.with_(error=error), at, has_rollback=has_rollback, reason=error.reason)
+
+
+def fail(change: Change, at: float, *, has_rollback: bool, reason: str) -> Change:
+    """Send a process down the failure path: `failing` to roll back, or straight to the end."""
+    if change.status is Status.FAILING:
+        # The rollback itself failed or ran out of attempts: nothing else to undo.
+        return change.to(_end_of_failure(change), at, reason=reason)
+    if change.status is Status.STARTING and reason == "invalid":
+        return change.to(Status.FAILED, at, reason=reason)
+    change = change.with_(stopped_status=change.status, attempt=0, run_at=at)
+    change = change.to(Status.FAILING, at, reason=reason)
+    if not has_rollback:
+        change = change.to(_end_of_failure(change), at, reason="no rollback handler")
+    return change
+
+
+def _end_of_failure(change: Change) -> Status:
+    if change.cancel_requested and change.error is None:
+        return Status.CANCELED
+    return Status.FAILED
+
+
+def rolled_back(process: Process, at: float, *, store: dict[str, JSON], done: bool) -> Change:
+    """The rollback handler returned: done (True/None) ends the process, False calls it again."""
+    change = Change.of(process).with_(store=store, attempt=0, run_at=at)
+    if not done:
+        return change
+    return change.to(_end_of_failure(change), at)
+
+
+def retry_later(process: Process, at: float, delay: float, reason: str) -> Change:
+    """The handler asked to be called again later; this try does not count as an attempt."""
+    return (
+        Change.of(process)
+        .with_(run_at=at + delay, attempt=max(process.attempt - 1, 0))
+        .note(Event("retry_later", at, process.status, process.status, process.attempt,
+                    {"delay": delay, "reason": reason}))
+    )
+
+
+def recovered(
+    process: Process, at: float, previous_owner: str | None, *, max_attempts: int,
+    has_rollback: bool,
+) -> Change | None:
+    """A claim took over an expired lease (its worker died mid-iteration).
+
+    Returns None when the iteration may be tried again (the caller runs it), or
+    the Change that sends the process down the failure path when the attempts
+    are spent.
+    """
+    if process.attempt <= max_attempts:
+        return None
+    error = ErrorInfo(
+        "LeaseExpired",
+        f"the worker running this iteration stopped renewing its lease "
+        f"({process.attempt - 1} attempts, at most {max_attempts})",
+        reason="lease_lost",
+    )
+    change = Change.of(process).with_(error=error)
+    return fail(change, at, has_rollback=has_rollback, reason="lease_lost")
+
+
+def lease_expired_event(process: Process, at: float, previous_owner: str | None) -> Event:
+    return Event(
+        "lease_expired", at, process.status, process.status, process.attempt,
+        {"previous_owner": previous_owner}, process.id,
+    )
+
+
+def cancel(process: Process, at: float) -> Change:
+    """Cancel now if the process never started, else ask its handlers to wind down."""
+    if process.status.terminal:
+        raise ProcessTerminal(f"process {process.id} is already {process.status.value}")
+    change = Change.of(process)
+    not_started = process.status is Status.WAITING or (
+        process.status is Status.STARTING and not process.leased and process.attempt == 0
+    )
+    if not_started:
+        return change.with_(cancel_requested=True).to(Status.CANCELED, at, reason="canceled")
+    if process.cancel_requested:
+        return change
+    return change.with_(cancel_requested=True, run_at=min(process.run_at, at)).note(
+        Event("cancel_requested", at, process.status, process.status, process.attempt)
+    )
+
+
+def cancel_now(process: Process, at: float, *, has_rollback: bool) -> Change:
+    """A worker claimed a process with a cancel request: roll it back, then end it canceled."""
+    change = Change.of(process)
+    if process.status is Status.FAILING:
+        return change  # already unwinding: the rollback will end it
+    return fail(change, at, has_rollback=has_rollback, reason="canceled")
+
+
+def retry(process: Process, at: float) -> Change:
+    """Resume a failed or canceled process where it stopped, as a new attempt."""
+    if process.status not in (Status.FAILED, Status.CANCELED):
+        raise IllegalTransition(
+            f"only a failed or canceled process can be retried; {process.id} is "
+            f"{process.status.value}"
+        )
+    resume = process.stopped_status or Status.STARTING
+    event = Event("transition", at, process.status, resume, 0, {"reason": "retry"})
+    return Change.of(process).with_(
+        status=resume,
+        error=None,
+        result=None,
+        attempt=0,
+        run_at=at,
+        cancel_requested=False,
+        stopped_status=None,
+        finished_at=None,
+        events=(event,),
+    )
+
+
+# --- retry arithmetic ----------------------------------------------------------------------
+
+
+def backoff(
+    attempt: int, *, base: float, max_delay: float, jitter: float, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff: base * 2**(attempt-1), capped, with +/- `jitter` fraction."""
+    delay = min(base * (2 ** max(attempt - 1, 0)), max_delay)
+    if jitter:
+        r = (rng or random).uniform(-jitter, jitter)
+        delay = max(0.0, delay * (1 + r))
+    return delay

@@ -1,0 +1,186 @@
+"""The storage interface (DESIGN §7): entity + verb, one params object where it helps.
+
+A backend translates these verbs into atomic, fenced writes. It never decides a
+transition: the `Change` it applies was computed by `corral.model`.
+
+Every time is a float of seconds since the epoch, passed in by the caller, so
+that tests can drive a clock of their own.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from corral.model import JSON, Change, Event, Process, Status
+
+
+@dataclass(frozen=True, slots=True)
+class NewProcess:
+    """A process to insert. `params` is canonical JSON-compatible data."""
+
+    id: str
+    job: str
+    params: dict[str, JSON]
+    created_at: float
+    run_at: float
+    status: Status = Status.STARTING
+    priority: int = 0
+    queue: str = "default"
+    custom_id: str | None = None
+    client_id: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    depends_on: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    process: Process
+    outcome: Literal["created", "existing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    owner: str
+    now: float
+    lease_seconds: float
+    limit: int = 1
+    #: Only these processes (used by `execute` to drive one process).
+    process_ids: Sequence[str] | None = None
+    queues: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A process under a new lease. `recovered` is true when the previous lease had expired."""
+
+    process: Process
+    token: int
+    recovered: bool
+    previous_owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IterationCommit:
+    """What an iteration decided, written only if `token` still holds the lease."""
+
+    process_id: str
+    token: int
+    change: Change
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    lost: frozenset[str]
+    cancel_requested: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFilter:
+    status: Status | None = None
+    job: str | None = None
+    tags: Mapping[str, str] | None = None
+    limit: int = 50
+    #: Newest first by default, as a person looking at a list expects.
+    newest_first: bool = True
+
+
+class Storage(abc.ABC):
+    """One database. Safe to share between threads; each backend says how it is for processes."""
+
+    url: str
+
+    # --- schema ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the schema version now in place."""
+
+    # --- processes ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def process_insert_many(self, processes: Sequence[NewProcess]) -> list[Inserted]:
+        """Insert processes and their first history event in one transaction.
+
+        A process with a `custom_id` already used by the same client is not inserted:
+        the existing one is returned with outcome `existing` if it has the same job
+        and parameters, else `CustomIdConflict` is raised and nothing is written.
+        """
+
+    @abc.abstractmethod
+    def process_get(self, process_id: str) -> Process | None: ...
+
+    @abc.abstractmethod
+    def process_list(self, where: ProcessFilter) -> list[Process]: ...
+
+    @abc.abstractmethod
+    def process_claim(self, claim: Claim) -> list[Claimed]:
+        """Lease up to `claim.limit` runnable processes in the order of DESIGN §3.
+
+        Runnable: status in CLAIMABLE, no live lease (none, or expired), `run_at <= now`,
+        its queue not paused. Each claimed process gets a new (larger) lease token and
+        `attempt + 1`.
+        """
+
+    @abc.abstractmethod
+    def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        """Apply each commit if its token still holds the lease, releasing the lease.
+
+        Returns the ids whose lease was lost (nothing of those was written).
+        """
+
+    @abc.abstractmethod
+    def process_update(self, process_id: str, expected_version: int, change: Change,
+                       now: float) -> bool:
+        """Apply an administrative change (cancel, retry) if nobody wrote the row since
+        `expected_version`. Leaves the lease alone. False when the version moved on."""
+
+    @abc.abstractmethod
+    def process_prune(self, finished_before: float) -> int:
+        """Delete terminal processes finished before the given time, with their history."""
+
+    # --- leases ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def lease_renew_many(self, owner: str, tokens: Mapping[str, int], now: float,
+                         lease_seconds: float) -> Renewal:
+        """Extend the leases this worker still holds; report lost ones and cancel requests."""
+
+    @abc.abstractmethod
+    def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
+        """Give leases back without committing (graceful shutdown): the try is not counted.
+        Returns the ids released."""
+
+    # --- history --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def history_list(self, process_id: str) -> list[Event]: ...
+
+    @abc.abstractmethod
+    def history_append(self, events: Sequence[Event]) -> None:
+        """Append events that change no process (a worker noting that it lost a lease)."""
+
+    # --- queues ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def queue_pause(self, queue: str, paused: bool) -> None:
+        """Pause or resume claims from a queue; `*` stands for every queue."""
+
+    @abc.abstractmethod
+    def queue_paused(self) -> list[str]: ...
+
+    # --- wake-ups -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until another connection may have written, or `timeout` seconds pass.
+        Returns True if something changed. Cheap: this is how idle workers wait."""
+
+    def notify_local(self) -> None:  # noqa: B027 - optional hook
+        """Wake local waiters after a write made through this very object."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,90 @@
+"""JSON encoding shared by the SQL backends. Never pickle: parameters and results are JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from corral.model import JSON, ErrorInfo, Event, Process, Status
+
+
+def dumps(value: JSON) -> str:
+    """Canonical JSON: equal values give equal text (idempotent submit compares it)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None) -> JSON:
+    return None if text is None else json.loads(text)
+
+
+def error_dumps(error: ErrorInfo | None) -> str | None:
+    return None if error is None else dumps(error.to_json())
+
+
+def error_loads(text: str | None) -> ErrorInfo | None:
+    return None if text is None else ErrorInfo.from_json(json.loads(text))
+
+
+#: Column order of every SELECT that builds a Process.
+PROCESS_COLUMNS = (
+    "id, job, params, status, store, result, error, progress_done, progress_total, priority, "
+    "queue, run_at, attempt, lease_owner, lease_token, lease_expires_at, cancel_requested, "
+    "stopped_status, custom_id, client_id, tags, created_at, updated_at, finished_at, version"
+)
+
+
+def process_from_row(row: Any) -> Process:
+    return Process(
+        id=row[0],
+        job=row[1],
+        params=json.loads(row[2]),
+        status=Status(row[3]),
+        store=json.loads(row[4]),
+        result=loads(row[5]),
+        error=error_loads(row[6]),
+        progress_done=row[7],
+        progress_total=row[8],
+        priority=row[9],
+        queue=row[10],
+        run_at=row[11],
+        attempt=row[12],
+        lease_owner=row[13],
+        lease_token=row[14],
+        lease_expires_at=row[15],
+        cancel_requested=bool(row[16]),
+        stopped_status=Status(row[17]) if row[17] else None,
+        custom_id=row[18],
+        client_id=row[19],
+        tags=json.loads(row[20]),
+        created_at=row[21],
+        updated_at=row[22],
+        finished_at=row[23],
+        version=row[24],
+    )
+
+
+HISTORY_COLUMNS = "process_id, at, kind, from_status, to_status, attempt, detail"
+
+
+def event_to_row(event: Event, process_id: str | None = None) -> tuple[Any, ...]:
+    return (
+        process_id or event.process_id,
+        event.at,
+        event.kind,
+        event.from_status.value if event.from_status else None,
+        event.to_status.value if event.to_status else None,
+        event.attempt,
+        dumps(dict(event.detail)),
+    )
+
+
+def event_from_row(row: Any) -> Event:
+    return Event(
+        process_id=row[0],
+        at=row[1],
+        kind=row[2],
+        from_status=Status(row[3]) if row[3] else None,
+        to_status=Status(row[4]) if row[4] else None,
+        attempt=row[5],
+        detail=json.loads(row[6]),
+    )

@@ -1,0 +1,441 @@
+"""The embedded backend: one SQLite file in WAL mode, or a private in-memory database.
+
+Within a process every thread shares one connection behind a lock: SQLite runs one
+writer at a time anyway, and the worker's handlers never touch the database
+themselves. Several processes on one machine coordinate through SQLite's own file
+locks: every write is a `BEGIN IMMEDIATE` transaction, so a claim is atomic.
+
+Idle workers wait on `PRAGMA data_version` of a second connection: it changes when
+any other connection commits, and reading it costs no disk I/O.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from corral.errors import CustomIdConflict, StorageUnavailable
+from corral.model import CLAIMABLE, Change, Event, Process
+from corral.storage import codec
+from corral.storage.base import (
+    Claim,
+    Claimed,
+    Inserted,
+    IterationCommit,
+    NewProcess,
+    ProcessFilter,
+    Renewal,
+    Storage,
+)
+from corral.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+
+_CLAIMABLE_SQL = ", ".join(f"'{s.value}'" for s in CLAIMABLE)
+_COLS = codec.PROCESS_COLUMNS
+
+# Expired leases first (DESIGN §3 class 1): few rows, found by the lease index.
+_SELECT_EXPIRED = f"""
+SELECT id, lease_owner FROM corral_process
+WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?
+  AND status IN ({_CLAIMABLE_SQL}) {{queues}}
+ORDER BY priority DESC, run_at LIMIT ?
+"""
+# Then unleased runnable rows by claim_rank (classes 2 to 6), priority, run_at: one
+# ordered walk of the partial index `corral_process_runnable`.
+_SELECT_RUNNABLE = f"""
+SELECT id, NULL FROM corral_process {{indexed}}
+WHERE status IN ({_CLAIMABLE_SQL}) AND lease_expires_at IS NULL
+  AND run_at <= ? {{queues}}
+ORDER BY claim_rank, priority DESC, run_at LIMIT ?
+"""
+
+
+class SQLiteStorage(Storage):
+    def __init__(self, url: str, path: str | None, *, migrate: bool = True) -> None:
+        self.url = url
+        self.path = path  # None: a private in-memory database
+        self._lock = threading.RLock()
+        self._changed = threading.Condition()
+        self._local_changes = 0
+        self._conn = self._connect()
+        self._watch: sqlite3.Connection | None = None
+        self._data_version = -1
+        if migrate:
+            self.migrate()
+
+    # --- connections ---------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        target = self.path or ":memory:"
+        if self.path is not None:
+            parent = Path(self.path).resolve().parent
+            if not parent.is_dir():
+                raise StorageUnavailable(
+                    f"cannot open the SQLite database {self.path}: directory {parent} does "
+                    "not exist"
+                )
+        try:
+            conn = sqlite3.connect(
+                target, isolation_level=None, check_same_thread=False, timeout=60.0
+            )
+            conn.execute("PRAGMA busy_timeout = 60000")
+            if self.path is not None:
+                conn.execute("PRAGMA journal_mode = WAL")
+            # Durable by default: a commit survives power loss, not only a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StorageUnavailable(
+                f"cannot open the SQLite database {self.path}: {exc}"
+            ) from None
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from its first statement."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        self.notify_local()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+            if self._watch is not None:
+                self._watch.close()
+
+    # --- schema --------------------------------------------------------------------------
+    def migrate(self) -> int:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS corral_schema_version (version INTEGER NOT NULL)"
+                )
+                row = conn.execute("SELECT max(version) FROM corral_schema_version").fetchone()
+                current = row[0] or 0
+                if current > SCHEMA_VERSION:
+                    raise StorageUnavailable(
+                        f"the database {self.url} has schema version {current}, newer than "
+                        f"this corral ({SCHEMA_VERSION}); upgrade corral"
+                    )
+                for version, script in MIGRATIONS:
+                    if version > current:
+                        for statement in script.split(";\n"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        conn.execute("INSERT INTO corral_schema_version VALUES (?)", (version,))
+        except sqlite3.DatabaseError as exc:
+            raise StorageUnavailable(f"cannot use the SQLite database {self.url}: {exc}") from None
+        return SCHEMA_VERSION
+
+    # --- processes -----------------------------------------------------------------------
+    def process_insert_many(self, processes: Sequence[NewProcess]) -> list[Inserted]:
+        out: list[Inserted] = []
+        with self._write() as conn:
+            for new in processes:
+                params = codec.dumps(new.params)
+                if new.custom_id is not None:
+                    existing = self._get_by_custom_id(conn, new.client_id, new.custom_id)
+                    if existing is not None:
+                        if existing.job != new.job or codec.dumps(existing.params) != params:
+                            raise CustomIdConflict(
+                                f"custom id {new.custom_id!r} already names process "
+                                f"{existing.id} of job {existing.job!r} with other parameters"
+                            )
+                        out.append(Inserted(existing, "existing"))
+                        continue
+                conn.execute(
+                    f"INSERT INTO corral_process ({_COLS}) VALUES "
+                    "(?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0, "
+                    "NULL, ?, ?, ?, ?, ?, NULL, 0)",
+                    (
+                        new.id, new.job, params, new.status.value, new.priority, new.queue,
+                        new.run_at, new.custom_id, new.client_id, codec.dumps(dict(new.tags)),
+                        new.created_at, new.created_at,
+                    ),
+                )
+                if new.depends_on:
+                    conn.executemany(
+                        "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)",
+                        [(new.id, dep) for dep in new.depends_on],
+                    )
+                conn.execute(
+                    f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
+                    "VALUES (?, ?, 'submitted', NULL, ?, 0, ?)",
+                    (new.id, new.created_at, new.status.value,
+                     codec.dumps({"job": new.job, "custom_id": new.custom_id})),
+                )
+                process = self._get(conn, new.id)
+                assert process is not None
+                out.append(Inserted(process, "created"))
+        return out
+
+    def _get_by_custom_id(self, conn: sqlite3.Connection, client_id: str,
+                          custom_id: str) -> Process | None:
+        row = conn.execute(
+            f"SELECT {_COLS} FROM corral_process WHERE client_id = ? AND custom_id = ?",
+            (client_id, custom_id),
+        ).fetchone()
+        return None if row is None else codec.process_from_row(row)
+
+    def _get(self, conn: sqlite3.Connection, process_id: str) -> Process | None:
+        row = conn.execute(
+            f"SELECT {_COLS} FROM corral_process WHERE id = ?", (process_id,)
+        ).fetchone()
+        return None if row is None else codec.process_from_row(row)
+
+    def process_get(self, process_id: str) -> Process | None:
+        with self._read() as conn:
+            return self._get(conn, process_id)
+
+    def process_list(self, where: ProcessFilter) -> list[Process]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.status is not None:
+            clauses.append("status = ?")
+            args.append(where.status.value)
+        if where.job is not None:
+            clauses.append("job = ?")
+            args.append(where.job)
+        for key, value in (where.tags or {}).items():
+            clauses.append("json_extract(tags, ?) = ?")
+            args.extend((f'$."{key}"', value))
+        sql = f"SELECT {_COLS} FROM corral_process"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        order = "DESC" if where.newest_first else "ASC"
+        sql += f" ORDER BY created_at {order}, id {order} LIMIT ?"
+        args.append(where.limit)
+        with self._read() as conn:
+            return [codec.process_from_row(r) for r in conn.execute(sql, args)]
+
+    def process_claim(self, claim: Claim) -> list[Claimed]:
+        with self._write() as conn:
+            paused = {r[0] for r in conn.execute("SELECT queue FROM corral_paused_queue")}
+            if "*" in paused:
+                return []
+            filters, fargs = _queue_filter(claim, paused)
+            chosen: list[tuple[str, str | None]] = []
+            for template, key in ((_SELECT_EXPIRED, claim.now), (_SELECT_RUNNABLE, claim.now)):
+                need = claim.limit - len(chosen)
+                if need <= 0:
+                    break
+                # Driving one named process needs no ordered walk of the runnable index.
+                indexed = "" if claim.process_ids else "INDEXED BY corral_process_runnable"
+                sql = template.format(queues=filters, indexed=indexed)
+                rows = conn.execute(sql, (key, *fargs, need))
+                chosen.extend((r[0], r[1]) for r in rows)
+            if not chosen:
+                return []
+            previous = dict(chosen)
+            expires = claim.now + claim.lease_seconds
+            marks = ", ".join("?" * len(chosen))
+            rows = conn.execute(
+                "UPDATE corral_process SET lease_owner = ?, lease_token = lease_token + 1, "
+                "lease_expires_at = ?, attempt = attempt + 1, updated_at = ?, "
+                f"version = version + 1 WHERE id IN ({marks}) RETURNING {_COLS}",
+                (claim.owner, expires, claim.now, *previous),
+            ).fetchall()
+        claimed = []
+        for row in rows:
+            process = codec.process_from_row(row)
+            owner = previous[process.id]
+            claimed.append(Claimed(process, process.lease_token, owner is not None, owner))
+        # Keep DESIGN §3 order for the caller: recovered first, then as selected.
+        order = {pid: i for i, pid in enumerate(previous)}
+        claimed.sort(key=lambda c: order[c.process.id])
+        return claimed
+
+    def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        lost: list[str] = []
+        with self._write() as conn:
+            for commit in commits:
+                c = commit.change
+                cur = conn.execute(
+                    "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
+                    "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
+                    "stopped_status = ?, finished_at = ?, lease_owner = NULL, "
+                    "lease_expires_at = NULL, updated_at = ?, version = version + 1 "
+                    "WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL",
+                    (*_change_values(c), commit.now, commit.process_id, commit.token),
+                )
+                if cur.rowcount != 1:
+                    lost.append(commit.process_id)
+                    continue
+                self._append(conn, c.events, commit.process_id)
+        return lost
+
+    def process_update(self, process_id: str, expected_version: int, change: Change,
+                       now: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
+                "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
+                "stopped_status = ?, finished_at = ?, cancel_requested = ?, updated_at = ?, "
+                "version = version + 1 WHERE id = ? AND version = ?",
+                (*_change_values(change), int(change.cancel_requested), now, process_id,
+                 expected_version),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._append(conn, change.events, process_id)
+        return True
+
+    def process_prune(self, finished_before: float) -> int:
+        with self._write() as conn:
+            doomed = "SELECT id FROM corral_process WHERE finished_at IS NOT NULL " \
+                     "AND finished_at < ?"
+            conn.execute(f"DELETE FROM corral_history WHERE process_id IN ({doomed})",
+                         (finished_before,))
+            conn.execute(f"DELETE FROM corral_dependency WHERE process_id IN ({doomed})",
+                         (finished_before,))
+            cur = conn.execute(
+                "DELETE FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?",
+                (finished_before,),
+            )
+            return cur.rowcount
+
+    # --- leases --------------------------------------------------------------------------
+    def lease_renew_many(self, owner: str, tokens: Mapping[str, int], now: float,
+                         lease_seconds: float) -> Renewal:
+        if not tokens:
+            return Renewal(frozenset(), frozenset())
+        held: set[str] = set()
+        cancel: set[str] = set()
+        with self._write() as conn:
+            for pid, token in tokens.items():
+                row = conn.execute(
+                    "UPDATE corral_process SET lease_expires_at = ? WHERE id = ? "
+                    "AND lease_token = ? AND lease_owner = ? AND lease_expires_at IS NOT NULL "
+                    "RETURNING cancel_requested",
+                    (now + lease_seconds, pid, token, owner),
+                ).fetchone()
+                if row is not None:
+                    held.add(pid)
+                    if row[0]:
+                        cancel.add(pid)
+        return Renewal(frozenset(set(tokens) - held), frozenset(cancel))
+
+    def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
+        released = []
+        with self._write() as conn:
+            for pid, token in tokens.items():
+                row = conn.execute(
+                    "UPDATE corral_process SET lease_owner = NULL, lease_expires_at = NULL, "
+                    "attempt = max(attempt - 1, 0), updated_at = ?, version = version + 1 "
+                    "WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL "
+                    "RETURNING status, attempt",
+                    (now, pid, token),
+                ).fetchone()
+                if row is not None:
+                    released.append(pid)
+                    self._append(conn, [Event("released", now, None, None, row[1])], pid)
+        return released
+
+    # --- history -------------------------------------------------------------------------
+    def _append(self, conn: sqlite3.Connection, events: Sequence[Event],
+                process_id: str | None = None) -> None:
+        if events:
+            conn.executemany(
+                f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [codec.event_to_row(e, process_id) for e in events],
+            )
+
+    def history_list(self, process_id: str) -> list[Event]:
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {codec.HISTORY_COLUMNS} FROM corral_history WHERE process_id = ? "
+                "ORDER BY id",
+                (process_id,),
+            )
+            return [codec.event_from_row(r) for r in rows]
+
+    def history_append(self, events: Sequence[Event]) -> None:
+        with self._write() as conn:
+            self._append(conn, events)
+
+    # --- queues --------------------------------------------------------------------------
+    def queue_pause(self, queue: str, paused: bool) -> None:
+        with self._write() as conn:
+            if paused:
+                conn.execute("INSERT OR IGNORE INTO corral_paused_queue VALUES (?)", (queue,))
+            elif queue == "*":
+                conn.execute("DELETE FROM corral_paused_queue")
+            else:
+                conn.execute("DELETE FROM corral_paused_queue WHERE queue = ?", (queue,))
+
+    def queue_paused(self) -> list[str]:
+        with self._read() as conn:
+            return [r[0] for r in conn.execute("SELECT queue FROM corral_paused_queue ORDER BY 1")]
+
+    # --- wake-ups ------------------------------------------------------------------------
+    def notify_local(self) -> None:
+        with self._changed:
+            self._local_changes += 1
+            self._changed.notify_all()
+
+    def wait_for_change(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            seen = self._local_changes
+        while True:
+            if self._other_connection_wrote():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._changed:
+                # 2 ms: how often data_version is read while idle (no disk I/O, no lock).
+                self._changed.wait_for(lambda: self._local_changes != seen,
+                                       timeout=min(remaining, 0.002))
+                if self._local_changes != seen:
+                    return True
+
+    def _other_connection_wrote(self) -> bool:
+        if self.path is None:
+            return False  # a private in-memory database has no other connection
+        if self._watch is None:
+            self._watch = sqlite3.connect(self.path, isolation_level=None,
+                                          check_same_thread=False)
+        version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        changed = self._data_version not in (-1, version)
+        self._data_version = version
+        return bool(changed)
+
+
+def _change_values(c: Change) -> tuple[Any, ...]:
+    return (
+        c.status.value, codec.dumps(c.store), codec.dumps(c.result), codec.error_dumps(c.error),
+        c.progress_done, c.progress_total, c.run_at, c.attempt,
+        c.stopped_status.value if c.stopped_status else None, c.finished_at,
+    )
+
+
+def _queue_filter(claim: Claim, paused: set[str]) -> tuple[str, list[Any]]:
+    sql = ""
+    args: list[Any] = []
+    if claim.process_ids is not None:
+        sql += f" AND id IN ({', '.join('?' * len(claim.process_ids))})"
+        args.extend(claim.process_ids)
+    if claim.queues is not None:
+        sql += f" AND queue IN ({', '.join('?' * len(claim.queues))})"
+        args.extend(claim.queues)
+    if paused:
+        sql += f" AND queue NOT IN ({', '.join('?' * len(paused))})"
+        args.extend(sorted(paused))
+    return sql, args
