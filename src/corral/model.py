@@ -139,7 +139,7 @@ class Process:
         return self.lease_expires_at is not None
 
 
-_UNSET: Any = object()
+KEEP: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,21 +206,17 @@ def committed(
     store: dict[str, JSON],
     progress: tuple[float | None, float | None],
     to: Status | None = None,
-    result: JSON = _UNSET,
+    result: JSON = KEEP,
 ) -> Change:
     """An iteration succeeded: save the store, reset the attempts, move on if asked."""
     change = Change.of(process).with_(
-        store=store,
-        progress_done=progress[0],
-        progress_total=progress[1],
-        attempt=0,
-        run_at=at,
+        store=store, progress_done=progress[0], progress_total=progress[1], run_at=at
     )
-    if result is not _UNSET:
+    if result is not KEEP:
         change = change.with_(result=result)
     if to is not None and to != process.status:
-        change = change.to(to, at)
-    return change
+        change = change.to(to, at)  # recorded with the attempt that made it
+    return change.with_(attempt=0)
 
 
 def errored(

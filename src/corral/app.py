@@ -1,0 +1,311 @@
+"""The App: a registry of jobs bound to one database, and the public API of DESIGN §10."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar, overload
+
+import pydantic
+
+from corral import model
+from corral.errors import (
+    ConfigurationError,
+    InvalidId,
+    InvalidParams,
+    ProcessNotFound,
+    UnknownJob,
+    UsageError,
+)
+from corral.jobs import Handler, Job, Registry, Retry, function_job, process_job
+from corral.model import Event, Process, Status
+from corral.storage import default_url, open_storage
+from corral.storage.base import NewProcess, ProcessFilter, Storage
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+#: The largest parameters document accepted, in bytes of JSON.
+MAX_PARAMS_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What `submit` returns: the process, and whether this call created it."""
+
+    process: Process
+    outcome: Literal["created", "existing"]
+
+    @property
+    def id(self) -> str:
+        return self.process.id
+
+    @property
+    def job(self) -> str:
+        return self.process.job
+
+    @property
+    def status(self) -> Status:
+        return self.process.status
+
+
+class App:
+    """Jobs and the database their processes live in.
+
+    >>> app = App("memory://")
+    >>> @app.job()
+    ... def add(ctx, a: int, b: int) -> int:
+    ...     return a + b
+    >>> app.submit("add", {"a": 1, "b": 2}).status.value
+    'starting'
+    """
+
+    def __init__(self, database_url: str | None = None, *, client_id: str = "",
+                 lease_seconds: float = 30.0, max_params_bytes: int = MAX_PARAMS_BYTES) -> None:
+        if lease_seconds <= 0:
+            raise ConfigurationError("lease_seconds must be > 0")
+        self.database_url = database_url
+        self.client_id = client_id
+        self.lease_seconds = lease_seconds
+        self.max_params_bytes = max_params_bytes
+        self.registry = Registry()
+        self._storage: Storage | None = None
+        self.clock: Callable[[], float] = time.time
+
+    # --- the database --------------------------------------------------------------------
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = open_storage(self.database_url or default_url())
+        return self._storage
+
+    def use_database(self, url: str) -> None:
+        """Point this app at another database (the CLI's --database); before first use."""
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+        self.database_url = url
+
+    def close(self) -> None:
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+
+    # --- declaring jobs ------------------------------------------------------------------
+    @overload
+    def job(self, fn: F, /) -> F: ...
+    @overload
+    def job(self, name: str | None = None, *, params: type[pydantic.BaseModel] | None = None,
+            retry: Retry | None = None, priority: int = 0,
+            queue: str = "default") -> Callable[[F], F]: ...
+
+    def job(self, name: Any = None, *, params: type[pydantic.BaseModel] | None = None,
+            retry: Retry | None = None, priority: int = 0, queue: str = "default") -> Any:
+        """Register a function as a simple job: one iteration completes the process and its
+        return value is the result. Parameters come from the signature (after `ctx`)."""
+        def register(fn: F) -> F:
+            job_name = name if isinstance(name, str) else fn.__name__
+            self.registry.add_job(function_job(job_name, fn, params=params, retry=retry,
+                                               priority=priority, queue=queue))
+            return fn
+
+        if callable(name):
+            fn, name = name, None
+            return register(fn)
+        return register
+
+    def process(self, name: str | None = None, *, params: type[pydantic.BaseModel] | None = None,
+                retry: Retry | None = None, priority: int = 0,
+                queue: str = "default") -> Callable[[C], C]:
+        """Register a class as a multi-step process: its `start`, `step`, `finish` and
+        `rollback` methods handle the phases (DESIGN §2); `validate` runs before `start`."""
+        def register(cls: C) -> C:
+            self.registry.add_job(process_job(name or cls.__name__, cls, params=params,
+                                              retry=retry, priority=priority, queue=queue))
+            return cls
+
+        return register
+
+    def handler(self, *, status: str | Status, priority: int = 100) -> Callable[[F], F]:
+        """Register a generic handler for a status, used by every job without its own.
+        Lower priority numbers win; the job's own handler always comes first."""
+        try:
+            st = Status(status)
+        except ValueError:
+            raise ConfigurationError(f"unknown status {status!r}") from None
+
+        def register(fn: F) -> F:
+            import inspect
+
+            self.registry.add_generic(Handler(st, fn, fn.__qualname__,
+                                              inspect.iscoroutinefunction(fn), True, priority))
+            return fn
+
+        return register
+
+    def get_job(self, name: str) -> Job:
+        if not isinstance(name, str):
+            raise UnknownJob(f"a job name is a string, not {type(name).__name__}")
+        job = self.registry.jobs.get(name)
+        if job is None:
+            known = ", ".join(sorted(self.registry.jobs)) or "none"
+            raise UnknownJob(f"unknown job {name!r} (known jobs: {known})")
+        return job
+
+    # --- submitting ----------------------------------------------------------------------
+    def submit(self, job: str, params: Mapping[str, Any] | pydantic.BaseModel | None = None, *,
+               custom_id: str | None = None, client_id: str | None = None,
+               depends_on: Sequence[str] = (), priority: int | None = None,
+               run_at: float | datetime | None = None, queue: str | None = None,
+               tags: Mapping[str, str] | None = None) -> Submitted:
+        """Create a process of `job`, or return the existing one with the same `custom_id`.
+
+        Parameters are validated first: a bad one raises `InvalidParams` and nothing is
+        written. A custom id already used with another job or other parameters raises
+        `CustomIdConflict`.
+        """
+        new = self._new_process(job, params, custom_id=custom_id, client_id=client_id,
+                                depends_on=depends_on, priority=priority, run_at=run_at,
+                                queue=queue, tags=tags)
+        [inserted] = self.storage.process_insert_many([new])
+        return Submitted(inserted.process, inserted.outcome)
+
+    def _new_process(self, job_name: str, params: Any, *, custom_id: str | None,
+                     client_id: str | None, depends_on: Sequence[str], priority: int | None,
+                     run_at: float | datetime | None, queue: str | None,
+                     tags: Mapping[str, str] | None) -> NewProcess:
+        job = self.get_job(job_name)
+        parsed = job.parse_params(params)
+        data = parsed.model_dump(mode="json")
+        self._check_size(job_name, data)
+        now = self.clock()
+        if custom_id is not None and (not isinstance(custom_id, str) or not custom_id
+                                      or len(custom_id) > 255):
+            raise UsageError("custom_id must be a non-empty string of at most 255 characters")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+            raise UsageError(f"priority must be an integer, not {priority!r}")
+        if queue is not None and (not isinstance(queue, str) or not queue or queue == "*"):
+            raise UsageError(f"queue must be a non-empty name other than '*', not {queue!r}")
+        if tags is not None and not (isinstance(tags, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+            raise UsageError("tags must be a mapping of strings to strings")
+        if depends_on:
+            raise UsageError("depends_on: task graphs are not available yet")
+        return NewProcess(
+            id=str(uuid.uuid4()),
+            job=job.name,
+            params=data,
+            created_at=now,
+            run_at=_epoch(run_at, now),
+            priority=job.priority if priority is None else priority,
+            queue=queue or job.queue,
+            custom_id=custom_id,
+            client_id=self.client_id if client_id is None else client_id,
+            tags=dict(tags or {}),
+        )
+
+    def _check_size(self, job: str, data: Any) -> None:
+        size = len(json.dumps(data).encode())
+        if size > self.max_params_bytes:
+            raise InvalidParams(
+                f"job {job!r}: parameters are {size} bytes of JSON, over the limit of "
+                f"{self.max_params_bytes}"
+            )
+
+    # --- reading -------------------------------------------------------------------------
+    def get(self, process_id: str) -> Process:
+        pid = parse_id(process_id)
+        process = self.storage.process_get(pid)
+        if process is None:
+            raise ProcessNotFound(f"no process with id {pid}")
+        return process
+
+    def history(self, process_id: str) -> list[Event]:
+        return self.storage.history_list(self.get(process_id).id)
+
+    def list(self, status: str | Status | None = None, job: str | None = None,
+             tags: Mapping[str, str] | None = None, limit: int = 50) -> list[Process]:
+        try:
+            st = None if status is None else Status(status)
+        except ValueError:
+            raise UsageError(
+                f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}"
+            ) from None
+        if not isinstance(limit, int) or limit < 1:
+            raise UsageError(f"limit must be a positive integer, not {limit!r}")
+        return self.storage.process_list(ProcessFilter(st, job, tags, limit))
+
+    def wait(self, process_id: str, timeout: float | None = None) -> Process:
+        """Block until the process is terminal; raise TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            process = self.get(process_id)
+            if process.status.terminal:
+                return process
+            remaining = 0.5 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"process {process.id} is still {process.status.value} after {timeout}s"
+                )
+            self.storage.wait_for_change(min(remaining, 0.5))
+
+    # --- commands ------------------------------------------------------------------------
+    def cancel(self, process_id: str) -> Process:
+        """Cancel: at once if the process never started, else its rollback runs first."""
+        return self._update(process_id, model.cancel)
+
+    def retry(self, process_id: str) -> Process:
+        """Resume a failed or canceled process where it stopped, with its store."""
+        return self._update(process_id, model.retry)
+
+    def _update(self, process_id: str, decide: Callable[[Process, float], model.Change]) -> Process:
+        # Optimistic: a worker may write between our read and our write; then decide again.
+        while True:
+            process = self.get(process_id)
+            now = self.clock()
+            change = decide(process, now)
+            if change == model.Change.of(process):
+                return process
+            if self.storage.process_update(process.id, process.version, change, now):
+                return self.get(process.id)
+
+    def pause(self, queue: str = "*") -> None:
+        self.storage.queue_pause(queue, True)
+
+    def resume(self, queue: str = "*") -> None:
+        self.storage.queue_pause(queue, False)
+
+    def prune(self, older_than: float) -> int:
+        """Delete processes that ended more than `older_than` seconds ago."""
+        if older_than < 0:
+            raise UsageError("older_than must be >= 0 seconds")
+        return self.storage.process_prune(self.clock() - older_than)
+
+
+def parse_id(process_id: object) -> str:
+    """A process id is a UUID; anything else is a clear error, not a silent miss."""
+    try:
+        return str(uuid.UUID(str(process_id))) if isinstance(process_id, str) else _bad(process_id)
+    except ValueError:
+        return _bad(process_id)
+
+
+def _bad(process_id: object) -> str:
+    raise InvalidId(f"{process_id!r} is not a process id (a UUID such as "
+                    "3f2b1c9e-8d4a-4c1e-9b7a-2e6f5d4c3b2a)")
+
+
+def _epoch(when: float | datetime | None, now: float) -> float:
+    if when is None:
+        return now
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise UsageError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        return when.timestamp()
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return float(when)
+    raise UsageError(f"run_at must be a datetime or epoch seconds, not {when!r}")

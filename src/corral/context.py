@@ -1,0 +1,98 @@
+"""What a handler sees: its process's parameters, store, progress, heartbeat and cancel flag."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Generic, TypeVar
+
+from corral.errors import Cancelled, LeaseLost
+from corral.model import JSON, Status
+
+P = TypeVar("P")
+
+logger = logging.getLogger("corral.job")
+
+
+class IterationSignals:
+    """Flags the worker's lease renewer sets while a handler runs, and the handler reads."""
+
+    __slots__ = ("_cancel", "_lost", "last_heartbeat")
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+        self._lost = threading.Event()
+        self.last_heartbeat = time.monotonic()
+
+    def request_cancel(self) -> None:
+        self._cancel.set()
+
+    def lose_lease(self) -> None:
+        self._lost.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+
+class Context(Generic[P]):
+    """The handler's view of one iteration of one process.
+
+    `store` is a plain dict: whatever the handler leaves in it is saved in the same
+    transaction as the status change, and only if this worker still holds the lease.
+    """
+
+    def __init__(
+        self,
+        *,
+        process_id: str,
+        job: str,
+        status: Status,
+        params: P,
+        store: dict[str, JSON],
+        attempt: int,
+        progress: tuple[float | None, float | None] = (None, None),
+        dependency_results: Mapping[str, JSON] | None = None,
+        signals: IterationSignals | None = None,
+    ) -> None:
+        self.process_id = process_id
+        self.job = job
+        self.status = status
+        self.params = params
+        self.store = store
+        self.attempt = attempt
+        self.dependency_results: Mapping[str, JSON] = dependency_results or {}
+        self._progress = progress
+        self._signals = signals or IterationSignals()
+        self.log = logging.LoggerAdapter(logger, {"process_id": process_id, "job": job})
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Report progress; saved with the iteration's commit and shown by `corral show`."""
+        self._progress = (done, total if total is not None else self._progress[1])
+
+    @property
+    def progress_value(self) -> tuple[float | None, float | None]:
+        return self._progress
+
+    @property
+    def cancelled(self) -> bool:
+        """True once somebody asked to cancel this process: wind down and return."""
+        return self._signals.cancelled
+
+    def heartbeat(self) -> None:
+        """Prove this long iteration alive; raises `Cancelled` or `LeaseLost` when it should stop."""
+        self._signals.last_heartbeat = time.monotonic()
+        if self._signals.lost:
+            raise LeaseLost(f"process {self.process_id}: this worker no longer holds its lease")
+        if self._signals.cancelled:
+            raise Cancelled(f"process {self.process_id} was asked to cancel")
+
+    def __repr__(self) -> str:
+        return f"<Context {self.job} {self.process_id} {self.status.value} attempt={self.attempt}>"
+

@@ -1,0 +1,52 @@
+"""Finding the user's App: `path/to/file.py[:attr]` or `package.module[:attr]`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from corral.app import App
+from corral.errors import UsageError
+
+
+def load_app(ref: str) -> App:
+    """Import the module a reference names and return its App (attribute `app` by default)."""
+    target, _, attr = ref.partition(":") if not _is_windows_drive(ref) else (ref, "", "")
+    attr = attr or "app"
+    if target.endswith(".py") or os.sep in target:
+        module = _import_file(Path(target))
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"cannot import {target!r} for --app: {exc}") from None
+    app = getattr(module, attr, None)
+    if app is None:
+        raise UsageError(f"--app {ref}: {module.__name__} has no attribute {attr!r}")
+    if not isinstance(app, App):
+        raise UsageError(f"--app {ref}: {attr!r} is a {type(app).__name__}, not a corral App")
+    return app
+
+
+def _import_file(path: Path) -> object:
+    if not path.is_file():
+        raise UsageError(f"--app {path}: no such file")
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"--app {path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    # Let the file import its neighbours, as `python file.py` would.
+    sys.path.insert(0, str(path.resolve().parent))
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _is_windows_drive(ref: str) -> bool:
+    return len(ref) > 1 and ref[1] == ":" and ref[0].isalpha() and os.name == "nt"

@@ -1,0 +1,303 @@
+"""The worker: claim runnable processes, run one iteration each, commit the outcome.
+
+One loop thread talks to the database: it claims as many processes as it has free
+slots in one round trip and commits every finished iteration in one transaction.
+Handlers run on a fixed set of slot threads. A renewer thread extends the leases of
+running iterations (this is what proves the worker alive) and tells handlers when
+their process was asked to cancel or their lease was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from corral import model
+from corral.context import IterationSignals
+from corral.iteration import run_iteration
+from corral.model import Change, ErrorInfo, Event
+from corral.storage.base import Claim, Claimed, IterationCommit
+
+if TYPE_CHECKING:
+    from corral.app import App
+
+log = logging.getLogger("corral.worker")
+
+
+@dataclass
+class WorkerStats:
+    iterations: int = 0
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    released: int = 0
+    stopped_by: str = ""
+
+
+@dataclass
+class _InFlight:
+    claimed: Claimed
+    signals: IterationSignals
+    events: tuple[Event, ...] = ()
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 1
+    #: Exit when nothing is runnable (the crontab mode) instead of waiting for work.
+    once: bool = False
+    #: Stop claiming after this many seconds; running iterations still finish.
+    max_time: float | None = None
+    #: Stop claiming once resident memory passes this many megabytes.
+    max_memory_mb: float | None = None
+    #: Longest idle wait between claims: bounds how late an expired lease or a future
+    #: run_at is noticed when no write wakes the worker sooner.
+    poll_interval: float = 1.0
+    #: Seconds running iterations get to finish after a stop request.
+    grace: float = 30.0
+    process_ids: Sequence[str] | None = None
+    queues: Sequence[str] | None = None
+    owner: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:"
+                                               f"{uuid.uuid4().hex[:8]}")
+
+
+class Worker:
+    def __init__(self, app: App, options: WorkerOptions | None = None,
+                 until: Callable[[], bool] | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.options = options or WorkerOptions()
+        if self.options.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.storage = app.storage
+        self.stats = WorkerStats()
+        self._until = until
+        self._tick = tick
+        self._in_flight: dict[str, _InFlight] = {}
+        self._tasks: queue.SimpleQueue[_InFlight | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[_InFlight, Change]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._halt = threading.Event()  # second signal: release at once, no grace
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # --- control -------------------------------------------------------------------------
+    def stop(self, *, immediately: bool = False) -> None:
+        """Stop claiming; running iterations get `grace` seconds (none if `immediately`)."""
+        if self._stop.is_set() or immediately:
+            self._halt.set()
+        self._stop.set()
+        self.storage.notify_local()
+
+    def run(self) -> WorkerStats:
+        opts = self.options
+        started = time.monotonic()
+        self._start_threads()
+        log.info("worker %s started (concurrency %d)", opts.owner, opts.concurrency)
+        try:
+            while not self._stop.is_set():
+                self._commit_finished()
+                reason = self._budget_spent(started)
+                if reason:
+                    self.stats.stopped_by = reason
+                    break
+                claimed = self._claim()
+                if self._tick:
+                    self._tick()
+                if claimed:
+                    continue
+                if not self._in_flight and (opts.once or (self._until and self._until())):
+                    self.stats.stopped_by = "idle" if opts.once else "done"
+                    break
+                self.storage.wait_for_change(opts.poll_interval)
+            else:
+                self.stats.stopped_by = "signal"
+            self._drain(opts.grace)
+        finally:
+            self._stop_threads()
+        log.info("worker %s stopped (%s): %s", opts.owner, self.stats.stopped_by, self.stats)
+        return self.stats
+
+    # --- claiming ------------------------------------------------------------------------
+    def _claim(self) -> int:
+        free = self.options.concurrency - len(self._in_flight)
+        if free <= 0:
+            return 0
+        claimed = self.storage.process_claim(Claim(
+            owner=self.options.owner, now=self.app.clock(), lease_seconds=self.app.lease_seconds,
+            limit=free, process_ids=self.options.process_ids, queues=self.options.queues,
+        ))
+        immediate: list[IterationCommit] = []
+        for c in claimed:
+            commit = self._dispatch(c)
+            if commit is not None:
+                immediate.append(commit)
+        if immediate:
+            self._commit(immediate)
+        return len(claimed)
+
+    def _dispatch(self, c: Claimed) -> IterationCommit | None:
+        """Start the iteration in a slot, or return the commit that settles it at once."""
+        process, now = c.process, self.app.clock()
+        registry = self.app.registry
+        job = registry.jobs.get(process.job)
+        events: list[Event] = []
+        if c.recovered:
+            events.append(model.lease_expired_event(process, now, c.previous_owner))
+        if process.attempt > 1:
+            events.append(Event("attempt", now, process.status, process.status, process.attempt,
+                                {"cause": "lease_expired" if c.recovered else "retry"}))
+        change: Change | None = None
+        if job is None:
+            error = ErrorInfo("UnknownJob", f"job {process.job!r} is not registered in the app "
+                              "this worker runs", reason="unknown_job")
+            change = model.fail(Change.of(process).with_(error=error), now,
+                                has_rollback=registry.has_rollback(None), reason="unknown_job")
+        elif c.recovered:
+            change = model.recovered(process, now, c.previous_owner,
+                                     max_attempts=job.max_attempts,
+                                     has_rollback=registry.has_rollback(job))
+        if change is None and job is not None and process.cancel_requested \
+                and process.status is not model.Status.FAILING:
+            change = model.cancel_now(process, now, has_rollback=registry.has_rollback(job))
+        if change is not None:
+            change = change.with_(events=(*events, *change.events))
+            return IterationCommit(process.id, c.token, change, now)
+        flight = _InFlight(c, IterationSignals(), tuple(events))
+        with self._lock:
+            self._in_flight[process.id] = flight
+        self._tasks.put(flight)
+        return None
+
+    # --- committing ----------------------------------------------------------------------
+    def _commit_finished(self) -> None:
+        commits = []
+        while True:
+            try:
+                flight, change = self._done.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                self._in_flight.pop(flight.claimed.process.id, None)
+            if flight.events:
+                change = change.with_(events=(*flight.events, *change.events))
+            commits.append(IterationCommit(flight.claimed.process.id, flight.claimed.token,
+                                           change, self.app.clock()))
+        if commits:
+            self._commit(commits)
+
+    def _commit(self, commits: list[IterationCommit]) -> None:
+        lost = set(self.storage.process_commit_many(commits))
+        now = self.app.clock()
+        notes = []
+        for commit in commits:
+            self.stats.iterations += 1
+            if commit.process_id in lost:
+                self.stats.lost += 1
+                log.warning("process %s: lease lost, this iteration's outcome was discarded",
+                            commit.process_id)
+                notes.append(Event("lease_lost", now, commit.change.status, None, 0,
+                                   {"owner": self.options.owner, "token": commit.token},
+                                   commit.process_id))
+            elif commit.change.status is model.Status.COMPLETED:
+                self.stats.completed += 1
+            elif commit.change.status in (model.Status.FAILED, model.Status.CANCELED):
+                self.stats.failed += 1
+        if notes:
+            self.storage.history_append(notes)
+
+    # --- slots and the lease renewer -----------------------------------------------------
+    def _start_threads(self) -> None:
+        for i in range(self.options.concurrency):
+            t = threading.Thread(target=self._slot, name=f"corral-slot-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        renewer = threading.Thread(target=self._renew, name="corral-renewer", daemon=True)
+        renewer.start()
+        self._renewer = renewer
+
+    def _stop_threads(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+        self._halt.set()
+        self._renewer.join(timeout=5)
+
+    def _slot(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                flight = self._tasks.get()
+                if flight is None:
+                    return
+                process = flight.claimed.process
+                job = self.app.registry.jobs[process.job]
+                change = run_iteration(self.app.registry, job, process, flight.signals,
+                                       self.app.clock, loop)
+                self._done.put((flight, change))
+                self.storage.notify_local()
+        finally:
+            loop.close()
+
+    def _renew(self) -> None:
+        interval = max(self.app.lease_seconds / 3, 0.05)
+        while not self._halt.wait(interval):
+            with self._lock:
+                held = {pid: f.claimed.token for pid, f in self._in_flight.items()}
+                flights = dict(self._in_flight)
+            if not held:
+                continue
+            try:
+                renewal = self.storage.lease_renew_many(self.options.owner, held,
+                                                        self.app.clock(), self.app.lease_seconds)
+            except Exception:  # the database may be briefly away; try again next round
+                log.exception("could not renew leases")
+                continue
+            for pid in renewal.lost:
+                flights[pid].signals.lose_lease()
+            for pid in renewal.cancel_requested:
+                flights[pid].signals.request_cancel()
+
+    # --- stopping ------------------------------------------------------------------------
+    def _budget_spent(self, started: float) -> str:
+        opts = self.options
+        if opts.max_time is not None and time.monotonic() - started >= opts.max_time:
+            return "max-time"
+        if opts.max_memory_mb is not None and resident_mb() >= opts.max_memory_mb:
+            return "max-memory"
+        return ""
+
+    def _drain(self, grace: float) -> None:
+        """Let running iterations finish within `grace`, then give back the leases left."""
+        deadline = time.monotonic() + grace
+        while self._in_flight and not self._halt.is_set() and time.monotonic() < deadline:
+            self._commit_finished()
+            if self._in_flight:
+                self.storage.wait_for_change(min(0.1, max(deadline - time.monotonic(), 0)))
+        self._commit_finished()
+        with self._lock:
+            left = {pid: f.claimed.token for pid, f in self._in_flight.items()}
+            self._in_flight.clear()
+        if left:
+            released = self.storage.lease_release_many(left, self.app.clock())
+            self.stats.released += len(released)
+            log.info("released %d leases for other workers to continue", len(released))
+
+
+def resident_mb() -> float:
+    """Current resident memory of this process, in megabytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:  # not Linux: peak instead of current, still a safe upper bound
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
