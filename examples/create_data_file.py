@@ -16,6 +16,7 @@ iteration wrote after it, then writes its records again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,8 +36,9 @@ class FileParams(BaseModel):
     total: int = Field(1000, ge=0, description="How many people to write.")
     per_iteration: int = Field(5000, ge=1, description="Records written by one step.")
     chunk: int = Field(500, ge=1, description="Records written at once.")
-    working_dir: str | None = Field(None, description="Where the temporary file lives; "
-                                                      "default: beside the target.")
+    working_dir: str | None = Field(
+        None, description="Where the temporary file lives; default: beside the target."
+    )
 
 
 def _working_dir(params: FileParams) -> Path:
@@ -110,7 +112,6 @@ class CreateDataFile:
 
 
 def _remove_if_empty(directory: Path) -> None:
-    try:
+    # Not empty (another process's file) or already gone: leave it.
+    with contextlib.suppress(OSError):
         directory.rmdir()
-    except OSError:
-        pass  # not empty (another process's file) or already gone

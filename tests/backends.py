@@ -18,7 +18,9 @@ from corral.storage import open_storage
 from corral.storage.base import Storage
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-POSTGRES_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "CORRAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def postgres_reachable() -> str | None:

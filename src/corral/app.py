@@ -64,8 +64,14 @@ class App:
     'starting'
     """
 
-    def __init__(self, database_url: str | None = None, *, client_id: str = "",
-                 lease_seconds: float = 30.0, max_params_bytes: int = MAX_PARAMS_BYTES) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        client_id: str = "",
+        lease_seconds: float = 30.0,
+        max_params_bytes: int = MAX_PARAMS_BYTES,
+    ) -> None:
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
         self.database_url = database_url
@@ -99,18 +105,35 @@ class App:
     @overload
     def job(self, fn: F, /) -> F: ...
     @overload
-    def job(self, name: str | None = None, *, params: type[pydantic.BaseModel] | None = None,
-            retry: Retry | None = None, priority: int = 0,
-            queue: str = "default") -> Callable[[F], F]: ...
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        retry: Retry | None = None,
+        priority: int = 0,
+        queue: str = "default",
+    ) -> Callable[[F], F]: ...
 
-    def job(self, name: Any = None, *, params: type[pydantic.BaseModel] | None = None,
-            retry: Retry | None = None, priority: int = 0, queue: str = "default") -> Any:
+    def job(
+        self,
+        name: Any = None,
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        retry: Retry | None = None,
+        priority: int = 0,
+        queue: str = "default",
+    ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`)."""
+
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
-            self.registry.add_job(function_job(job_name, fn, params=params, retry=retry,
-                                               priority=priority, queue=queue))
+            self.registry.add_job(
+                function_job(
+                    job_name, fn, params=params, retry=retry, priority=priority, queue=queue
+                )
+            )
             return fn
 
         if callable(name):
@@ -118,14 +141,29 @@ class App:
             return register(fn)
         return register
 
-    def process(self, name: str | None = None, *, params: type[pydantic.BaseModel] | None = None,
-                retry: Retry | None = None, priority: int = 0,
-                queue: str = "default") -> Callable[[C], C]:
+    def process(
+        self,
+        name: str | None = None,
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        retry: Retry | None = None,
+        priority: int = 0,
+        queue: str = "default",
+    ) -> Callable[[C], C]:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (DESIGN §2); `validate` runs before `start`."""
+
         def register(cls: C) -> C:
-            self.registry.add_job(process_job(name or cls.__name__, cls, params=params,
-                                              retry=retry, priority=priority, queue=queue))
+            self.registry.add_job(
+                process_job(
+                    name or cls.__name__,
+                    cls,
+                    params=params,
+                    retry=retry,
+                    priority=priority,
+                    queue=queue,
+                )
+            )
             return cls
 
         return register
@@ -141,8 +179,9 @@ class App:
         def register(fn: F) -> F:
             import inspect
 
-            self.registry.add_generic(Handler(st, fn, fn.__qualname__,
-                                              inspect.iscoroutinefunction(fn), True, priority))
+            self.registry.add_generic(
+                Handler(st, fn, fn.__qualname__, inspect.iscoroutinefunction(fn), True, priority)
+            )
             return fn
 
         return register
@@ -157,41 +196,69 @@ class App:
         return job
 
     # --- submitting ----------------------------------------------------------------------
-    def submit(self, job: str, params: Mapping[str, Any] | pydantic.BaseModel | None = None, *,
-               custom_id: str | None = None, client_id: str | None = None,
-               depends_on: Sequence[str] = (), priority: int | None = None,
-               run_at: float | datetime | None = None, queue: str | None = None,
-               tags: Mapping[str, str] | None = None) -> Submitted:
+    def submit(
+        self,
+        job: str,
+        params: Mapping[str, Any] | pydantic.BaseModel | None = None,
+        *,
+        custom_id: str | None = None,
+        client_id: str | None = None,
+        depends_on: Sequence[str] = (),
+        priority: int | None = None,
+        run_at: float | datetime | None = None,
+        queue: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Submitted:
         """Create a process of `job`, or return the existing one with the same `custom_id`.
 
         Parameters are validated first: a bad one raises `InvalidParams` and nothing is
         written. A custom id already used with another job or other parameters raises
         `CustomIdConflict`.
         """
-        new = self._new_process(job, params, custom_id=custom_id, client_id=client_id,
-                                depends_on=depends_on, priority=priority, run_at=run_at,
-                                queue=queue, tags=tags)
+        new = self._new_process(
+            job,
+            params,
+            custom_id=custom_id,
+            client_id=client_id,
+            depends_on=depends_on,
+            priority=priority,
+            run_at=run_at,
+            queue=queue,
+            tags=tags,
+        )
         [inserted] = self.storage.process_insert_many([new])
         return Submitted(inserted.process, inserted.outcome)
 
-    def _new_process(self, job_name: str, params: Any, *, custom_id: str | None,
-                     client_id: str | None, depends_on: Sequence[str], priority: int | None,
-                     run_at: float | datetime | None, queue: str | None,
-                     tags: Mapping[str, str] | None) -> NewProcess:
+    def _new_process(
+        self,
+        job_name: str,
+        params: Any,
+        *,
+        custom_id: str | None,
+        client_id: str | None,
+        depends_on: Sequence[str],
+        priority: int | None,
+        run_at: float | datetime | None,
+        queue: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> NewProcess:
         job = self.get_job(job_name)
         parsed = job.parse_params(params)
         data = parsed.model_dump(mode="json")
         self._check_size(job_name, data)
         now = self.clock()
-        if custom_id is not None and (not isinstance(custom_id, str) or not custom_id
-                                      or len(custom_id) > 255):
+        if custom_id is not None and (
+            not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255
+        ):
             raise UsageError("custom_id must be a non-empty string of at most 255 characters")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             raise UsageError(f"priority must be an integer, not {priority!r}")
         if queue is not None and (not isinstance(queue, str) or not queue or queue == "*"):
             raise UsageError(f"queue must be a non-empty name other than '*', not {queue!r}")
-        if tags is not None and not (isinstance(tags, Mapping) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+        if tags is not None and not (
+            isinstance(tags, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+        ):
             raise UsageError("tags must be a mapping of strings to strings")
         if depends_on:
             raise UsageError("depends_on: task graphs are not available yet")
@@ -227,8 +294,13 @@ class App:
     def history(self, process_id: str) -> list[Event]:
         return self.storage.history_list(self.get(process_id).id)
 
-    def list(self, status: str | Status | None = None, job: str | None = None,
-             tags: Mapping[str, str] | None = None, limit: int = 50) -> list[Process]:
+    def list(
+        self,
+        status: str | Status | None = None,
+        job: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        limit: int = 50,
+    ) -> list[Process]:
         try:
             st = None if status is None else Status(status)
         except ValueError:
@@ -295,8 +367,9 @@ def parse_id(process_id: object) -> str:
 
 
 def _bad(process_id: object) -> str:
-    raise InvalidId(f"{process_id!r} is not a process id (a UUID such as "
-                    "3f2b1c9e-8d4a-4c1e-9b7a-2e6f5d4c3b2a)")
+    raise InvalidId(
+        f"{process_id!r} is not a process id (a UUID such as 3f2b1c9e-8d4a-4c1e-9b7a-2e6f5d4c3b2a)"
+    )
 
 
 def _epoch(when: float | datetime | None, now: float) -> float:

@@ -52,8 +52,10 @@ class State:
             if self.app_ref:
                 self._app = load_app(self.app_ref)
             elif required:
-                raise UsageError("this command needs your jobs: pass --app FILE.py or "
-                                 "module:attr, or set CORRAL_APP")
+                raise UsageError(
+                    "this command needs your jobs: pass --app FILE.py or "
+                    "module:attr, or set CORRAL_APP"
+                )
             else:
                 self._app = App()
             if self.database:
@@ -87,13 +89,28 @@ def guarded(action: Callable[[], T]) -> T:
 
 @cli.callback()
 def main_options(
-    app: Annotated[str | None, typer.Option(
-        "--app", envvar="CORRAL_APP", help="Your jobs: FILE.py or module:attr (attr defaults to app).")] = None,
-    database: Annotated[str | None, typer.Option(
-        "--database", envvar="CORRAL_DATABASE_URL",
-        help="memory://, sqlite:///path.db (default sqlite:///corral.db) or postgresql://…")] = None,
-    log_level: Annotated[str | None, typer.Option(
-        help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise).")] = None,
+    app: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            envvar="CORRAL_APP",
+            help="Your jobs: FILE.py or module:attr (attr defaults to app).",
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            envvar="CORRAL_DATABASE_URL",
+            help="memory://, sqlite:///path.db (default sqlite:///corral.db) or postgresql://…",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise)."
+        ),
+    ] = None,
 ) -> None:
     state.app_ref = app
     state.database = database
@@ -103,8 +120,9 @@ def main_options(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown log level {log_level!r}; use DEBUG, INFO, WARNING or ERROR")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def click_context_command() -> str | None:
@@ -116,15 +134,23 @@ def click_context_command() -> str | None:
 
 # --- submitting ------------------------------------------------------------------------------
 
-ParamOpt = Annotated[list[str] | None, typer.Option(
-    "--param", "-p", help="A parameter as key=value (repeatable); values that are not strings "
-                          "in the job's schema are read as JSON.")]
-ParamsFileOpt = Annotated[Path | None, typer.Option(
-    "--params-file", help="A JSON file with an object of parameters.")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="A parameter as key=value (repeatable); values that are not strings "
+        "in the job's schema are read as JSON.",
+    ),
+]
+ParamsFileOpt = Annotated[
+    Path | None, typer.Option("--params-file", help="A JSON file with an object of parameters.")
+]
 
 
-def parse_params(app: App, job_name: str, pairs: list[str] | None,
-                 params_file: Path | None) -> dict[str, Any]:
+def parse_params(
+    app: App, job_name: str, pairs: list[str] | None, params_file: Path | None
+) -> dict[str, Any]:
     job = app.get_job(job_name)
     params: dict[str, Any] = {}
     if params_file is not None:
@@ -172,8 +198,9 @@ def parse_when(text: str, now: float) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--run-at {text!r}: use ISO 8601 (2026-01-31T09:00:00+00:00) or "
-                         "+duration (+10m)") from None
+        raise UsageError(
+            f"--run-at {text!r}: use ISO 8601 (2026-01-31T09:00:00+00:00) or +duration (+10m)"
+        ) from None
     if when.tzinfo is None:
         when = when.astimezone()  # a local time, as a person typing it means
     return when.timestamp()
@@ -184,8 +211,10 @@ def submit(
     job: Annotated[str, typer.Argument(help="The job to run.")],
     param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
-    custom_id: Annotated[str | None, typer.Option(help="Idempotency key: submitting it again "
-                                                       "returns the same process.")] = None,
+    custom_id: Annotated[
+        str | None,
+        typer.Option(help="Idempotency key: submitting it again returns the same process."),
+    ] = None,
     priority: Annotated[int | None, typer.Option(help="Higher runs first.")] = None,
     run_at: Annotated[str | None, typer.Option(help="Not before: ISO 8601 or +duration.")] = None,
     queue: Annotated[str | None, typer.Option(help="Queue name.")] = None,
@@ -193,18 +222,24 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Submit a process of JOB; prints its id and whether it was created or already existed."""
+
     def run() -> None:
         app = state.app(required=True)
         params = parse_params(app, job, param, params_file)
         tags = dict(_pair(t, "--tag") for t in tag or [])
         when = parse_when(run_at, app.clock()) if run_at else None
-        s = app.submit(job, params, custom_id=custom_id, priority=priority, run_at=when,
-                       queue=queue, tags=tags)
+        s = app.submit(
+            job, params, custom_id=custom_id, priority=priority, run_at=when, queue=queue, tags=tags
+        )
         if as_json:
-            print(json.dumps({"id": s.id, "job": s.job, "status": s.status.value,
-                              "outcome": s.outcome}))
+            print(
+                json.dumps(
+                    {"id": s.id, "job": s.job, "status": s.status.value, "outcome": s.outcome}
+                )
+            )
         else:
             console.print(f"{s.id} {s.outcome}", highlight=False)
+
     guarded(run)
 
 
@@ -227,6 +262,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List processes, newest first."""
+
     def run() -> None:
         tags = dict(_pair(t, "--tag") for t in tag or []) or None
         processes = state.app().list(status=status, job=job, tags=tags, limit=limit)
@@ -236,6 +272,7 @@ def list_(
             console.print(out.process_table(processes))
         else:
             console.print("no processes")
+
     guarded(run)
 
 
@@ -245,6 +282,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show one process: parameters, store, progress, result or error, and its history."""
+
     def run() -> None:
         app = state.app()
         process = app.get(process_id)
@@ -253,12 +291,14 @@ def show(
             print(json.dumps(out.process_json(process, history)))
         else:
             out.show_process(console, process, history)
+
     guarded(run)
 
 
 @cli.command()
 def jobs() -> None:
     """List the app's jobs and, per status, which handler would run."""
+
     def run() -> None:
         app = state.app(required=True)
         table = Table(box=None, header_style="bold")
@@ -270,6 +310,7 @@ def jobs() -> None:
         for name, kind, handlers in app.registry.table():
             table.add_row(name, kind, *(handlers.get(s, "") for s in statuses))
         console.print(table)
+
     guarded(run)
 
 
@@ -279,19 +320,23 @@ def jobs() -> None:
 @cli.command()
 def cancel(process_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Cancel a process: at once if it never started, else after its rollback."""
+
     def run() -> None:
         p = state.app().cancel(process_id)
         what = "canceled" if p.status is Status.CANCELED else "cancel requested"
         console.print(f"{p.id} {what}", highlight=False)
+
     guarded(run)
 
 
 @cli.command()
 def retry(process_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Resume a failed or canceled process where it stopped, with its store."""
+
     def run() -> None:
         p = state.app().retry(process_id)
         console.print(f"{p.id} {p.status.value}", highlight=False)
+
     guarded(run)
 
 
@@ -311,26 +356,31 @@ def resume(queue: Annotated[str, typer.Option(help="Queue to resume; * for all."
 
 @cli.command()
 def prune(
-    older_than: Annotated[str, typer.Option(help="Age of finished processes to delete, "
-                                                 "e.g. 90d, 12h.")] = "90d",
+    older_than: Annotated[
+        str, typer.Option(help="Age of finished processes to delete, e.g. 90d, 12h.")
+    ] = "90d",
 ) -> None:
     """Delete processes that ended longer ago than --older-than, with their history."""
+
     def run() -> None:
         n = state.app().prune(parse_duration(older_than, "--older-than"))
         console.print(f"pruned {n} processes", highlight=False)
+
     guarded(run)
 
 
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on first use)."""
+
     def run() -> None:
         version = state.app().storage.migrate()
         console.print(f"schema version {version}", highlight=False)
+
     guarded(run)
 
 
-# --- working ---------------------------------------------------------------------------------------
+# --- working ---------------------------------------------------------------------------
 
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Iterations run at once.")]
 QueueOpt = Annotated[list[str] | None, typer.Option("--queue", help="Only these queues.")]
@@ -340,7 +390,9 @@ QueueOpt = Annotated[list[str] | None, typer.Option("--queue", help="Only these 
 def work(
     once: Annotated[bool, typer.Option("--once", help="Drain until idle, then exit 0.")] = False,
     max_time: Annotated[float | None, typer.Option(help="Stop claiming after S seconds.")] = None,
-    max_memory: Annotated[float | None, typer.Option(help="Stop claiming past MB resident.")] = None,
+    max_memory: Annotated[
+        float | None, typer.Option(help="Stop claiming past MB resident.")
+    ] = None,
     concurrency: ConcurrencyOpt = 1,
     queue: QueueOpt = None,
 ) -> None:
@@ -349,15 +401,22 @@ def work(
         fail("--max-time must be > 0 seconds")
     if max_memory is not None and max_memory <= 0:
         fail("--max-memory must be > 0 MB")
-    options = WorkerOptions(concurrency=concurrency, once=once, max_time=max_time,
-                            max_memory_mb=max_memory, queues=queue)
+    options = WorkerOptions(
+        concurrency=concurrency,
+        once=once,
+        max_time=max_time,
+        max_memory_mb=max_memory,
+        queues=queue,
+    )
     _run_worker(options)
 
 
 @cli.command()
 def worker(
     concurrency: ConcurrencyOpt = 1,
-    grace: Annotated[float, typer.Option(help="Seconds running iterations get after SIGTERM.")] = 30.0,
+    grace: Annotated[
+        float, typer.Option(help="Seconds running iterations get after SIGTERM.")
+    ] = 30.0,
     queue: QueueOpt = None,
 ) -> None:
     """Run a long-lived worker. SIGTERM or SIGINT: finish running iterations, then exit;
@@ -370,9 +429,12 @@ def _run_worker(options: WorkerOptions) -> None:
     w = guarded(lambda: Worker(app, options))
     _on_signals(lambda: w.stop())
     stats = guarded(w.run)
-    errors.print(f"worker stopped ({stats.stopped_by}): {stats.iterations} iterations, "
-                 f"{stats.completed} completed, {stats.failed} failed, {stats.lost} leases lost, "
-                 f"{stats.released} released", highlight=False)
+    errors.print(
+        f"worker stopped ({stats.stopped_by}): {stats.iterations} iterations, "
+        f"{stats.completed} completed, {stats.failed} failed, {stats.lost} leases lost, "
+        f"{stats.released} released",
+        highlight=False,
+    )
 
 
 def _on_signals(stop: Callable[[], None]) -> None:
@@ -399,8 +461,10 @@ def execute(
         app = state.app(required=True)
         params = parse_params(app, job, param, params_file)
         submitted = app.submit(job, params, custom_id=custom_id)
-        return drive(app, submitted.id, concurrency=concurrency, console=errors,
-                     on_signals=_on_signals)
+        return drive(
+            app, submitted.id, concurrency=concurrency, console=errors, on_signals=_on_signals
+        )
+
     code = guarded(run)
     raise typer.Exit(code)
 

@@ -14,9 +14,14 @@ from rich.text import Text
 from corral.model import Event, Process, Status
 
 STATUS_STYLE = {
-    Status.WAITING: "dim", Status.STARTING: "cyan", Status.RUNNING: "blue",
-    Status.ENDING: "blue", Status.COMPLETED: "green", Status.FAILING: "yellow",
-    Status.FAILED: "red", Status.CANCELED: "magenta",
+    Status.WAITING: "dim",
+    Status.STARTING: "cyan",
+    Status.RUNNING: "blue",
+    Status.ENDING: "blue",
+    Status.COMPLETED: "green",
+    Status.FAILING: "yellow",
+    Status.FAILED: "red",
+    Status.CANCELED: "magenta",
 }
 
 
@@ -68,7 +73,8 @@ def progress_text(p: Process) -> str:
     if p.progress_done is None:
         return ""
     if p.progress_total:
-        return f"{p.progress_done:g}/{p.progress_total:g} ({100 * p.progress_done / p.progress_total:.0f}%)"
+        percent = 100 * p.progress_done / p.progress_total
+        return f"{p.progress_done:g}/{p.progress_total:g} ({percent:.0f}%)"
     return f"{p.progress_done:g}"
 
 
@@ -81,8 +87,15 @@ def process_table(processes: Sequence[Process]) -> Table:
     for col in ("id", "job", "status", "progress", "attempt", "created", "updated"):
         table.add_column(col)
     for p in processes:
-        table.add_row(p.id, p.job, status_text(p.status), progress_text(p), str(p.attempt),
-                      _short(p.created_at), _short(p.updated_at))
+        table.add_row(
+            p.id,
+            p.job,
+            status_text(p.status),
+            progress_text(p),
+            str(p.attempt),
+            _short(p.created_at),
+            _short(p.updated_at),
+        )
     return table
 
 
@@ -119,10 +132,15 @@ def show_process(console: Console, p: Process, history: Sequence[Event]) -> None
         fields.add_row("error", Text(f"{p.error.type}: {p.error.message}", style="red"))
         fields.add_row("reason", p.error.reason)
     fields.add_row("attempt", str(p.attempt))
-    for label, value in (("custom id", p.custom_id), ("client id", p.client_id or None),
-                         ("priority", str(p.priority)), ("queue", p.queue),
-                         ("created", iso(p.created_at)), ("updated", iso(p.updated_at)),
-                         ("finished", iso(p.finished_at))):
+    for label, value in (
+        ("custom id", p.custom_id),
+        ("client id", p.client_id or None),
+        ("priority", str(p.priority)),
+        ("queue", p.queue),
+        ("created", iso(p.created_at)),
+        ("updated", iso(p.updated_at)),
+        ("finished", iso(p.finished_at)),
+    ):
         if value is not None:
             fields.add_row(label, value)
     timeline = Table(box=None, header_style="bold", title="history", title_justify="left")

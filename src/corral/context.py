@@ -86,7 +86,7 @@ class Context(Generic[P]):
         return self._signals.cancelled
 
     def heartbeat(self) -> None:
-        """Prove this long iteration alive; raises `Cancelled` or `LeaseLost` when it should stop."""
+        """Prove a long iteration alive; raises `Cancelled` or `LeaseLost` when it should stop."""
         self._signals.last_heartbeat = time.monotonic()
         if self._signals.lost:
             raise LeaseLost(f"process {self.process_id}: this worker no longer holds its lease")
@@ -95,4 +95,3 @@ class Context(Generic[P]):
 
     def __repr__(self) -> str:
         return f"<Context {self.job} {self.process_id} {self.status.value} attempt={self.attempt}>"
-

@@ -51,11 +51,11 @@ class LeaseLost(CorralError):
     """This worker no longer holds the lease: its writes about the process are refused."""
 
 
-class Invalid(Exception):  # noqa: N818 - the public name of DESIGN §10
+class Invalid(Exception):
     """Raised by a job's `validate` to reject a process: it ends `failed`, reason `invalid`."""
 
 
-class RetryLater(Exception):  # noqa: N818 - the public name of DESIGN §10
+class RetryLater(Exception):
     """Raised by a handler to be called again after `after` seconds, without using an attempt."""
 
     def __init__(self, after: float = 1.0, reason: str = "") -> None:
@@ -64,5 +64,5 @@ class RetryLater(Exception):  # noqa: N818 - the public name of DESIGN §10
         self.reason = reason
 
 
-class Cancelled(Exception):  # noqa: N818 - mirrors asyncio.CancelledError
+class Cancelled(Exception):
     """Raised by `ctx.heartbeat()` when the process was asked to cancel."""

@@ -24,8 +24,14 @@ from corral.worker import Worker, WorkerOptions
 REFRESH = 0.1
 
 
-def drive(app: App, process_id: str, *, concurrency: int, console: Console,
-          on_signals: Callable[[Callable[[], None]], None]) -> int:
+def drive(
+    app: App,
+    process_id: str,
+    *,
+    concurrency: int,
+    console: Console,
+    on_signals: Callable[[Callable[[], None]], None],
+) -> int:
     """Work on this one process only, cooperating with any other worker, until it ends.
 
     Returns the exit code: 0 completed, 1 failed or canceled, 130 interrupted (the
@@ -33,8 +39,14 @@ def drive(app: App, process_id: str, *, concurrency: int, console: Console,
     """
     last = 0.0
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
     process = app.get(process_id)
     task = progress.add_task(f"{process.job} {process.status.value}", total=None)
@@ -45,15 +57,23 @@ def drive(app: App, process_id: str, *, concurrency: int, console: Console,
             return
         last = time.monotonic()
         p = app.get(process_id)
-        progress.update(task, description=f"{p.job} {p.status.value}",
-                        completed=p.progress_done or 0, total=p.progress_total)
+        progress.update(
+            task,
+            description=f"{p.job} {p.status.value}",
+            completed=p.progress_done or 0,
+            total=p.progress_total,
+        )
 
     def finished() -> bool:
         return app.get(process_id).status.terminal
 
     interrupted = False
-    worker = Worker(app, WorkerOptions(concurrency=concurrency, process_ids=[process_id],
-                                       poll_interval=0.2), until=finished, tick=tick)
+    worker = Worker(
+        app,
+        WorkerOptions(concurrency=concurrency, process_ids=[process_id], poll_interval=0.2),
+        until=finished,
+        tick=tick,
+    )
 
     def stop() -> None:
         nonlocal interrupted
@@ -75,6 +95,8 @@ def drive(app: App, process_id: str, *, concurrency: int, console: Console,
         console.print(f"[red]{p.status.value}[/red] {p.id}{why}", highlight=False)
         return 1
     if interrupted:
-        console.print(f"interrupted: process {p.id} is {p.status.value}; any worker will "
-                      "continue it", highlight=False)
+        console.print(
+            f"interrupted: process {p.id} is {p.status.value}; any worker will continue it",
+            highlight=False,
+        )
     return 130

@@ -33,9 +33,14 @@ def run_iteration(
     try:
         params = job.params_model.model_validate(process.params)
         ctx: Context[Any] = Context(
-            process_id=process.id, job=job.name, status=process.status, params=params,
-            store=store, attempt=process.attempt,
-            progress=(process.progress_done, process.progress_total), signals=signals,
+            process_id=process.id,
+            job=job.name,
+            status=process.status,
+            params=params,
+            store=store,
+            attempt=process.attempt,
+            progress=(process.progress_done, process.progress_total),
+            signals=signals,
         )
         change = _phase(registry, job, process, ctx, clock, loop)
         _check_json(change)
@@ -50,21 +55,30 @@ def run_iteration(
     except Exception as exc:
         error = ErrorInfo(type(exc).__qualname__, str(exc), traceback.format_exc())
         return model.errored(
-            process, clock(), error,
+            process,
+            clock(),
+            error,
             retry_delay=job.retry_delay(exc, process.attempt),
             max_attempts=job.max_attempts,
             has_rollback=registry.has_rollback(job),
         )
 
 
-def _phase(registry: Registry, job: Job, process: Process, ctx: Context[Any],
-           clock: Callable[[], float], loop: asyncio.AbstractEventLoop) -> Change:
+def _phase(
+    registry: Registry,
+    job: Job,
+    process: Process,
+    ctx: Context[Any],
+    clock: Callable[[], float],
+    loop: asyncio.AbstractEventLoop,
+) -> Change:
     status = process.status
     handler = registry.resolve(job, status)
 
     def done(to: Status | None, result: Any = model.KEEP) -> Change:
-        return model.committed(process, clock(), store=ctx.store, progress=ctx.progress_value,
-                               to=to, result=result)
+        return model.committed(
+            process, clock(), store=ctx.store, progress=ctx.progress_value, to=to, result=result
+        )
 
     if status is Status.STARTING:
         if job.validate is not None:
@@ -106,9 +120,10 @@ def _check_json(change: Change) -> None:
             raise TypeError(f"the handler's {what} is not JSON-serialisable: {exc}") from None
 
 
-def _failed(registry: Registry, job: Job, process: Process, at: float,
-            error: ErrorInfo) -> Change:
-    change = Change.of(process).with_(error=error).note(
-        Event("error", at, process.status, process.status, process.attempt, error.to_json())
+def _failed(registry: Registry, job: Job, process: Process, at: float, error: ErrorInfo) -> Change:
+    change = (
+        Change.of(process)
+        .with_(error=error)
+        .note(Event("error", at, process.status, process.status, process.attempt, error.to_json()))
     )
     return model.fail(change, at, has_rollback=registry.has_rollback(job), reason=error.reason)

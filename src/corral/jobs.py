@@ -136,9 +136,12 @@ def _takes_context(fn: Callable[..., Any]) -> tuple[bool, list[inspect.Parameter
     except (NameError, TypeError):  # an annotation that cannot be evaluated: keep it as text
         signature = inspect.signature(fn)
     params = list(signature.parameters.values())
-    if params and (params[0].name in ("ctx", "context") or params[0].annotation is Context
-                   or getattr(params[0].annotation, "__origin__", None) is Context
-                   or str(params[0].annotation).startswith("Context")):
+    if params and (
+        params[0].name in ("ctx", "context")
+        or params[0].annotation is Context
+        or getattr(params[0].annotation, "__origin__", None) is Context
+        or str(params[0].annotation).startswith("Context")
+    ):
         return True, params[1:]
     return False, params
 
@@ -155,16 +158,22 @@ def params_model_from_signature(name: str, fn: Callable[..., Any]) -> type[pydan
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (annotation, default)
     model_name = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
-    return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+    return pydantic.create_model(
         f"{model_name or 'Job'}Params",
         __config__=pydantic.ConfigDict(extra="forbid"),
         **fields,
     )
 
 
-def function_job(name: str, fn: Callable[..., Any], *,
-                 params: type[pydantic.BaseModel] | None, retry: Retry | None,
-                 priority: int, queue: str) -> Job:
+def function_job(
+    name: str,
+    fn: Callable[..., Any],
+    *,
+    params: type[pydantic.BaseModel] | None,
+    retry: Retry | None,
+    priority: int,
+    queue: str,
+) -> Job:
     """A simple job: one iteration of `fn` completes the process with its return value."""
     takes_ctx, rest = _takes_context(fn)
     model = params or params_model_from_signature(name, fn)
@@ -184,15 +193,29 @@ def function_job(name: str, fn: Callable[..., Any], *,
             return fn(ctx, **kwargs) if takes_ctx else fn(**kwargs)
 
     handler = Handler(Status.STARTING, call, fn.__qualname__, _is_async(fn))
-    return Job(name, "function", model, {Status.STARTING: handler}, retry=retry,
-               priority=priority, queue=queue)
+    return Job(
+        name,
+        "function",
+        model,
+        {Status.STARTING: handler},
+        retry=retry,
+        priority=priority,
+        queue=queue,
+    )
 
 
-def process_job(name: str, cls: type[Any], *, params: type[pydantic.BaseModel] | None,
-                retry: Retry | None, priority: int, queue: str) -> Job:
+def process_job(
+    name: str,
+    cls: type[Any],
+    *,
+    params: type[pydantic.BaseModel] | None,
+    retry: Retry | None,
+    priority: int,
+    queue: str,
+) -> Job:
     """A multi-step process: an instance of `cls` whose methods handle each phase."""
     if params is None:
-        params = pydantic.create_model(  # type: ignore[call-overload]
+        params = pydantic.create_model(
             f"{cls.__name__}Params", __config__=pydantic.ConfigDict(extra="forbid")
         )
     instance = cls()
@@ -206,10 +229,23 @@ def process_job(name: str, cls: type[Any], *, params: type[pydantic.BaseModel] |
             f"process {name!r}: class {cls.__qualname__} defines none of start, step, finish"
         )
     validate_fn = getattr(instance, "validate", None)
-    validate = (Handler(Status.STARTING, validate_fn, f"{cls.__qualname__}.validate",
-                        _is_async(validate_fn)) if validate_fn is not None else None)
-    return Job(name, "process", params, handlers, validate=validate, retry=retry,  # type: ignore[arg-type]
-               priority=priority, queue=queue)
+    validate = (
+        Handler(
+            Status.STARTING, validate_fn, f"{cls.__qualname__}.validate", _is_async(validate_fn)
+        )
+        if validate_fn is not None
+        else None
+    )
+    return Job(
+        name,
+        "process",
+        params,
+        handlers,
+        validate=validate,
+        retry=retry,
+        priority=priority,
+        queue=queue,
+    )
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -259,7 +295,7 @@ class Registry:
         that has a handler, or `completed`."""
         if job.kind == "function":
             return Status.COMPLETED
-        later = FORWARD[FORWARD.index(status) + 1:]
+        later = FORWARD[FORWARD.index(status) + 1 :]
         for candidate in later:
             if self.resolve(job, candidate) is not None:
                 return candidate
@@ -286,5 +322,5 @@ class Registry:
                     continue
                 else:
                     by_status[status] = "-"
-            rows.append((job.name, job.kind, by_status))
+            rows.append((job.name, str(job.kind), by_status))
         return rows

@@ -27,7 +27,7 @@ def load_app(ref: str) -> App:
             raise UsageError(f"cannot import {target!r} for --app: {exc}") from None
     app = getattr(module, attr, None)
     if app is None:
-        raise UsageError(f"--app {ref}: {module.__name__} has no attribute {attr!r}")
+        raise UsageError(f"--app {ref}: {target} has no attribute {attr!r}")
     if not isinstance(app, App):
         raise UsageError(f"--app {ref}: {attr!r} is a {type(app).__name__}, not a corral App")
     return app

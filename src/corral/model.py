@@ -46,8 +46,14 @@ _ALLOWED: Mapping[Status, frozenset[Status]] = {
     # starting -> failed: rejected by `validate` (nothing to roll back);
     # starting -> canceled: canceled before it started.
     Status.STARTING: frozenset(
-        {Status.RUNNING, Status.ENDING, Status.COMPLETED, Status.FAILING, Status.FAILED,
-         Status.CANCELED}
+        {
+            Status.RUNNING,
+            Status.ENDING,
+            Status.COMPLETED,
+            Status.FAILING,
+            Status.FAILED,
+            Status.CANCELED,
+        }
     ),
     Status.RUNNING: frozenset({Status.ENDING, Status.COMPLETED, Status.FAILING}),
     Status.ENDING: frozenset({Status.COMPLETED, Status.FAILING}),
@@ -239,7 +245,11 @@ def errored(
     if retry_delay is not None and process.attempt < max_attempts:
         return change.with_(run_at=at + retry_delay).note(
             Event(
-                "retry_scheduled", at, process.status, process.status, process.attempt,
+                "retry_scheduled",
+                at,
+                process.status,
+                process.status,
+                process.attempt,
                 {"delay": retry_delay, "cause": error.type},
             )
         )
@@ -279,13 +289,25 @@ def retry_later(process: Process, at: float, delay: float, reason: str) -> Chang
     return (
         Change.of(process)
         .with_(run_at=at + delay, attempt=max(process.attempt - 1, 0))
-        .note(Event("retry_later", at, process.status, process.status, process.attempt,
-                    {"delay": delay, "reason": reason}))
+        .note(
+            Event(
+                "retry_later",
+                at,
+                process.status,
+                process.status,
+                process.attempt,
+                {"delay": delay, "reason": reason},
+            )
+        )
     )
 
 
 def recovered(
-    process: Process, at: float, previous_owner: str | None, *, max_attempts: int,
+    process: Process,
+    at: float,
+    previous_owner: str | None,
+    *,
+    max_attempts: int,
     has_rollback: bool,
 ) -> Change | None:
     """A claim took over an expired lease (its worker died mid-iteration).
@@ -308,8 +330,13 @@ def recovered(
 
 def lease_expired_event(process: Process, at: float, previous_owner: str | None) -> Event:
     return Event(
-        "lease_expired", at, process.status, process.status, process.attempt,
-        {"previous_owner": previous_owner}, process.id,
+        "lease_expired",
+        at,
+        process.status,
+        process.status,
+        process.attempt,
+        {"previous_owner": previous_owner},
+        process.id,
     )
 
 
@@ -371,4 +398,4 @@ def backoff(
     if jitter:
         r = (rng or random).uniform(-jitter, jitter)
         delay = max(0.0, delay * (1 + r))
-    return delay
+    return float(delay)

@@ -65,14 +65,19 @@ class WorkerOptions:
     grace: float = 30.0
     process_ids: Sequence[str] | None = None
     queues: Sequence[str] | None = None
-    owner: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:"
-                                               f"{uuid.uuid4().hex[:8]}")
+    owner: str = field(
+        default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
 
 
 class Worker:
-    def __init__(self, app: App, options: WorkerOptions | None = None,
-                 until: Callable[[], bool] | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        options: WorkerOptions | None = None,
+        until: Callable[[], bool] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.options = options or WorkerOptions()
         if self.options.concurrency < 1:
@@ -131,10 +136,16 @@ class Worker:
         free = self.options.concurrency - len(self._in_flight)
         if free <= 0:
             return 0
-        claimed = self.storage.process_claim(Claim(
-            owner=self.options.owner, now=self.app.clock(), lease_seconds=self.app.lease_seconds,
-            limit=free, process_ids=self.options.process_ids, queues=self.options.queues,
-        ))
+        claimed = self.storage.process_claim(
+            Claim(
+                owner=self.options.owner,
+                now=self.app.clock(),
+                lease_seconds=self.app.lease_seconds,
+                limit=free,
+                process_ids=self.options.process_ids,
+                queues=self.options.queues,
+            )
+        )
         immediate: list[IterationCommit] = []
         for c in claimed:
             commit = self._dispatch(c)
@@ -153,20 +164,43 @@ class Worker:
         if c.recovered:
             events.append(model.lease_expired_event(process, now, c.previous_owner))
         if process.attempt > 1:
-            events.append(Event("attempt", now, process.status, process.status, process.attempt,
-                                {"cause": "lease_expired" if c.recovered else "retry"}))
+            events.append(
+                Event(
+                    "attempt",
+                    now,
+                    process.status,
+                    process.status,
+                    process.attempt,
+                    {"cause": "lease_expired" if c.recovered else "retry"},
+                )
+            )
         change: Change | None = None
         if job is None:
-            error = ErrorInfo("UnknownJob", f"job {process.job!r} is not registered in the app "
-                              "this worker runs", reason="unknown_job")
-            change = model.fail(Change.of(process).with_(error=error), now,
-                                has_rollback=registry.has_rollback(None), reason="unknown_job")
+            error = ErrorInfo(
+                "UnknownJob",
+                f"job {process.job!r} is not registered in the app this worker runs",
+                reason="unknown_job",
+            )
+            change = model.fail(
+                Change.of(process).with_(error=error),
+                now,
+                has_rollback=registry.has_rollback(None),
+                reason="unknown_job",
+            )
         elif c.recovered:
-            change = model.recovered(process, now, c.previous_owner,
-                                     max_attempts=job.max_attempts,
-                                     has_rollback=registry.has_rollback(job))
-        if change is None and job is not None and process.cancel_requested \
-                and process.status is not model.Status.FAILING:
+            change = model.recovered(
+                process,
+                now,
+                c.previous_owner,
+                max_attempts=job.max_attempts,
+                has_rollback=registry.has_rollback(job),
+            )
+        if (
+            change is None
+            and job is not None
+            and process.cancel_requested
+            and process.status is not model.Status.FAILING
+        ):
             change = model.cancel_now(process, now, has_rollback=registry.has_rollback(job))
         if change is not None:
             change = change.with_(events=(*events, *change.events))
@@ -189,8 +223,11 @@ class Worker:
                 self._in_flight.pop(flight.claimed.process.id, None)
             if flight.events:
                 change = change.with_(events=(*flight.events, *change.events))
-            commits.append(IterationCommit(flight.claimed.process.id, flight.claimed.token,
-                                           change, self.app.clock()))
+            commits.append(
+                IterationCommit(
+                    flight.claimed.process.id, flight.claimed.token, change, self.app.clock()
+                )
+            )
         if commits:
             self._commit(commits)
 
@@ -202,11 +239,21 @@ class Worker:
             self.stats.iterations += 1
             if commit.process_id in lost:
                 self.stats.lost += 1
-                log.warning("process %s: lease lost, this iteration's outcome was discarded",
-                            commit.process_id)
-                notes.append(Event("lease_lost", now, commit.change.status, None, 0,
-                                   {"owner": self.options.owner, "token": commit.token},
-                                   commit.process_id))
+                log.warning(
+                    "process %s: lease lost, this iteration's outcome was discarded",
+                    commit.process_id,
+                )
+                notes.append(
+                    Event(
+                        "lease_lost",
+                        now,
+                        commit.change.status,
+                        None,
+                        0,
+                        {"owner": self.options.owner, "token": commit.token},
+                        commit.process_id,
+                    )
+                )
             elif commit.change.status is model.Status.COMPLETED:
                 self.stats.completed += 1
             elif commit.change.status in (model.Status.FAILED, model.Status.CANCELED):
@@ -239,8 +286,9 @@ class Worker:
                     return
                 process = flight.claimed.process
                 job = self.app.registry.jobs[process.job]
-                change = run_iteration(self.app.registry, job, process, flight.signals,
-                                       self.app.clock, loop)
+                change = run_iteration(
+                    self.app.registry, job, process, flight.signals, self.app.clock, loop
+                )
                 self._done.put((flight, change))
                 self.storage.notify_local()
         finally:
@@ -255,8 +303,9 @@ class Worker:
             if not held:
                 continue
             try:
-                renewal = self.storage.lease_renew_many(self.options.owner, held,
-                                                        self.app.clock(), self.app.lease_seconds)
+                renewal = self.storage.lease_renew_many(
+                    self.options.owner, held, self.app.clock(), self.app.lease_seconds
+                )
             except Exception:  # the database may be briefly away; try again next round
                 log.exception("could not renew leases")
                 continue

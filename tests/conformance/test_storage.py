@@ -34,19 +34,30 @@ def new(job: str = "add", *, at: float = T0, **kw: object) -> NewProcess:
     return NewProcess(id=str(uuid.uuid4()), job=job, **fields)  # type: ignore[arg-type]
 
 
-def claim(storage: Storage, now: float = T0, limit: int = 1, owner: str = "w1",
-          lease: float = 30.0, **kw: object) -> list:  # type: ignore[type-arg]
+def claim(
+    storage: Storage,
+    now: float = T0,
+    limit: int = 1,
+    owner: str = "w1",
+    lease: float = 30.0,
+    **kw: object,
+) -> list:  # type: ignore[type-arg]
     return storage.process_claim(
         Claim(owner=owner, now=now, lease_seconds=lease, limit=limit, **kw)  # type: ignore[arg-type]
     )
 
 
-def complete(storage: Storage, claimed, now: float = T0 + 1, to: Status | None = None,  # type: ignore[no-untyped-def]
-             store: dict | None = None) -> list[str]:  # type: ignore[type-arg]
-    change = model.committed(claimed.process, now, store=store or {"n": 1},
-                             progress=(1, 2), to=to)
-    return storage.process_commit_many([IterationCommit(claimed.process.id, claimed.token,
-                                                        change, now)])
+def complete(
+    storage: Storage,
+    claimed,
+    now: float = T0 + 1,
+    to: Status | None = None,  # type: ignore[no-untyped-def]
+    store: dict | None = None,
+) -> list[str]:  # type: ignore[type-arg]
+    change = model.committed(claimed.process, now, store=store or {"n": 1}, progress=(1, 2), to=to)
+    return storage.process_commit_many(
+        [IterationCommit(claimed.process.id, claimed.token, change, now)]
+    )
 
 
 # --- insert and read -----------------------------------------------------------------------
@@ -59,7 +70,13 @@ def test_inserted_process_reads_back_with_its_first_history_event(storage: Stora
     got = storage.process_get(p.id)
     assert got is not None
     assert (got.job, got.params, got.status, got.priority, got.queue, got.tags) == (
-        "add", {"a": 1, "b": [1, 2]}, Status.STARTING, 3, "q", {"team": "x"})
+        "add",
+        {"a": 1, "b": [1, 2]},
+        Status.STARTING,
+        3,
+        "q",
+        {"team": "x"},
+    )
     assert got.store == {} and got.attempt == 0 and not got.leased
     [event] = storage.history_list(p.id)
     assert (event.kind, event.to_status) == ("submitted", Status.STARTING)
@@ -103,8 +120,7 @@ def test_list_filters_by_status_job_and_tags_newest_first(storage: Storage) -> N
         storage.process_insert_many([p])
     assert [p.id for p in storage.process_list(ProcessFilter())] == ids[::-1]
     assert [p.id for p in storage.process_list(ProcessFilter(job="a"))] == [ids[2], ids[0]]
-    assert [p.id for p in storage.process_list(ProcessFilter(tags={"t": "y"}))] == [
-        ids[2], ids[1]]
+    assert [p.id for p in storage.process_list(ProcessFilter(tags={"t": "y"}))] == [ids[2], ids[1]]
     assert storage.process_list(ProcessFilter(status=Status.COMPLETED)) == []
     assert len(storage.process_list(ProcessFilter(limit=2))) == 2
 
@@ -148,8 +164,9 @@ def test_pausing_every_queue_stops_all_claims(storage: Storage) -> None:
     assert len(claim(storage)) == 1
 
 
-def _put_in(storage: Storage, status: Status, *, at: float, priority: int = 0,
-            cancel: bool = False) -> str:
+def _put_in(
+    storage: Storage, status: Status, *, at: float, priority: int = 0, cancel: bool = False
+) -> str:
     """A process in the given status with no lease, through the storage's own verbs."""
     p = new(at=at, priority=priority)
     storage.process_insert_many([p])
@@ -167,7 +184,7 @@ def test_claim_order_follows_design_section_3(storage: Storage) -> None:
     failing = _put_in(storage, Status.FAILING, at=T0 + 3)
     cancel = _put_in(storage, Status.RUNNING, at=T0 + 4, cancel=True)
     expired = _put_in(storage, Status.RUNNING, at=T0 + 5)
-    [dead] = claim(storage, now=T0 + 5, owner="dead", lease=1, process_ids=[expired])
+    claim(storage, now=T0 + 5, owner="dead", lease=1, process_ids=[expired])
     order = [c.process.id for c in claim(storage, now=T0 + 100, limit=10)]
     assert order == [expired, cancel, failing, ending, running, starting]
 
@@ -207,7 +224,11 @@ def test_commit_saves_store_status_progress_and_releases_the_lease(storage: Stor
     got = storage.process_get(p.id)
     assert got is not None
     assert (got.status, got.store, got.attempt, got.leased) == (
-        Status.RUNNING, {"written": 10}, 0, False)
+        Status.RUNNING,
+        {"written": 10},
+        0,
+        False,
+    )
     assert (got.progress_done, got.progress_total) == (1, 2)
     kinds = [(e.kind, e.from_status, e.to_status) for e in storage.history_list(p.id)]
     assert kinds[-1] == ("transition", Status.STARTING, Status.RUNNING)
@@ -238,9 +259,14 @@ def test_batched_commits_report_only_the_lost_ones(storage: Storage) -> None:
     a, b, c = claim(storage, limit=3, lease=5)
     claim(storage, now=T0 + 6, owner="thief", process_ids=[b.process.id])
     commits = [
-        IterationCommit(x.process.id, x.token,
-                        model.committed(x.process, T0 + 7, store={}, progress=(None, None),
-                                        to=Status.COMPLETED, result=1), T0 + 7)
+        IterationCommit(
+            x.process.id,
+            x.token,
+            model.committed(
+                x.process, T0 + 7, store={}, progress=(None, None), to=Status.COMPLETED, result=1
+            ),
+            T0 + 7,
+        )
         for x in (a, b, c)
     ]
     assert storage.process_commit_many(commits) == [b.process.id]
@@ -253,8 +279,9 @@ def test_failure_is_recorded_with_error_and_history(storage: Storage) -> None:
     storage.process_insert_many([p])
     [c] = claim(storage)
     error = ErrorInfo("ValueError", "boom", "Traceback…")
-    change = model.errored(c.process, T0 + 1, error, retry_delay=None, max_attempts=1,
-                           has_rollback=False)
+    change = model.errored(
+        c.process, T0 + 1, error, retry_delay=None, max_attempts=1, has_rollback=False
+    )
     assert storage.process_commit_many([IterationCommit(p.id, c.token, change, T0 + 1)]) == []
     got = storage.process_get(p.id)
     assert got is not None and got.status is Status.FAILED and got.error == error
@@ -323,8 +350,9 @@ def test_history_append_adds_events_without_touching_the_process(storage: Storag
     p = new()
     storage.process_insert_many([p])
     before = storage.process_get(p.id)
-    storage.history_append([model.Event("lease_lost", T0 + 1, process_id=p.id,
-                                         detail={"owner": "w1"})])
+    storage.history_append(
+        [model.Event("lease_lost", T0 + 1, process_id=p.id, detail={"owner": "w1"})]
+    )
     assert storage.process_get(p.id) == before
     assert storage.history_list(p.id)[-1].detail == {"owner": "w1"}
 

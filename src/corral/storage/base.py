@@ -131,8 +131,9 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def process_update(self, process_id: str, expected_version: int, change: Change,
-                       now: float) -> bool:
+    def process_update(
+        self, process_id: str, expected_version: int, change: Change, now: float
+    ) -> bool:
         """Apply an administrative change (cancel, retry) if nobody wrote the row since
         `expected_version`. Leaves the lease alone. False when the version moved on."""
 
@@ -142,8 +143,9 @@ class Storage(abc.ABC):
 
     # --- leases ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def lease_renew_many(self, owner: str, tokens: Mapping[str, int], now: float,
-                         lease_seconds: float) -> Renewal:
+    def lease_renew_many(
+        self, owner: str, tokens: Mapping[str, int], now: float, lease_seconds: float
+    ) -> Renewal:
         """Extend the leases this worker still holds; report lost ones and cancel requests."""
 
     @abc.abstractmethod

@@ -163,9 +163,18 @@ class SQLiteStorage(Storage):
                     "(?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0, "
                     "NULL, ?, ?, ?, ?, ?, NULL, 0)",
                     (
-                        new.id, new.job, params, new.status.value, new.priority, new.queue,
-                        new.run_at, new.custom_id, new.client_id, codec.dumps(dict(new.tags)),
-                        new.created_at, new.created_at,
+                        new.id,
+                        new.job,
+                        params,
+                        new.status.value,
+                        new.priority,
+                        new.queue,
+                        new.run_at,
+                        new.custom_id,
+                        new.client_id,
+                        codec.dumps(dict(new.tags)),
+                        new.created_at,
+                        new.created_at,
                     ),
                 )
                 if new.depends_on:
@@ -176,16 +185,21 @@ class SQLiteStorage(Storage):
                 conn.execute(
                     f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
                     "VALUES (?, ?, 'submitted', NULL, ?, 0, ?)",
-                    (new.id, new.created_at, new.status.value,
-                     codec.dumps({"job": new.job, "custom_id": new.custom_id})),
+                    (
+                        new.id,
+                        new.created_at,
+                        new.status.value,
+                        codec.dumps({"job": new.job, "custom_id": new.custom_id}),
+                    ),
                 )
                 process = self._get(conn, new.id)
                 assert process is not None
                 out.append(Inserted(process, "created"))
         return out
 
-    def _get_by_custom_id(self, conn: sqlite3.Connection, client_id: str,
-                          custom_id: str) -> Process | None:
+    def _get_by_custom_id(
+        self, conn: sqlite3.Connection, client_id: str, custom_id: str
+    ) -> Process | None:
         row = conn.execute(
             f"SELECT {_COLS} FROM corral_process WHERE client_id = ? AND custom_id = ?",
             (client_id, custom_id),
@@ -237,8 +251,7 @@ class SQLiteStorage(Storage):
                 # Driving one named process needs no ordered walk of the runnable index.
                 indexed = "" if claim.process_ids else "INDEXED BY corral_process_runnable"
                 sql = template.format(queues=filters, indexed=indexed)
-                rows = conn.execute(sql, (key, *fargs, need))
-                chosen.extend((r[0], r[1]) for r in rows)
+                chosen.extend((r[0], r[1]) for r in conn.execute(sql, (key, *fargs, need)))
             if not chosen:
                 return []
             previous = dict(chosen)
@@ -279,16 +292,22 @@ class SQLiteStorage(Storage):
                 self._append(conn, c.events, commit.process_id)
         return lost
 
-    def process_update(self, process_id: str, expected_version: int, change: Change,
-                       now: float) -> bool:
+    def process_update(
+        self, process_id: str, expected_version: int, change: Change, now: float
+    ) -> bool:
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
                 "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
                 "stopped_status = ?, finished_at = ?, cancel_requested = ?, updated_at = ?, "
                 "version = version + 1 WHERE id = ? AND version = ?",
-                (*_change_values(change), int(change.cancel_requested), now, process_id,
-                 expected_version),
+                (
+                    *_change_values(change),
+                    int(change.cancel_requested),
+                    now,
+                    process_id,
+                    expected_version,
+                ),
             )
             if cur.rowcount != 1:
                 return False
@@ -297,12 +316,15 @@ class SQLiteStorage(Storage):
 
     def process_prune(self, finished_before: float) -> int:
         with self._write() as conn:
-            doomed = "SELECT id FROM corral_process WHERE finished_at IS NOT NULL " \
-                     "AND finished_at < ?"
-            conn.execute(f"DELETE FROM corral_history WHERE process_id IN ({doomed})",
-                         (finished_before,))
-            conn.execute(f"DELETE FROM corral_dependency WHERE process_id IN ({doomed})",
-                         (finished_before,))
+            doomed = (
+                "SELECT id FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?"
+            )
+            conn.execute(
+                f"DELETE FROM corral_history WHERE process_id IN ({doomed})", (finished_before,)
+            )
+            conn.execute(
+                f"DELETE FROM corral_dependency WHERE process_id IN ({doomed})", (finished_before,)
+            )
             cur = conn.execute(
                 "DELETE FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?",
                 (finished_before,),
@@ -310,8 +332,9 @@ class SQLiteStorage(Storage):
             return cur.rowcount
 
     # --- leases --------------------------------------------------------------------------
-    def lease_renew_many(self, owner: str, tokens: Mapping[str, int], now: float,
-                         lease_seconds: float) -> Renewal:
+    def lease_renew_many(
+        self, owner: str, tokens: Mapping[str, int], now: float, lease_seconds: float
+    ) -> Renewal:
         if not tokens:
             return Renewal(frozenset(), frozenset())
         held: set[str] = set()
@@ -347,8 +370,9 @@ class SQLiteStorage(Storage):
         return released
 
     # --- history -------------------------------------------------------------------------
-    def _append(self, conn: sqlite3.Connection, events: Sequence[Event],
-                process_id: str | None = None) -> None:
+    def _append(
+        self, conn: sqlite3.Connection, events: Sequence[Event], process_id: str | None = None
+    ) -> None:
         if events:
             conn.executemany(
                 f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
@@ -401,8 +425,9 @@ class SQLiteStorage(Storage):
                 return False
             with self._changed:
                 # 2 ms: how often data_version is read while idle (no disk I/O, no lock).
-                self._changed.wait_for(lambda: self._local_changes != seen,
-                                       timeout=min(remaining, 0.002))
+                self._changed.wait_for(
+                    lambda: self._local_changes != seen, timeout=min(remaining, 0.002)
+                )
                 if self._local_changes != seen:
                     return True
 
@@ -410,8 +435,7 @@ class SQLiteStorage(Storage):
         if self.path is None:
             return False  # a private in-memory database has no other connection
         if self._watch is None:
-            self._watch = sqlite3.connect(self.path, isolation_level=None,
-                                          check_same_thread=False)
+            self._watch = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         version = self._watch.execute("PRAGMA data_version").fetchone()[0]
         changed = self._data_version not in (-1, version)
         self._data_version = version
@@ -420,9 +444,16 @@ class SQLiteStorage(Storage):
 
 def _change_values(c: Change) -> tuple[Any, ...]:
     return (
-        c.status.value, codec.dumps(c.store), codec.dumps(c.result), codec.error_dumps(c.error),
-        c.progress_done, c.progress_total, c.run_at, c.attempt,
-        c.stopped_status.value if c.stopped_status else None, c.finished_at,
+        c.status.value,
+        codec.dumps(c.store),
+        codec.dumps(c.result),
+        codec.error_dumps(c.error),
+        c.progress_done,
+        c.progress_total,
+        c.run_at,
+        c.attempt,
+        c.stopped_status.value if c.stopped_status else None,
+        c.finished_at,
     )
 
 

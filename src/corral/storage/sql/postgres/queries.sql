@@ -1,0 +1,245 @@
+-- The named queries of corral.storage.postgres. Each starts with `-- name --` and a one-line
+-- comment. `/* process_columns */` stands for codec.PROCESS_COLUMNS, `/* filters */` for the
+-- optional claim filters. `%(notify)s` is the NOTIFY channel, or NULL when LISTEN/NOTIFY is
+-- off: a write that may create runnable work wakes idle workers when its transaction commits.
+
+-- schema_version_table --
+-- The migrations applied so far; created before anything else, under the migration lock.
+CREATE TABLE IF NOT EXISTS corral_schema_version (
+    version integer PRIMARY KEY,
+    applied_at double precision NOT NULL DEFAULT extract(epoch FROM now())
+)
+
+-- schema_lock --
+-- Serialise concurrent openers of one schema until the migrating transaction ends.
+SELECT pg_advisory_xact_lock(7370637, hashtext(coalesce(current_schema(), '')))
+
+-- schema_version --
+-- The newest migration applied.
+SELECT coalesce(max(version), 0) FROM corral_schema_version
+
+-- schema_version_insert --
+-- Record one applied migration.
+INSERT INTO corral_schema_version (version) VALUES (%(version)s)
+
+-- notify_channel --
+-- One channel per schema, so that two corral databases in one PostgreSQL never wake each other.
+SELECT left('corral_' || coalesce(current_schema(), 'public'), 63)
+
+-- process_insert_many --
+-- Insert new processes, skipping taken custom ids, with their edges and first history event.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::text[], %(jobs)s::text[], %(params)s::text[], %(statuses)s::text[],
+        %(priorities)s::integer[], %(queues)s::text[], %(run_at)s::float8[],
+        %(custom_ids)s::text[], %(client_ids)s::text[], %(tags)s::jsonb[],
+        %(created_at)s::float8[], %(details)s::text[]
+    ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
+                            client_id, tags, created_at, detail, ord)
+), inserted AS (
+    INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
+                                client_id, tags, created_at, updated_at)
+    SELECT id, job, params, status, priority, queue, run_at, custom_id, client_id, tags,
+           created_at, created_at
+    FROM input ORDER BY ord
+    ON CONFLICT (client_id, custom_id) WHERE custom_id IS NOT NULL DO NOTHING
+    RETURNING /* process_columns */,
+              CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+), edges AS (
+    INSERT INTO corral_dependency (process_id, depends_on)
+    SELECT d.process_id, d.depends_on
+    FROM unnest(%(edge_ids)s::text[], %(edge_deps)s::text[]) AS d (process_id, depends_on)
+    WHERE d.process_id IN (SELECT id FROM inserted)
+), submitted AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    SELECT i.id, i.created_at, 'submitted', NULL, i.status, 0, i.detail
+    FROM input i WHERE i.id IN (SELECT id FROM inserted) ORDER BY i.ord
+)
+SELECT /* process_columns */ FROM inserted
+
+-- process_get_by_custom_ids --
+-- The processes holding some (client, custom id) pairs.
+SELECT /* process_columns */
+FROM corral_process
+WHERE (client_id, custom_id) IN (
+    SELECT * FROM unnest(%(client_ids)s::text[], %(custom_ids)s::text[])
+)
+
+-- process_get --
+-- One process by id.
+SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
+
+-- process_claim --
+-- Lease runnable processes in DESIGN 3 order: expired leases, then claim_rank, priority, run_at.
+WITH expired AS MATERIALIZED (
+    SELECT id, lease_owner
+    FROM corral_process
+    WHERE lease_expires_at IS NOT NULL AND lease_expires_at < %(now)s
+      AND status IN ('failing', 'ending', 'running', 'starting')
+      AND queue <> ALL (ARRAY(SELECT queue FROM corral_paused_queue))
+      AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
+      /* filters */
+    ORDER BY priority DESC, run_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), runnable AS MATERIALIZED (
+    SELECT id
+    FROM corral_process
+    WHERE status IN ('failing', 'ending', 'running', 'starting') AND lease_expires_at IS NULL
+      AND run_at <= %(now)s
+      AND queue <> ALL (ARRAY(SELECT queue FROM corral_paused_queue))
+      AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
+      /* filters */
+    ORDER BY claim_rank, priority DESC, run_at
+    LIMIT greatest(%(limit)s - (SELECT count(*) FROM expired), 0)
+    FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT id AS chosen_id, lease_owner AS previous_owner, 1 AS claim_class FROM expired
+    UNION ALL
+    SELECT id, NULL, 2 FROM runnable
+), claimed AS (
+    UPDATE corral_process
+    SET lease_owner = %(owner)s, lease_token = lease_token + 1,
+        lease_expires_at = %(expires)s, attempt = attempt + 1, updated_at = %(now)s,
+        version = version + 1
+    FROM chosen
+    WHERE id = chosen_id
+    RETURNING /* process_columns */, previous_owner, claim_class, claim_rank
+)
+SELECT * FROM claimed
+ORDER BY claim_class, CASE WHEN claim_class = 2 THEN claim_rank END, priority DESC, run_at
+
+-- process_commit_many --
+-- Apply the commits whose token still holds the lease, release it, and record their events.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::text[], %(tokens)s::bigint[], %(statuses)s::text[], %(stores)s::text[],
+        %(results)s::text[], %(errors)s::text[], %(progress_done)s::float8[],
+        %(progress_total)s::float8[], %(run_at)s::float8[], %(attempts)s::integer[],
+        %(stopped)s::text[], %(finished_at)s::float8[], %(now)s::float8[]
+    ) AS i (id, token, status, store, result, error, progress_done, progress_total, run_at,
+            attempt, stopped_status, finished_at, now)
+), locked AS MATERIALIZED (
+    -- Lock in id order, so that two batches over the same rows never deadlock.
+    SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
+), landed AS (
+    UPDATE corral_process p
+    SET status = i.status, store = i.store, result = i.result, error = i.error,
+        progress_done = i.progress_done, progress_total = i.progress_total,
+        run_at = i.run_at, attempt = i.attempt, stopped_status = i.stopped_status,
+        finished_at = i.finished_at, lease_owner = NULL, lease_expires_at = NULL,
+        updated_at = i.now, version = p.version + 1
+    FROM input i JOIN locked l ON l.id = i.id
+    WHERE p.id = i.id AND p.lease_token = i.token AND p.lease_expires_at IS NOT NULL
+    RETURNING p.id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+), events AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    SELECT process_id, at, kind, from_status, to_status, attempt, detail
+    FROM unnest(
+        %(e_ids)s::text[], %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[],
+        %(e_to)s::text[], %(e_attempts)s::integer[], %(e_details)s::text[]
+    ) WITH ORDINALITY AS e (process_id, at, kind, from_status, to_status, attempt, detail, ord)
+    WHERE process_id IN (SELECT id FROM landed)
+    ORDER BY ord
+)
+SELECT id FROM landed
+
+-- process_update --
+-- Apply an administrative change if the version did not move, with its events.
+WITH updated AS (
+    UPDATE corral_process
+    SET status = %(status)s, store = %(store)s, result = %(result)s, error = %(error)s,
+        progress_done = %(progress_done)s, progress_total = %(progress_total)s,
+        run_at = %(run_at)s, attempt = %(attempt)s, stopped_status = %(stopped)s,
+        finished_at = %(finished_at)s, cancel_requested = %(cancel_requested)s,
+        updated_at = %(now)s, version = version + 1
+    WHERE id = %(id)s AND version = %(version)s
+    RETURNING id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+), events AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    SELECT u.id, e.at, e.kind, e.from_status, e.to_status, e.attempt, e.detail
+    FROM updated u, unnest(
+        %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[], %(e_to)s::text[],
+        %(e_attempts)s::integer[], %(e_details)s::text[]
+    ) WITH ORDINALITY AS e (at, kind, from_status, to_status, attempt, detail, ord)
+    ORDER BY e.ord
+)
+SELECT count(*) FROM updated
+
+-- process_prune --
+-- Delete terminal processes finished before a time, with their history and edges.
+WITH doomed AS (
+    DELETE FROM corral_process
+    WHERE finished_at IS NOT NULL AND finished_at < %(before)s
+    RETURNING id
+), history AS (
+    DELETE FROM corral_history WHERE process_id IN (SELECT id FROM doomed)
+), edges AS (
+    DELETE FROM corral_dependency WHERE process_id IN (SELECT id FROM doomed)
+)
+SELECT count(*) FROM doomed
+
+-- lease_renew_many --
+-- Extend the leases this owner still holds; report which of them have a cancel request.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS i (id, token)
+), locked AS MATERIALIZED (
+    SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
+)
+UPDATE corral_process p
+SET lease_expires_at = %(expires)s
+FROM input i JOIN locked l ON l.id = i.id
+WHERE p.id = i.id AND p.lease_token = i.token AND p.lease_owner = %(owner)s
+  AND p.lease_expires_at IS NOT NULL
+RETURNING p.id, p.cancel_requested
+
+-- lease_release_many --
+-- Give leases back without counting the try, noting each release in the history.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS i (id, token)
+), locked AS MATERIALIZED (
+    SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
+), released AS (
+    UPDATE corral_process p
+    SET lease_owner = NULL, lease_expires_at = NULL, attempt = greatest(p.attempt - 1, 0),
+        updated_at = %(now)s, version = p.version + 1
+    FROM input i JOIN locked l ON l.id = i.id
+    WHERE p.id = i.id AND p.lease_token = i.token AND p.lease_expires_at IS NOT NULL
+    RETURNING p.id, p.attempt,
+              CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+), events AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    SELECT id, %(now)s, 'released', NULL, NULL, attempt, '{}' FROM released
+)
+SELECT id FROM released
+
+-- history_list --
+-- A process's history, oldest first.
+SELECT process_id, at, kind, from_status, to_status, attempt, detail
+FROM corral_history WHERE process_id = %(id)s ORDER BY id
+
+-- history_append --
+-- Append events that change no process.
+INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+SELECT process_id, at, kind, from_status, to_status, attempt, detail
+FROM unnest(
+    %(e_ids)s::text[], %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[],
+    %(e_to)s::text[], %(e_attempts)s::integer[], %(e_details)s::text[]
+) WITH ORDINALITY AS e (process_id, at, kind, from_status, to_status, attempt, detail, ord)
+ORDER BY ord
+
+-- queue_pause --
+-- Stop claims from a queue (`*`: every queue).
+INSERT INTO corral_paused_queue (queue) VALUES (%(queue)s) ON CONFLICT DO NOTHING
+
+-- queue_resume --
+-- Let claims take from a queue again (`*`: resume every queue).
+DELETE FROM corral_paused_queue
+WHERE queue = %(queue)s OR %(queue)s = '*'
+RETURNING CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+
+-- queue_paused --
+-- The paused queues.
+SELECT queue FROM corral_paused_queue ORDER BY 1
