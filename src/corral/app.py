@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import uuid
@@ -21,7 +22,15 @@ from corral.errors import (
     UnknownJob,
     UsageError,
 )
-from corral.jobs import Handler, Job, Registry, Retry, function_job, process_job
+from corral.jobs import (
+    Handler,
+    Job,
+    Registry,
+    Retry,
+    function_job,
+    handler_name,
+    process_job,
+)
 from corral.model import Event, Process, Status
 from corral.storage import default_url, open_storage
 from corral.storage.base import NewProcess, ProcessFilter, Storage
@@ -177,11 +186,8 @@ class App:
             raise ConfigurationError(f"unknown status {status!r}") from None
 
         def register(fn: F) -> F:
-            import inspect
-
-            self.registry.add_generic(
-                Handler(st, fn, fn.__qualname__, inspect.iscoroutinefunction(fn), True, priority)
-            )
+            is_async = inspect.iscoroutinefunction(fn)
+            self.registry.add_generic(Handler(st, fn, handler_name(fn), is_async, True, priority))
             return fn
 
         return register

@@ -192,7 +192,7 @@ def function_job(
             kwargs = {n: getattr(ctx.params, n) for n in names}
             return fn(ctx, **kwargs) if takes_ctx else fn(**kwargs)
 
-    handler = Handler(Status.STARTING, call, fn.__qualname__, _is_async(fn))
+    handler = Handler(Status.STARTING, call, handler_name(fn), _is_async(fn))
     return Job(
         name,
         "function",
@@ -223,7 +223,7 @@ def process_job(
     for status, method in PHASES.items():
         fn = getattr(instance, method, None)
         if fn is not None:
-            handlers[status] = Handler(status, fn, f"{cls.__qualname__}.{method}", _is_async(fn))
+            handlers[status] = Handler(status, fn, f"{handler_name(cls)}.{method}", _is_async(fn))
     if not any(s in handlers for s in FORWARD):
         raise ConfigurationError(
             f"process {name!r}: class {cls.__qualname__} defines none of start, step, finish"
@@ -231,7 +231,7 @@ def process_job(
     validate_fn = getattr(instance, "validate", None)
     validate = (
         Handler(
-            Status.STARTING, validate_fn, f"{cls.__qualname__}.validate", _is_async(validate_fn)
+            Status.STARTING, validate_fn, f"{handler_name(cls)}.validate", _is_async(validate_fn)
         )
         if validate_fn is not None
         else None
@@ -246,6 +246,12 @@ def process_job(
         priority=priority,
         queue=queue,
     )
+
+
+def handler_name(obj: Any) -> str:
+    """A readable name for `corral jobs`: the qualified name without `<locals>` parts."""
+    qualname = str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj))))
+    return qualname.rpartition("<locals>.")[2]
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
