@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 import pydantic
+import pydantic_core
 
 from corral import model
 from corral.errors import (
@@ -89,13 +91,16 @@ class App:
         self.max_params_bytes = max_params_bytes
         self.registry = Registry()
         self._storage: Storage | None = None
+        self._opening = threading.Lock()
         self.clock: Callable[[], float] = time.time
 
     # --- the database --------------------------------------------------------------------
     @property
     def storage(self) -> Storage:
         if self._storage is None:
-            self._storage = open_storage(self.database_url or default_url())
+            with self._opening:  # threads of one app share one database object
+                if self._storage is None:
+                    self._storage = open_storage(self.database_url or default_url())
         return self._storage
 
     def use_database(self, url: str) -> None:
@@ -250,7 +255,10 @@ class App:
     ) -> NewProcess:
         job = self.get_job(job_name)
         parsed = job.parse_params(params)
-        data = parsed.model_dump(mode="json")
+        try:
+            data = parsed.model_dump(mode="json")
+        except pydantic_core.PydanticSerializationError as exc:
+            raise InvalidParams(f"job {job_name!r}: parameters are not JSON: {exc}") from None
         self._check_size(job_name, data)
         now = self.clock()
         if custom_id is not None and (

@@ -27,7 +27,7 @@ def test_parameters_come_from_the_signature_after_ctx() -> None:
     assert job.parse_params({"a": "1"}).model_dump() == {"a": 1, "b": 2}
     with pytest.raises(InvalidParams, match="missing parameter 'a'"):
         job.parse_params({})
-    with pytest.raises(InvalidParams, match="parameter 'a'.*integer"):
+    with pytest.raises(InvalidParams, match=r"parameter 'a'.*integer"):
         job.parse_params({"a": "x"})
     with pytest.raises(InvalidParams, match="unknown parameter 'c'"):
         job.parse_params({"a": 1, "c": 3})
@@ -87,12 +87,13 @@ def test_var_args_cannot_be_parameters() -> None:
 
 def test_a_process_class_needs_a_forward_handler() -> None:
     with pytest.raises(ConfigurationError, match="none of start, step, finish"):
+
         @make_app().process("nothing")
         class Nothing:
             def rollback(self, ctx: Context) -> None: ...
 
 
-# --- resolution ----------------------------------------------------------------------------------
+# --- resolution ------------------------------------------------------------------------------
 
 
 def build() -> App:
@@ -101,13 +102,16 @@ def build() -> App:
     @app.process("full")
     class Full:
         def start(self, ctx: Context) -> None: ...
-        def step(self, ctx: Context) -> bool: return True
+        def step(self, ctx: Context) -> bool:
+            return True
+
         def finish(self, ctx: Context) -> None: ...
         def rollback(self, ctx: Context) -> None: ...
 
     @app.process("bare")
     class Bare:
-        def step(self, ctx: Context) -> bool: return True
+        def step(self, ctx: Context) -> bool:
+            return True
 
     @app.handler(status="failing", priority=110)
     def late_cleanup(ctx: Context) -> None: ...
@@ -159,7 +163,7 @@ def test_the_jobs_table_shows_which_handler_runs_per_status() -> None:
     assert rows["full"][Status.FAILING].endswith("Full.rollback")
 
 
-# --- retry policy --------------------------------------------------------------------------------
+# --- retry policy ----------------------------------------------------------------------------
 
 
 def test_retry_policy_validates_and_chooses_errors() -> None:

@@ -36,7 +36,7 @@ def open_storage(url: str | None = None, *, migrate: bool = True) -> Storage:
         return SQLiteStorage(url, path, migrate=migrate)
     if scheme in ("postgresql", "postgres"):
         try:
-            from corral.storage.postgres import PostgresStorage  # type: ignore[import-not-found]
+            from corral.storage.postgres import PostgresStorage
         except ImportError:
             raise StorageUnavailable("the PostgreSQL backend is not available") from None
         storage: Storage = PostgresStorage(url, migrate=migrate)
