@@ -77,7 +77,7 @@ WITH expired AS MATERIALIZED (
     FROM corral_process
     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < %(now)s
       AND status IN ('failing', 'ending', 'running', 'starting')
-      AND queue <> ALL (ARRAY(SELECT queue FROM corral_paused_queue))
+      AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
     ORDER BY priority DESC, run_at
@@ -88,7 +88,7 @@ WITH expired AS MATERIALIZED (
     FROM corral_process
     WHERE status IN ('failing', 'ending', 'running', 'starting') AND lease_expires_at IS NULL
       AND run_at <= %(now)s
-      AND queue <> ALL (ARRAY(SELECT queue FROM corral_paused_queue))
+      AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
     ORDER BY claim_rank, priority DESC, run_at
@@ -103,11 +103,12 @@ WITH expired AS MATERIALIZED (
     SET lease_owner = %(owner)s, lease_token = lease_token + 1,
         lease_expires_at = %(expires)s, attempt = attempt + 1, updated_at = %(now)s,
         version = version + 1
-    FROM chosen
-    WHERE id = chosen_id
-    RETURNING /* process_columns */, previous_owner, claim_class, claim_rank
+    -- An array, not a join: the planner cannot guess how few rows `chosen` holds.
+    WHERE id = ANY (ARRAY(SELECT chosen_id FROM chosen))
+    RETURNING /* process_columns */, claim_rank
 )
-SELECT * FROM claimed
+SELECT claimed.*, previous_owner, claim_class
+FROM claimed JOIN chosen ON chosen_id = id
 ORDER BY claim_class, CASE WHEN claim_class = 2 THEN claim_rank END, priority DESC, run_at
 
 -- process_commit_many --
@@ -115,9 +116,9 @@ ORDER BY claim_class, CASE WHEN claim_class = 2 THEN claim_rank END, priority DE
 WITH input AS (
     SELECT *
     FROM unnest(
-        %(ids)s::text[], %(tokens)s::bigint[], %(statuses)s::text[], %(stores)s::text[],
-        %(results)s::text[], %(errors)s::text[], %(progress_done)s::float8[],
-        %(progress_total)s::float8[], %(run_at)s::float8[], %(attempts)s::integer[],
+        %(ids)s::text[], %(tokens)s::bigint[], %(status)s::text[], %(store)s::text[],
+        %(result)s::text[], %(error)s::text[], %(progress_done)s::float8[],
+        %(progress_total)s::float8[], %(run_at)s::float8[], %(attempt)s::integer[],
         %(stopped)s::text[], %(finished_at)s::float8[], %(now)s::float8[]
     ) AS i (id, token, status, store, result, error, progress_done, progress_total, run_at,
             attempt, stopped_status, finished_at, now)

@@ -1,0 +1,637 @@
+"""The PostgreSQL backend: many workers on many machines share one database.
+
+Connections come from a `psycopg_pool.ConnectionPool` in autocommit mode: most verbs are one
+statement (a few data-modifying CTEs), so one round trip and one implicit transaction each.
+Claims lock candidates with `FOR UPDATE SKIP LOCKED`; batched writes over several rows lock
+them in id order first, so that two batches never deadlock. The SQL lives in
+`sql/postgres/queries.sql`; the schema in the numbered migrations beside it.
+
+Idle workers wait for a NOTIFY that every write creating runnable work sends when its
+transaction commits. One listener thread per storage object holds a dedicated connection.
+With `notify=false` in the URL (PgBouncer in transaction mode cannot LISTEN), waiting falls
+back to polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import select
+import socket
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolClosed
+
+from corral.errors import CustomIdConflict, StorageUnavailable
+from corral.model import Change, Event, Process
+from corral.storage import codec
+from corral.storage.base import (
+    Claim,
+    Claimed,
+    Inserted,
+    IterationCommit,
+    NewProcess,
+    ProcessFilter,
+    Renewal,
+    Storage,
+)
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+_SQL_DIR = resources.files("corral.storage") / "sql" / "postgres"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
+_QUERY_HEADER = re.compile(r"^-- (\w+) --$", re.MULTILINE)
+_CONNECT_TIMEOUT = 5
+#: How long a verb waits for a pooled connection before reporting the database unavailable.
+_POOL_TIMEOUT = 10.0
+#: Seconds of silence after which the listener pings the server, to notice a dead one.
+_LISTEN_PING = 30.0
+#: Polling interval of `wait_for_change` when LISTEN/NOTIFY is off.
+_POLL = 0.05
+_FALSE = ("0", "false", "no", "off")
+
+
+def load_queries() -> dict[str, str]:
+    """The named queries of queries.sql, with the process column list filled in."""
+    text = (_SQL_DIR / "queries.sql").read_text(encoding="utf-8")
+    parts = _QUERY_HEADER.split(text)
+    queries = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=True))
+    columns = codec.PROCESS_COLUMNS
+    return {k: v.replace("/* process_columns */", columns) for k, v in queries.items()}
+
+
+def load_migrations() -> list[tuple[int, str]]:
+    """The numbered migrations, in the order they apply."""
+    found = []
+    for entry in _SQL_DIR.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    found.sort()
+    if [v for v, _ in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"PostgreSQL migrations are not numbered 1..n: {[v for v, _ in found]}")
+    return found
+
+
+Q = load_queries()
+MIGRATIONS = load_migrations()
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class PostgresStorage(Storage):
+    """Storage on a PostgreSQL database named by a `postgresql://` (or `postgres://`) URL.
+
+    The URL is libpq's, plus one parameter of corral's own: `notify=false` turns LISTEN/NOTIFY
+    off. `?options=-csearch_path%3Dname` puts corral's tables in schema `name`.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, notify: bool | None = None) -> None:
+        self.url = url
+        conninfo, url_notify = _split_url(url)
+        self._notify_on = url_notify if notify is None else notify
+        self._conninfo, self._connect_kwargs = _connect_args(url, conninfo)
+        self._where = _redact(url)
+        self._down = False
+        self._changed = threading.Condition()
+        self._wakeups = 0
+        self._seen = threading.local()
+        self._listen_lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
+        self._closed = False
+        self._channel = self._probe()
+        self._notify_param = self._channel if self._notify_on else None
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            self._conninfo,
+            kwargs={"autocommit": True, **self._connect_kwargs},
+            min_size=1,
+            max_size=10,
+            open=False,
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            name=f"corral-{self._channel}",
+            timeout=_POOL_TIMEOUT,
+        )
+        self._pool.open(wait=False)
+        if migrate:
+            try:
+                self.migrate()
+            except BaseException:
+                self.close()
+                raise
+
+    # --- connections ---------------------------------------------------------------------
+    def _probe(self) -> str:
+        """Connect once, for a clear error now rather than a pool timeout later."""
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn:
+                row = conn.execute(Q["notify_channel"]).fetchone()
+        except psycopg.Error as exc:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise StorageUnavailable(
+                f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
+            ) from None
+        assert row is not None
+        return str(row[0])
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled connection; a lost server becomes `StorageUnavailable`, logged once."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolClosed:
+            raise StorageUnavailable(f"the storage of {self._where} is closed") from None
+        except psycopg.OperationalError as exc:  # PoolTimeout is one
+            if not _connection_lost(exc):
+                raise
+            self._outage(exc)
+            raise StorageUnavailable(
+                f"PostgreSQL at {self._where} is unavailable: {_one_line(exc)}"
+            ) from None
+        if self._down:
+            self._back()
+
+    def _outage(self, exc: BaseException) -> None:
+        if not self._down:
+            self._down = True
+            log.warning(
+                "PostgreSQL at %s is unavailable (%s); retrying", self._where, _one_line(exc)
+            )
+
+    def _back(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("PostgreSQL at %s is reachable again", self._where)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+        with self._listen_lock:
+            listener = self._listener
+        if listener is not None:
+            self._wake_w.send(b"x")
+            listener.join(timeout=5.0)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # --- schema --------------------------------------------------------------------------
+    def migrate(self) -> int:
+        try:
+            with self._connection() as conn, conn.transaction():
+                conn.execute(Q["schema_lock"])
+                conn.execute(Q["schema_version_table"])
+                row = conn.execute(Q["schema_version"]).fetchone()
+                current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:
+                    raise StorageUnavailable(
+                        f"the database {self._where} has schema version {current}, newer than "
+                        f"this corral ({SCHEMA_VERSION}); upgrade corral"
+                    )
+                for version, script in MIGRATIONS:
+                    if version > current:
+                        conn.execute(script.encode())
+                        conn.execute(Q["schema_version_insert"], {"version": version})
+        except psycopg.Error as exc:
+            raise StorageUnavailable(
+                f"cannot create or upgrade the corral schema in {self._where}: {_one_line(exc)}"
+            ) from None
+        return SCHEMA_VERSION
+
+    # --- processes -----------------------------------------------------------------------
+    def process_insert_many(self, processes: Sequence[NewProcess]) -> list[Inserted]:
+        if not processes:
+            return []
+        args = _insert_args(processes, self._notify_param)
+        for attempt in range(3):
+            try:
+                out = self._insert(processes, args)
+            except psycopg.errors.DeadlockDetected:
+                # Two batches taking the same custom ids in opposite orders: the other one
+                # committed by now, so another try finds its processes.
+                if attempt == 2:
+                    raise
+                continue
+            self.notify_local()
+            return out
+        raise AssertionError("unreachable")
+
+    def _insert(self, processes: Sequence[NewProcess], args: dict[str, Any]) -> list[Inserted]:
+        # Without custom ids the one statement is the whole transaction; with them, the
+        # batch must roll back as a whole on a conflict found by the second statement.
+        atomic = any(n.custom_id is not None for n in processes)
+        with self._connection() as conn, conn.transaction() if atomic else nullcontext():
+            rows = conn.execute(Q["process_insert_many"], args).fetchall()
+            created = {p.id: p for p in map(codec.process_from_row, rows)}
+            taken = [n for n in processes if n.id not in created]
+            existing: dict[tuple[str, str | None], Process] = {}
+            if taken:
+                # A separate statement: it sees the rows this transaction just inserted and
+                # those of concurrent submitters that ON CONFLICT waited for.
+                rows = conn.execute(
+                    Q["process_get_by_custom_ids"],
+                    {
+                        "client_ids": [n.client_id for n in taken],
+                        "custom_ids": [n.custom_id for n in taken],
+                    },
+                ).fetchall()
+                for p in map(codec.process_from_row, rows):
+                    existing[(p.client_id, p.custom_id)] = p
+            return [_outcome(new, created, existing) for new in processes]
+
+    def process_get(self, process_id: str) -> Process | None:
+        with self._connection() as conn:
+            row = conn.execute(Q["process_get"], {"id": process_id}).fetchone()
+        return None if row is None else codec.process_from_row(row)
+
+    def process_list(self, where: ProcessFilter) -> list[Process]:
+        clauses: list[sql.Composable] = []
+        args: dict[str, Any] = {"limit": where.limit}
+        if where.status is not None:
+            clauses.append(sql.SQL("status = %(status)s"))
+            args["status"] = where.status.value
+        if where.job is not None:
+            clauses.append(sql.SQL("job = %(job)s"))
+            args["job"] = where.job
+        if where.tags:
+            clauses.append(sql.SQL("tags @> %(tags)s::jsonb"))
+            args["tags"] = codec.dumps(dict(where.tags))
+        order = sql.SQL("DESC" if where.newest_first else "ASC")
+        query = sql.SQL(
+            "SELECT {cols} FROM corral_process {where} "
+            "ORDER BY created_at {order}, id {order} LIMIT %(limit)s"
+        ).format(
+            cols=sql.SQL(codec.PROCESS_COLUMNS),
+            where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL(""),
+            order=order,
+        )
+        with self._connection() as conn:
+            rows = conn.execute(query, args).fetchall()
+        return [codec.process_from_row(r) for r in rows]
+
+    def process_claim(self, claim: Claim) -> list[Claimed]:
+        if claim.limit <= 0:
+            return []
+        filters = []
+        if claim.process_ids is not None:
+            filters.append("AND id = ANY(%(ids)s::text[])")
+        if claim.queues is not None:
+            filters.append("AND queue = ANY(%(queues)s::text[])")
+        query = Q["process_claim"].replace("/* filters */", " ".join(filters))
+        args = {
+            "owner": claim.owner,
+            "now": float(claim.now),
+            "expires": float(claim.now + claim.lease_seconds),
+            "limit": claim.limit,
+            "ids": list(claim.process_ids or ()),
+            "queues": list(claim.queues or ()),
+        }
+        with self._connection() as conn:
+            rows = conn.execute(query, args).fetchall()
+        # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
+        claimed = []
+        for row in rows:
+            process = codec.process_from_row(row)
+            previous_owner, claim_class = row[-2], row[-1]
+            claimed.append(Claimed(process, process.lease_token, claim_class == 1, previous_owner))
+        return claimed
+
+    def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        if not commits:
+            return []
+        # One commit per process: a second one for the same id finds the lease released.
+        unique: dict[str, IterationCommit] = {}
+        for commit in commits:
+            unique.setdefault(commit.process_id, commit)
+        batch = list(unique.values())
+        columns: dict[str, list[Any]] = {"ids": [], "tokens": [], "now": []}
+        for commit in batch:
+            columns["ids"].append(commit.process_id)
+            columns["tokens"].append(commit.token)
+            columns["now"].append(float(commit.now))
+            for key, value in _change_args(commit.change).items():
+                columns.setdefault(key, []).append(value)
+        events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]
+        args = {**columns, **_event_args(events), "notify": self._notify_param}
+        with self._connection() as conn:
+            landed = {r[0] for r in conn.execute(Q["process_commit_many"], args).fetchall()}
+        if landed:
+            self.notify_local()
+        return [
+            c.process_id
+            for c in commits
+            if c.process_id not in landed or unique[c.process_id] is not c
+        ]
+
+    def process_update(
+        self, process_id: str, expected_version: int, change: Change, now: float
+    ) -> bool:
+        events = [codec.event_to_row(e, process_id) for e in change.events]
+        args = {
+            **_change_args(change),
+            **_event_args(events),
+            "cancel_requested": change.cancel_requested,
+            "now": float(now),
+            "id": process_id,
+            "version": expected_version,
+            "notify": self._notify_param,
+        }
+        with self._connection() as conn:
+            row = conn.execute(Q["process_update"], args).fetchone()
+        updated = row is not None and row[0] == 1
+        if updated:
+            self.notify_local()
+        return updated
+
+    def process_prune(self, finished_before: float) -> int:
+        with self._connection() as conn:
+            row = conn.execute(Q["process_prune"], {"before": float(finished_before)}).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- leases --------------------------------------------------------------------------
+    def lease_renew_many(
+        self, owner: str, tokens: Mapping[str, int], now: float, lease_seconds: float
+    ) -> Renewal:
+        if not tokens:
+            return Renewal(frozenset(), frozenset())
+        args = {
+            "ids": list(tokens),
+            "tokens": list(tokens.values()),
+            "owner": owner,
+            "expires": float(now + lease_seconds),
+        }
+        with self._connection() as conn:
+            rows = conn.execute(Q["lease_renew_many"], args).fetchall()
+        held = {r[0] for r in rows}
+        cancel = {r[0] for r in rows if r[1]}
+        return Renewal(frozenset(set(tokens) - held), frozenset(cancel))
+
+    def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
+        if not tokens:
+            return []
+        args = {
+            "ids": list(tokens),
+            "tokens": list(tokens.values()),
+            "now": float(now),
+            "notify": self._notify_param,
+        }
+        with self._connection() as conn:
+            released = {r[0] for r in conn.execute(Q["lease_release_many"], args).fetchall()}
+        if released:
+            self.notify_local()
+        return [pid for pid in tokens if pid in released]
+
+    # --- history -------------------------------------------------------------------------
+    def history_list(self, process_id: str) -> list[Event]:
+        with self._connection() as conn:
+            rows = conn.execute(Q["history_list"], {"id": process_id}).fetchall()
+        return [codec.event_from_row(r) for r in rows]
+
+    def history_append(self, events: Sequence[Event]) -> None:
+        if events:
+            with self._connection() as conn:
+                rows = [codec.event_to_row(e) for e in events]
+                conn.execute(Q["history_append"], _event_args(rows))
+
+    # --- queues --------------------------------------------------------------------------
+    def queue_pause(self, queue: str, paused: bool) -> None:
+        with self._connection() as conn:
+            if paused:
+                conn.execute(Q["queue_pause"], {"queue": queue})
+                return
+            resumed = conn.execute(
+                Q["queue_resume"], {"queue": queue, "notify": self._notify_param}
+            ).fetchall()
+        if resumed:
+            self.notify_local()
+
+    def queue_paused(self) -> list[str]:
+        with self._connection() as conn:
+            return [r[0] for r in conn.execute(Q["queue_paused"]).fetchall()]
+
+    # --- wake-ups ------------------------------------------------------------------------
+    def notify_local(self) -> None:
+        with self._changed:
+            self._wakeups += 1
+            self._changed.notify_all()
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """True when something may have changed since this thread's previous call returned.
+
+        Without LISTEN/NOTIFY, waits at most 50 ms and returns True: the caller polls.
+        """
+        if not self._notify_on or not self._start_listener():
+            with self._changed:
+                seen = self._wakeups
+                self._changed.wait_for(
+                    lambda: self._wakeups != seen, timeout=max(min(timeout, _POLL), 0.0)
+                )
+            return True
+        with self._changed:
+            seen = getattr(self._seen, "wakeups", self._wakeups)
+            changed = self._changed.wait_for(
+                lambda: self._wakeups != seen, timeout=max(timeout, 0.0)
+            )
+            self._seen.wakeups = self._wakeups
+        return changed
+
+    def _start_listener(self) -> bool:
+        """LISTEN before returning, so that no later commit's NOTIFY is missed."""
+        with self._listen_lock:
+            if self._listener is not None:
+                return True
+            if self._closed:
+                return False
+            try:
+                conn = self._listen_connect()
+            except psycopg.Error as exc:
+                self._outage(exc)
+                return False
+            self._listener = threading.Thread(
+                target=self._listen,
+                args=(conn,),
+                name=f"corral-listen-{self._channel}",
+                daemon=True,
+            )
+            self._listener.start()
+            return True
+
+    def _listen_connect(self) -> Connection:
+        conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs)
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _listen(self, conn: Connection | None) -> None:
+        """The listener thread: count notifications, reconnect with backoff when the server
+        goes away (counting a wake-up then, since notifications were missed)."""
+        backoff = 0.1
+        while not self._closed:
+            try:
+                if conn is None:
+                    conn = self._listen_connect()
+                    self._back()
+                    self.notify_local()
+                wake = self._wake_r.fileno()
+                ready, _, _ = select.select([conn.fileno(), wake], [], [], _LISTEN_PING)
+                if wake in ready:
+                    break
+                if not ready:
+                    conn.execute("SELECT 1")  # a dead server shows only when spoken to
+                if sum(1 for _ in conn.notifies(timeout=0)):
+                    self.notify_local()
+                backoff = 0.1
+            except psycopg.Error as exc:
+                self._outage(exc)
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                select.select([self._wake_r], [], [], backoff)
+                backoff = min(backoff * 2, 5.0)
+        if conn is not None:
+            conn.close()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _change_args(c: Change) -> dict[str, Any]:
+    return {
+        "status": c.status.value,
+        "store": codec.dumps(c.store),
+        "result": codec.dumps(c.result),
+        "error": codec.error_dumps(c.error),
+        "progress_done": _float(c.progress_done),
+        "progress_total": _float(c.progress_total),
+        "run_at": float(c.run_at),
+        "attempt": c.attempt,
+        "stopped": c.stopped_status.value if c.stopped_status else None,
+        "finished_at": _float(c.finished_at),
+    }
+
+
+def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """History rows (codec.event_to_row) as the column arrays the queries unnest."""
+    cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
+    return {
+        "e_ids": list(cols[0]),
+        "e_at": [float(v) for v in cols[1]],
+        "e_kinds": list(cols[2]),
+        "e_from": list(cols[3]),
+        "e_to": list(cols[4]),
+        "e_attempts": list(cols[5]),
+        "e_details": list(cols[6]),
+    }
+
+
+def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> dict[str, Any]:
+    return {
+        "ids": [n.id for n in processes],
+        "jobs": [n.job for n in processes],
+        "params": [codec.dumps(n.params) for n in processes],
+        "statuses": [n.status.value for n in processes],
+        "priorities": [n.priority for n in processes],
+        "queues": [n.queue for n in processes],
+        "run_at": [float(n.run_at) for n in processes],
+        "custom_ids": [n.custom_id for n in processes],
+        "client_ids": [n.client_id for n in processes],
+        "tags": [codec.dumps(dict(n.tags)) for n in processes],
+        "created_at": [float(n.created_at) for n in processes],
+        "details": [codec.dumps({"job": n.job, "custom_id": n.custom_id}) for n in processes],
+        "edge_ids": [n.id for n in processes for _ in n.depends_on],
+        "edge_deps": [d for n in processes for d in n.depends_on],
+        "notify": notify,
+    }
+
+
+def _outcome(
+    new: NewProcess,
+    created: Mapping[str, Process],
+    existing: Mapping[tuple[str, str | None], Process],
+) -> Inserted:
+    if new.id in created:
+        return Inserted(created[new.id], "created")
+    found = existing.get((new.client_id, new.custom_id))
+    if found is None:  # only a custom id conflict skips an insert
+        raise AssertionError(f"process {new.id} was neither inserted nor found")
+    if found.job != new.job or codec.dumps(found.params) != codec.dumps(new.params):
+        raise CustomIdConflict(
+            f"custom id {new.custom_id!r} already names process {found.id} of job "
+            f"{found.job!r} with other parameters"
+        )
+    return Inserted(found, "existing")
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _configure(conn: Connection) -> None:
+    # codec decodes JSON itself: hand it jsonb (tags) as text, like every other JSON column.
+    conn.adapters.register_loader("jsonb", TextLoader)
+
+
+def _split_url(url: str) -> tuple[str, bool]:
+    """The libpq URL without corral's own `notify` parameter, and that parameter's value."""
+    parts = urlsplit(url)
+    notify = True
+    kept = []
+    for item in parts.query.split("&") if parts.query else []:
+        key, _, value = item.partition("=")
+        if key == "notify":
+            notify = value.lower() not in _FALSE
+        else:
+            kept.append(item)
+    return urlunsplit(parts._replace(query="&".join(kept))), notify
+
+
+def _connect_args(url: str, conninfo: str) -> tuple[str, dict[str, Any]]:
+    """Short connect timeouts and an application name unless the URL sets its own."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise StorageUnavailable(
+            f"invalid PostgreSQL URL {_redact(url)}: {_one_line(exc)}"
+        ) from None
+    extra: dict[str, Any] = {}
+    if "connect_timeout" not in given:
+        extra["connect_timeout"] = _CONNECT_TIMEOUT
+    if "application_name" not in given:
+        extra["application_name"] = "corral"
+    return conninfo, extra
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """A broken connection or a server going down, not a query's own failure (deadlock,
+    cancellation, lock timeout), which the caller should see as it is."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
