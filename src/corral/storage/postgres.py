@@ -97,9 +97,8 @@ class PostgresStorage(Storage):
 
     def __init__(self, url: str, *, migrate: bool = True, notify: bool | None = None) -> None:
         self.url = url
-        conninfo, url_notify = _split_url(url)
+        self._conninfo, self._connect_kwargs, url_notify = _parse_url(url)
         self._notify_on = url_notify if notify is None else notify
-        self._conninfo, self._connect_kwargs = _connect_args(url, conninfo)
         self._where = _redact(url)
         self._down = False
         self._changed = threading.Condition()
@@ -216,18 +215,17 @@ class PostgresStorage(Storage):
         if not processes:
             return []
         args = _insert_args(processes, self._notify_param)
-        for attempt in range(3):
+        for attempt in (1, 2, 3):
             try:
                 out = self._insert(processes, args)
+                break
             except psycopg.errors.DeadlockDetected:
                 # Two batches taking the same custom ids in opposite orders: the other one
-                # committed by now, so another try finds its processes.
-                if attempt == 2:
+                # has committed by now, so another try finds its processes.
+                if attempt == 3:
                     raise
-                continue
-            self.notify_local()
-            return out
-        raise AssertionError("unreachable")
+        self.notify_local()
+        return out
 
     def _insert(self, processes: Sequence[NewProcess], args: dict[str, Any]) -> list[Inserted]:
         # Without custom ids the one statement is the whole transaction; with them, the
@@ -313,10 +311,10 @@ class PostgresStorage(Storage):
         if not commits:
             return []
         # One commit per process: a second one for the same id finds the lease released.
-        unique: dict[str, IterationCommit] = {}
-        for commit in commits:
-            unique.setdefault(commit.process_id, commit)
-        batch = list(unique.values())
+        first: dict[str, int] = {}
+        for i, commit in enumerate(commits):
+            first.setdefault(commit.process_id, i)
+        batch = [commits[i] for i in first.values()]
         columns: dict[str, list[Any]] = {"ids": [], "tokens": [], "now": []}
         for commit in batch:
             columns["ids"].append(commit.process_id)
@@ -332,8 +330,8 @@ class PostgresStorage(Storage):
             self.notify_local()
         return [
             c.process_id
-            for c in commits
-            if c.process_id not in landed or unique[c.process_id] is not c
+            for i, c in enumerate(commits)
+            if c.process_id not in landed or first[c.process_id] != i
         ]
 
     def process_update(
@@ -367,12 +365,8 @@ class PostgresStorage(Storage):
     ) -> Renewal:
         if not tokens:
             return Renewal(frozenset(), frozenset())
-        args = {
-            "ids": list(tokens),
-            "tokens": list(tokens.values()),
-            "owner": owner,
-            "expires": float(now + lease_seconds),
-        }
+        args = {"ids": list(tokens), "tokens": list(tokens.values()), "owner": owner}
+        args["expires"] = float(now + lease_seconds)
         with self._connection() as conn:
             rows = conn.execute(Q["lease_renew_many"], args).fetchall()
         held = {r[0] for r in rows}
@@ -587,8 +581,9 @@ def _configure(conn: Connection) -> None:
     conn.adapters.register_loader("jsonb", TextLoader)
 
 
-def _split_url(url: str) -> tuple[str, bool]:
-    """The libpq URL without corral's own `notify` parameter, and that parameter's value."""
+def _parse_url(url: str) -> tuple[str, dict[str, Any], bool]:
+    """libpq's URL without corral's `notify` parameter; connect defaults it does not set
+    (short timeout, application name); and whether LISTEN/NOTIFY is on."""
     parts = urlsplit(url)
     notify = True
     kept = []
@@ -598,23 +593,15 @@ def _split_url(url: str) -> tuple[str, bool]:
             notify = value.lower() not in _FALSE
         else:
             kept.append(item)
-    return urlunsplit(parts._replace(query="&".join(kept))), notify
-
-
-def _connect_args(url: str, conninfo: str) -> tuple[str, dict[str, Any]]:
-    """Short connect timeouts and an application name unless the URL sets its own."""
+    conninfo = urlunsplit(parts._replace(query="&".join(kept)))
     try:
         given = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
         raise StorageUnavailable(
             f"invalid PostgreSQL URL {_redact(url)}: {_one_line(exc)}"
         ) from None
-    extra: dict[str, Any] = {}
-    if "connect_timeout" not in given:
-        extra["connect_timeout"] = _CONNECT_TIMEOUT
-    if "application_name" not in given:
-        extra["application_name"] = "corral"
-    return conninfo, extra
+    defaults = {"connect_timeout": _CONNECT_TIMEOUT, "application_name": "corral"}
+    return conninfo, {k: v for k, v in defaults.items() if k not in given}, notify
 
 
 def _redact(url: str) -> str:

@@ -133,7 +133,8 @@ WITH input AS (
         finished_at = i.finished_at, lease_owner = NULL, lease_expires_at = NULL,
         updated_at = i.now, version = p.version + 1
     FROM input i JOIN locked l ON l.id = i.id
-    WHERE p.id = i.id AND p.lease_token = i.token AND p.lease_expires_at IS NOT NULL
+    WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
+      AND p.lease_expires_at IS NOT NULL
     RETURNING p.id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
@@ -192,7 +193,8 @@ WITH input AS (
 UPDATE corral_process p
 SET lease_expires_at = %(expires)s
 FROM input i JOIN locked l ON l.id = i.id
-WHERE p.id = i.id AND p.lease_token = i.token AND p.lease_owner = %(owner)s
+WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
+  AND p.lease_owner = %(owner)s
   AND p.lease_expires_at IS NOT NULL
 RETURNING p.id, p.cancel_requested
 
@@ -207,7 +209,8 @@ WITH input AS (
     SET lease_owner = NULL, lease_expires_at = NULL, attempt = greatest(p.attempt - 1, 0),
         updated_at = %(now)s, version = p.version + 1
     FROM input i JOIN locked l ON l.id = i.id
-    WHERE p.id = i.id AND p.lease_token = i.token AND p.lease_expires_at IS NOT NULL
+    WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
+      AND p.lease_expires_at IS NOT NULL
     RETURNING p.id, p.attempt,
               CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
 ), events AS (
