@@ -1,0 +1,148 @@
+"""The PostgreSQL schema and its migrations.
+
+Whatever path a database took (a fresh open, an upgrade from any earlier version, several
+workers opening an empty schema at once), it ends with the same schema, compared through
+information_schema, pg_indexes and pg_constraint.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from corral.errors import StorageUnavailable
+from corral.storage.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage
+from tests.backends import POSTGRES_URL, require_postgres
+from tests.pg import isolated_schema_url
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def empty_schema() -> Iterator[str]:
+    require_postgres()
+    with isolated_schema_url(POSTGRES_URL, f"t_{uuid.uuid4().hex[:12]}") as url:
+        yield url
+
+
+def dump_schema(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything that defines the schema, with the schema's own name left out."""
+    with psycopg.connect(url) as conn:
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+
+        def rows(query: str) -> list[tuple[Any, ...]]:
+            found = conn.execute(query).fetchall()
+            return [tuple(str(v).replace(f"{schema}.", "") for v in r) for r in found]
+
+        return {
+            "columns": rows(
+                "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
+                "column_default, is_identity, is_generated, generation_expression "
+                "FROM information_schema.columns WHERE table_schema = current_schema() "
+                "ORDER BY table_name, ordinal_position"
+            ),
+            "indexes": rows(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = current_schema() ORDER BY tablename, indexname"
+            ),
+            "constraints": rows(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                "FROM pg_constraint WHERE connamespace = current_schema()::regnamespace "
+                "ORDER BY 1, 2"
+            ),
+        }
+
+
+def versions(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT version FROM corral_schema_version ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.fixture
+def fresh_schema() -> Iterator[dict[str, list[tuple[Any, ...]]]]:
+    """The schema a first open builds, as the reference."""
+    require_postgres()
+    with isolated_schema_url(POSTGRES_URL, f"t_{uuid.uuid4().hex[:12]}") as url:
+        PostgresStorage(url).close()
+        yield dump_schema(url)
+
+
+def test_the_first_open_builds_the_schema_and_records_every_version(empty_schema: str) -> None:
+    with PostgresStorage(empty_schema) as storage:
+        assert storage.migrate() == SCHEMA_VERSION
+    dump = dump_schema(empty_schema)
+    assert {c[0] for c in dump["columns"]} >= {"corral_process", "corral_history"}
+    assert any("corral_process_runnable" in i[1] for i in dump["indexes"])
+    assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_migrate_again_changes_nothing(
+    empty_schema: str, fresh_schema: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    with PostgresStorage(empty_schema) as storage:
+        before = dump_schema(empty_schema)
+        assert storage.migrate() == SCHEMA_VERSION
+        assert storage.migrate() == SCHEMA_VERSION
+    with PostgresStorage(empty_schema):
+        pass
+    assert dump_schema(empty_schema) == before == fresh_schema
+    assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+@pytest.mark.parametrize("applied", range(len(MIGRATIONS)))
+def test_upgrading_from_any_earlier_version_gives_the_fresh_schema(
+    empty_schema: str, fresh_schema: dict[str, list[tuple[Any, ...]]], applied: int
+) -> None:
+    # Given a database left at version `applied` by an older corral...
+    with psycopg.connect(empty_schema, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "CREATE TABLE corral_schema_version (version integer PRIMARY KEY, "
+            "applied_at double precision NOT NULL DEFAULT extract(epoch FROM now()))"
+        )
+        for version, script in MIGRATIONS[:applied]:
+            conn.execute(script.encode())
+            conn.execute("INSERT INTO corral_schema_version (version) VALUES (%s)", (version,))
+    # ...opening it with this one applies the rest.
+    PostgresStorage(empty_schema).close()
+    assert dump_schema(empty_schema) == fresh_schema
+    assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_concurrent_openers_of_an_empty_schema_all_succeed_and_migrate_once(
+    empty_schema: str, fresh_schema: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    storages = [PostgresStorage(empty_schema, migrate=False) for _ in range(6)]
+    start = threading.Barrier(len(storages))
+    results: list[object] = []
+
+    def open_one(storage: PostgresStorage) -> None:
+        start.wait()
+        try:
+            results.append(storage.migrate())
+        except Exception as exc:  # reported below, with the others' results
+            results.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(s,)) for s in storages]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in storages:
+        s.close()
+    assert results == [SCHEMA_VERSION] * len(storages)
+    assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
+    assert dump_schema(empty_schema) == fresh_schema
+
+
+def test_a_schema_newer_than_this_corral_is_refused(empty_schema: str) -> None:
+    PostgresStorage(empty_schema).close()
+    with psycopg.connect(empty_schema, autocommit=True) as conn:
+        conn.execute("INSERT INTO corral_schema_version (version) VALUES (%s)", (999,))
+    with pytest.raises(StorageUnavailable, match=r"schema version 999.*upgrade corral"):
+        PostgresStorage(empty_schema)
