@@ -28,6 +28,27 @@ EXAMPLE = HERE.parents[1] / "examples" / "create_data_file.py"
 
 T = TypeVar("T")
 
+#: `corral submit` for many processes in one Python start-up, through the public API:
+#: reads [[job, params], ...] on stdin, prints the ids as a JSON array.
+SUBMIT_MANY = """
+import json, sys
+from corral.loader import load_app
+app = load_app(sys.argv[1])
+ids = [app.submit(job, params).id for job, params in json.load(sys.stdin)]
+app.close()
+print(json.dumps(ids))
+"""
+#: `corral show --json` for many processes in one Python start-up (the same JSON).
+SHOW_MANY = """
+import json, sys
+from corral.app import App
+from corral.cli_output import process_json
+app = App()
+out = [process_json(app.get(i), app.history(i)) for i in json.load(sys.stdin)]
+app.close()
+print(json.dumps(out))
+"""
+
 
 def corral_command() -> list[str]:
     """The `corral` console script of this interpreter (its pid is the Python process
@@ -147,6 +168,28 @@ class Corral:
         out = self.json("submit", *args, app=app)
         assert out["outcome"] == "created", out
         return str(out["id"])
+
+    def submit_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Submit many processes at once (one Python start-up instead of one per process)."""
+        return self._script(SUBMIT_MANY, [str(self.app)], items)
+
+    def show_many(self, ids: list[str]) -> list[dict[str, Any]]:
+        """What `show --json` prints, for many processes at once."""
+        return self._script(SHOW_MANY, [], ids)
+
+    def _script(self, script: str, args: list[str], payload: Any) -> Any:
+        r = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=self.cwd,
+            env=self.env(),
+            input=json.dumps(payload),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
 
     def show(self, process_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.json("show", process_id)

@@ -36,8 +36,9 @@ def greet(ctx: Context, name: str) -> str:
 
 
 @app.job()
-def record(ctx: Context, path: str) -> str:
+def record(ctx: Context, path: str, sleep: float = 0.0) -> str:
     """Leaves evidence of every run: the process id, one line per execution."""
+    time.sleep(sleep)
     append_line(path, ctx.process_id)
     return ctx.process_id
 
