@@ -7,8 +7,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
@@ -29,6 +29,7 @@ from corral.jobs import (
     Job,
     Registry,
     Retry,
+    Timeouts,
     function_job,
     handler_name,
     process_job,
@@ -42,6 +43,39 @@ C = TypeVar("C", bound=type)
 
 #: The largest parameters document accepted, in bytes of JSON.
 MAX_PARAMS_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """What `submit` takes besides the job, its parameters and its custom id."""
+
+    client_id: str | None = None
+    depends_on: tuple[str, ...] = ()
+    priority: int | None = None
+    run_at: float | datetime | None = None
+    queue: str | None = None
+    tags: Mapping[str, str] | None = None
+    timeouts: Mapping[str, float | None] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise UsageError naming the first option that is wrong."""
+        if self.priority is not None and (
+            not isinstance(self.priority, int) or isinstance(self.priority, bool)
+        ):
+            raise UsageError(f"priority must be an integer, not {self.priority!r}")
+        if self.queue is not None and (
+            not isinstance(self.queue, str) or not self.queue or self.queue == "*"
+        ):
+            raise UsageError(f"queue must be a non-empty name other than '*', not {self.queue!r}")
+        if self.tags is not None and not (
+            isinstance(self.tags, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items())
+        ):
+            raise UsageError("tags must be a mapping of strings to strings")
+        if self.client_id is not None and not isinstance(self.client_id, str):
+            raise UsageError(f"client_id must be a string, not {self.client_id!r}")
+        if self.depends_on:
+            raise UsageError("depends_on: task graphs are not available yet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +161,10 @@ class App:
         retry: Retry | None = None,
         priority: int = 0,
         queue: str = "default",
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -137,15 +175,27 @@ class App:
         retry: Retry | None = None,
         priority: int = 0,
         queue: str = "default",
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
-        return value is the result. Parameters come from the signature (after `ctx`)."""
+        return value is the result. Parameters come from the signature (after `ctx`).
+        Timeouts (DESIGN §6) are in seconds; `submit` may override them."""
+        timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
 
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
             self.registry.add_job(
                 function_job(
-                    job_name, fn, params=params, retry=retry, priority=priority, queue=queue
+                    job_name,
+                    fn,
+                    params=params,
+                    retry=retry,
+                    priority=priority,
+                    queue=queue,
+                    timeouts=timeouts,
                 )
             )
             return fn
@@ -163,9 +213,14 @@ class App:
         retry: Retry | None = None,
         priority: int = 0,
         queue: str = "default",
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> Callable[[C], C]:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (DESIGN §2); `validate` runs before `start`."""
+        timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
 
         def register(cls: C) -> C:
             self.registry.add_job(
@@ -176,6 +231,7 @@ class App:
                     retry=retry,
                     priority=priority,
                     queue=queue,
+                    timeouts=timeouts,
                 )
             )
             return cls
@@ -219,39 +275,61 @@ class App:
         run_at: float | datetime | None = None,
         queue: str | None = None,
         tags: Mapping[str, str] | None = None,
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> Submitted:
         """Create a process of `job`, or return the existing one with the same `custom_id`.
 
         Parameters are validated first: a bad one raises `InvalidParams` and nothing is
         written. A custom id already used with another job or other parameters raises
-        `CustomIdConflict`.
+        `CustomIdConflict`. Timeouts given here replace the job's.
         """
-        new = self._new_process(
-            job,
-            params,
-            custom_id=custom_id,
+        options = SubmitOptions(
             client_id=client_id,
-            depends_on=depends_on,
+            depends_on=tuple(depends_on),
             priority=priority,
             run_at=run_at,
             queue=queue,
             tags=tags,
+            timeouts={
+                "process_timeout": process_timeout,
+                "schedule_to_close": schedule_to_close,
+                "start_to_close": start_to_close,
+                "heartbeat_timeout": heartbeat_timeout,
+            },
         )
+        new = self._new_process(job, params, custom_id, options, self.clock())
         [inserted] = self.storage.process_insert_many([new])
         return Submitted(inserted.process, inserted.outcome)
+
+    def submit_many(
+        self,
+        job: str,
+        params: Iterable[Mapping[str, Any] | pydantic.BaseModel | None],
+        *,
+        priority: int | None = None,
+        run_at: float | datetime | None = None,
+        queue: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Submitted]:
+        """Create one process of `job` per parameters, in one transaction: all or none.
+        Every parameters document is validated before anything is written."""
+        options = SubmitOptions(priority=priority, run_at=run_at, queue=queue, tags=tags)
+        now = self.clock()
+        batch = [self._new_process(job, p, None, options, now) for p in params]
+        if not batch:
+            return []
+        return [Submitted(i.process, i.outcome) for i in self.storage.process_insert_many(batch)]
 
     def _new_process(
         self,
         job_name: str,
         params: Any,
-        *,
         custom_id: str | None,
-        client_id: str | None,
-        depends_on: Sequence[str],
-        priority: int | None,
-        run_at: float | datetime | None,
-        queue: str | None,
-        tags: Mapping[str, str] | None,
+        options: SubmitOptions,
+        now: float,
     ) -> NewProcess:
         job = self.get_job(job_name)
         parsed = job.parse_params(params)
@@ -260,33 +338,32 @@ class App:
         except pydantic_core.PydanticSerializationError as exc:
             raise InvalidParams(f"job {job_name!r}: parameters are not JSON: {exc}") from None
         self._check_size(job_name, data)
-        now = self.clock()
         if custom_id is not None and (
             not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255
         ):
             raise UsageError("custom_id must be a non-empty string of at most 255 characters")
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-            raise UsageError(f"priority must be an integer, not {priority!r}")
-        if queue is not None and (not isinstance(queue, str) or not queue or queue == "*"):
-            raise UsageError(f"queue must be a non-empty name other than '*', not {queue!r}")
-        if tags is not None and not (
-            isinstance(tags, Mapping)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
-        ):
-            raise UsageError("tags must be a mapping of strings to strings")
-        if depends_on:
-            raise UsageError("depends_on: task graphs are not available yet")
+        options.check()
+        try:
+            timeouts = job.timeouts.merged(options.timeouts)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
         return NewProcess(
             id=str(uuid.uuid4()),
             job=job.name,
             params=data,
             created_at=now,
-            run_at=_epoch(run_at, now),
-            priority=job.priority if priority is None else priority,
-            queue=queue or job.queue,
+            run_at=_epoch(options.run_at, now),
+            priority=job.priority if options.priority is None else options.priority,
+            queue=options.queue or job.queue,
             custom_id=custom_id,
-            client_id=self.client_id if client_id is None else client_id,
-            tags=dict(tags or {}),
+            client_id=self.client_id if options.client_id is None else options.client_id,
+            tags=dict(options.tags or {}),
+            deadline_at=None
+            if timeouts.process_timeout is None
+            else now + timeouts.process_timeout,
+            schedule_to_close=timeouts.schedule_to_close,
+            start_to_close=timeouts.start_to_close,
+            heartbeat_timeout=timeouts.heartbeat_timeout,
         )
 
     def _check_size(self, job: str, data: Any) -> None:

@@ -16,7 +16,7 @@ import pydantic
 
 from corral.context import Context
 from corral.errors import ConfigurationError, InvalidParams
-from corral.model import FORWARD, Status, backoff
+from corral.model import FORWARD, TIMEOUTS, Status, backoff
 
 HandlerFn = Callable[[Context[Any]], Any]
 #: The method names of a process class, by the status each one moves a process out of.
@@ -61,6 +61,30 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """The four timeouts of DESIGN §6, in seconds; None: no limit."""
+
+    process_timeout: float | None = None
+    schedule_to_close: float | None = None
+    start_to_close: float | None = None
+    heartbeat_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in TIMEOUTS:
+            value = getattr(self, name)
+            ok = value is None or (
+                isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            )
+            if not ok:
+                raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
+
+    def merged(self, overrides: Mapping[str, float | None]) -> Timeouts:
+        """These timeouts with the ones given (not None) replacing them."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return Timeouts(**{**{n: getattr(self, n) for n in TIMEOUTS}, **given})
+
+
+@dataclass(frozen=True, slots=True)
 class Handler:
     status: Status
     fn: HandlerFn
@@ -85,6 +109,7 @@ class Job:
     retry: Retry | None = None
     priority: int = 0
     queue: str = "default"
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def max_attempts(self) -> int:
@@ -173,6 +198,7 @@ def function_job(
     retry: Retry | None,
     priority: int,
     queue: str,
+    timeouts: Timeouts | None = None,
 ) -> Job:
     """A simple job: one iteration of `fn` completes the process with its return value."""
     takes_ctx, rest = _takes_context(fn)
@@ -201,6 +227,7 @@ def function_job(
         retry=retry,
         priority=priority,
         queue=queue,
+        timeouts=timeouts or Timeouts(),
     )
 
 
@@ -212,6 +239,7 @@ def process_job(
     retry: Retry | None,
     priority: int,
     queue: str,
+    timeouts: Timeouts | None = None,
 ) -> Job:
     """A multi-step process: an instance of `cls` whose methods handle each phase."""
     if params is None:
@@ -245,6 +273,7 @@ def process_job(
         retry=retry,
         priority=priority,
         queue=queue,
+        timeouts=timeouts or Timeouts(),
     )
 
 

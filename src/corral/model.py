@@ -138,6 +138,16 @@ class Process:
     updated_at: float = 0.0
     finished_at: float | None = None
     version: int = 0
+    #: Timeouts (DESIGN §6), in seconds; None: no limit. `deadline_at` is absolute.
+    deadline_at: float | None = None
+    schedule_to_close: float | None = None
+    start_to_close: float | None = None
+    heartbeat_timeout: float | None = None
+    #: When the current iteration became runnable (the schedule_to_close clock).
+    iteration_since: float = 0.0
+    #: When the current lease was claimed (start_to_close) and last proven alive.
+    claimed_at: float | None = None
+    heartbeat_at: float | None = None
 
     @property
     def leased(self) -> bool:
@@ -167,6 +177,7 @@ class Change:
     stopped_status: Status | None
     cancel_requested: bool
     finished_at: float | None
+    iteration_since: float
     events: tuple[Event, ...] = ()
 
     @classmethod
@@ -184,6 +195,7 @@ class Change:
             stopped_status=process.stopped_status,
             cancel_requested=process.cancel_requested,
             finished_at=process.finished_at,
+            iteration_since=process.iteration_since,
         )
 
     def with_(self, **fields: Any) -> Change:
@@ -216,7 +228,11 @@ def committed(
 ) -> Change:
     """An iteration succeeded: save the store, reset the attempts, move on if asked."""
     change = Change.of(process).with_(
-        store=store, progress_done=progress[0], progress_total=progress[1], run_at=at
+        store=store,
+        progress_done=progress[0],
+        progress_total=progress[1],
+        run_at=at,
+        iteration_since=at,
     )
     if result is not KEEP:
         change = change.with_(result=result)
@@ -263,7 +279,9 @@ def fail(change: Change, at: float, *, has_rollback: bool, reason: str) -> Chang
         return change.to(_end_of_failure(change), at, reason=reason)
     if change.status is Status.STARTING and reason == "invalid":
         return change.to(Status.FAILED, at, reason=reason)
-    change = change.with_(stopped_status=change.status, attempt=0, run_at=at)
+    if change.status is Status.WAITING:
+        return change.to(Status.FAILED, at, reason=reason)  # nothing started: nothing to undo
+    change = change.with_(stopped_status=change.status, attempt=0, run_at=at, iteration_since=at)
     change = change.to(Status.FAILING, at, reason=reason)
     if not has_rollback:
         change = change.to(_end_of_failure(change), at, reason="no rollback handler")
@@ -278,7 +296,7 @@ def _end_of_failure(change: Change) -> Status:
 
 def rolled_back(process: Process, at: float, *, store: dict[str, JSON], done: bool) -> Change:
     """The rollback handler returned: done (True/None) ends the process, False calls it again."""
-    change = Change.of(process).with_(store=store, attempt=0, run_at=at)
+    change = Change.of(process).with_(store=store, attempt=0, run_at=at, iteration_since=at)
     if not done:
         return change
     return change.to(_end_of_failure(change), at)
@@ -340,6 +358,60 @@ def lease_expired_event(process: Process, at: float, previous_owner: str | None)
     )
 
 
+#: The timeouts of DESIGN §6, by the name a job and `submit` give them.
+TIMEOUTS = ("process_timeout", "schedule_to_close", "start_to_close", "heartbeat_timeout")
+
+
+def timed_out(
+    process: Process,
+    at: float,
+    cause: str,
+    *,
+    retry_delay: float,
+    max_attempts: int,
+    has_rollback: bool,
+) -> Change | None:
+    """A timeout expired. `process_timeout` sends the process to `failing` (None when it
+    is already unwinding); the others end the iteration, which is retried after
+    `retry_delay` while attempts remain, else the process starts failing."""
+    limit = {
+        "process_timeout": None,
+        "schedule_to_close": process.schedule_to_close,
+        "start_to_close": process.start_to_close,
+        "heartbeat_timeout": process.heartbeat_timeout,
+    }[cause]
+    message = f"{cause} expired" + (f" ({limit:g}s)" if limit is not None else "")
+    error = ErrorInfo("Timeout", message, reason="timeout")
+    note = Event(
+        "timeout",
+        at,
+        process.status,
+        process.status,
+        process.attempt,
+        {"cause": cause, "limit": limit},
+    )
+    if cause == "process_timeout":
+        if process.status in (Status.FAILING, *TERMINAL):
+            return None
+        change = Change.of(process).with_(error=error).note(note)
+        return fail(change, at, has_rollback=has_rollback, reason="timeout")
+    if not process.leased:
+        # Expired while waiting to run (or to be retried): that counts as a spent attempt.
+        process = dataclasses.replace(process, attempt=process.attempt + 1)
+    change = errored(
+        process,
+        at,
+        error,
+        retry_delay=retry_delay,
+        max_attempts=max_attempts,
+        has_rollback=has_rollback,
+    )
+    if change.status is process.status:
+        # Retried: the retry gets a fresh schedule_to_close window from when it may run.
+        change = change.with_(iteration_since=change.run_at)
+    return change.with_(events=(note, *change.events))
+
+
 def cancel(process: Process, at: float) -> Change:
     """Cancel now if the process never started, else ask its handlers to wind down."""
     if process.status.terminal:
@@ -383,6 +455,7 @@ def retry(process: Process, at: float) -> Change:
         cancel_requested=False,
         stopped_status=None,
         finished_at=None,
+        iteration_since=at,
         events=(event,),
     )
 

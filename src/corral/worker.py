@@ -24,6 +24,7 @@ from corral import model
 from corral.context import IterationSignals
 from corral.iteration import run_iteration
 from corral.model import Change, ErrorInfo, Event
+from corral.recovery import Recovery
 from corral.storage.base import Claim, Claimed, IterationCommit
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class WorkerOptions:
     poll_interval: float = 1.0
     #: Seconds running iterations get to finish after a stop request.
     grace: float = 30.0
+    #: How often this worker offers to run the recovery sweep (timeouts).
+    sweep_interval: float = 1.0
     process_ids: Sequence[str] | None = None
     queues: Sequence[str] | None = None
     owner: str = field(
@@ -93,6 +96,10 @@ class Worker:
         self._halt = threading.Event()  # second signal: release at once, no grace
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        #: Iterations whose lease is gone but whose handler still runs (a thread cannot
+        #: be stopped): they hold a slot thread, and nothing they return is committed.
+        self._abandoned = 0
+        self.recovery = Recovery(app, self.options.owner, self.options.sweep_interval)
 
     # --- control -------------------------------------------------------------------------
     def stop(self, *, immediately: bool = False) -> None:
@@ -114,12 +121,15 @@ class Worker:
                 if reason:
                     self.stats.stopped_by = reason
                     break
-                claimed = self._claim()
+                claimed = self._claim() + self.recovery.maybe_sweep()
                 if self._tick:
                     self._tick()
                 if claimed:
                     continue
                 if not self._in_flight and (opts.once or (self._until and self._until())):
+                    # Last look: timeouts that expired meanwhile may have made work.
+                    if opts.once and self.recovery.maybe_sweep(force=True):
+                        continue
                     self.stats.stopped_by = "idle" if opts.once else "done"
                     break
                 self.storage.wait_for_change(opts.poll_interval)
@@ -133,7 +143,7 @@ class Worker:
 
     # --- claiming ------------------------------------------------------------------------
     def _claim(self) -> int:
-        free = self.options.concurrency - len(self._in_flight)
+        free = self.options.concurrency - len(self._in_flight) - self._abandoned
         if free <= 0:
             return 0
         claimed = self.storage.process_claim(
@@ -220,7 +230,13 @@ class Worker:
             except queue.Empty:
                 break
             with self._lock:
-                self._in_flight.pop(flight.claimed.process.id, None)
+                if self._in_flight.pop(flight.claimed.process.id, None) is None:
+                    self._abandoned -= 1  # its slot thread is free again
+            if flight.signals.lost:
+                # Lost, or timed out here: the commit could not land; the next claim or
+                # the recovery sweep deals with the process.
+                self.stats.lost += 1
+                continue
             if flight.events:
                 change = change.with_(events=(*flight.events, *change.events))
             commits.append(
@@ -298,21 +314,39 @@ class Worker:
         interval = max(self.app.lease_seconds / 3, 0.05)
         while not self._halt.wait(interval):
             with self._lock:
-                held = {pid: f.claimed.token for pid, f in self._in_flight.items()}
                 flights = dict(self._in_flight)
+            now, mono = self.app.clock(), time.monotonic()
+            held: dict[str, int] = {}
+            beats: dict[str, float] = {}
+            for pid, f in flights.items():
+                if _over_time(f, now, mono):
+                    # start_to_close or heartbeat_timeout: stop proving this one alive.
+                    f.signals.lose_lease()
+                if f.signals.lost:
+                    self._abandon(pid)
+                    continue
+                held[pid] = f.claimed.token
+                beats[pid] = now - (mono - f.signals.last_heartbeat)
             if not held:
                 continue
             try:
                 renewal = self.storage.lease_renew_many(
-                    self.options.owner, held, self.app.clock(), self.app.lease_seconds
+                    self.options.owner, held, now, self.app.lease_seconds, beats
                 )
             except Exception:  # the database may be briefly away; try again next round
                 log.exception("could not renew leases")
                 continue
             for pid in renewal.lost:
                 flights[pid].signals.lose_lease()
+                self._abandon(pid)
             for pid in renewal.cancel_requested:
                 flights[pid].signals.request_cancel()
+
+    def _abandon(self, pid: str) -> None:
+        with self._lock:
+            if self._in_flight.pop(pid, None) is not None:
+                self._abandoned += 1
+        self.storage.notify_local()
 
     # --- stopping ------------------------------------------------------------------------
     def _budget_spent(self, started: float) -> str:
@@ -338,6 +372,17 @@ class Worker:
             released = self.storage.lease_release_many(left, self.app.clock())
             self.stats.released += len(released)
             log.info("released %d leases for other workers to continue", len(released))
+
+
+def _over_time(flight: _InFlight, now: float, mono: float) -> bool:
+    p = flight.claimed.process
+    if p.start_to_close is not None and p.claimed_at is not None and (
+        now - p.claimed_at > p.start_to_close
+    ):
+        return True
+    return p.heartbeat_timeout is not None and mono - flight.signals.last_heartbeat > (
+        p.heartbeat_timeout
+    )
 
 
 def resident_mb() -> float:

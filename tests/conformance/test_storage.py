@@ -411,3 +411,76 @@ def test_local_writes_wake_local_waiters(storage: Storage) -> None:
     storage.process_insert_many([new()])
     t.join()
     assert woke.is_set()
+
+
+# --- timeouts and the sweep's leader -------------------------------------------------------------
+
+
+def test_timed_out_finds_each_expired_timeout_by_its_cause(storage: Storage) -> None:
+    deadline = new(deadline_at=T0 + 10)
+    scheduled = new(schedule_to_close=5.0)
+    started = new(start_to_close=3.0)
+    quiet = new(heartbeat_timeout=2.0)
+    fine = new(deadline_at=T0 + 1000, schedule_to_close=1000.0)
+    storage.process_insert_many([deadline, scheduled, started, quiet, fine])
+    for p in (started, quiet):
+        claim(storage, process_ids=[p.id], lease=100)
+    assert storage.process_timed_out(T0 + 1, 10) == []
+    found = {(t.process.id, t.cause) for t in storage.process_timed_out(T0 + 11, 10)}
+    assert found == {
+        (deadline.id, "process_timeout"),
+        (scheduled.id, "schedule_to_close"),
+        (started.id, "start_to_close"),
+        (quiet.id, "heartbeat_timeout"),
+    }
+
+
+def test_renewed_heartbeats_push_the_heartbeat_timeout_back(storage: Storage) -> None:
+    p = new(heartbeat_timeout=2.0)
+    storage.process_insert_many([p])
+    [c] = claim(storage, lease=100)
+    storage.lease_renew_many("w1", {p.id: c.token}, T0 + 5, 100, {p.id: T0 + 4.5})
+    assert storage.process_timed_out(T0 + 6, 10) == []
+    [t] = storage.process_timed_out(T0 + 7, 10)
+    assert t.cause == "heartbeat_timeout" and t.process.heartbeat_at == T0 + 4.5
+
+
+def test_a_finished_or_committed_iteration_stops_its_timeouts(storage: Storage) -> None:
+    p = new(deadline_at=T0 + 10, start_to_close=1.0, schedule_to_close=5.0)
+    storage.process_insert_many([p])
+    [c] = claim(storage)
+    complete(storage, c, now=T0 + 0.5, to=Status.COMPLETED)
+    assert storage.process_timed_out(T0 + 100, 10) == []
+
+
+def test_a_revoked_lease_fences_out_its_worker(storage: Storage) -> None:
+    p = new(start_to_close=1.0)
+    storage.process_insert_many([p])
+    [c] = claim(storage, lease=100)
+    current = storage.process_get(p.id)
+    assert current is not None
+    change = model.timed_out(
+        current, T0 + 2, "start_to_close", retry_delay=0, max_attempts=3, has_rollback=False
+    )
+    assert change is not None
+    assert storage.process_update(p.id, current.version, change, T0 + 2, revoke_lease=True)
+    after = storage.process_get(p.id)
+    assert after is not None and not after.leased and after.lease_token > c.token
+    assert complete(storage, c, now=T0 + 3, to=Status.COMPLETED) == [p.id]
+    [again] = claim(storage, now=T0 + 3, owner="w2")
+    assert not again.recovered and again.process.attempt == 2
+    assert [e.kind for e in storage.history_list(p.id)][-3:] == [
+        "timeout",
+        "error",
+        "retry_scheduled",
+    ]
+
+
+def test_one_leader_at_a_time_until_its_lease_runs_out(storage: Storage) -> None:
+    assert storage.leader_acquire("recovery", "a", T0, 10)
+    assert not storage.leader_acquire("recovery", "b", T0 + 5, 10)
+    assert storage.leader_acquire("recovery", "a", T0 + 5, 10)  # kept by its holder
+    assert storage.leader_acquire("other", "b", T0 + 5, 10)  # another name, another leader
+    assert not storage.leader_acquire("recovery", "b", T0 + 14, 10)
+    assert storage.leader_acquire("recovery", "b", T0 + 16, 10)
+    assert not storage.leader_acquire("recovery", "a", T0 + 17, 10)

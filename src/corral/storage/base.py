@@ -33,6 +33,10 @@ class NewProcess:
     client_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     depends_on: Sequence[str] = ()
+    deadline_at: float | None = None
+    schedule_to_close: float | None = None
+    start_to_close: float | None = None
+    heartbeat_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,14 @@ class IterationCommit:
 class Renewal:
     lost: frozenset[str]
     cancel_requested: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """A process one of whose timeouts (DESIGN §6) has expired, and which one."""
+
+    process: Process
+    cause: str  # process_timeout, schedule_to_close, start_to_close or heartbeat_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +144,24 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def process_update(
-        self, process_id: str, expected_version: int, change: Change, now: float
+        self,
+        process_id: str,
+        expected_version: int,
+        change: Change,
+        now: float,
+        *,
+        revoke_lease: bool = False,
     ) -> bool:
-        """Apply an administrative change (cancel, retry) if nobody wrote the row since
-        `expected_version`. Leaves the lease alone. False when the version moved on."""
+        """Apply an administrative change (cancel, retry, timeout) if nobody wrote the row
+        since `expected_version`. False when the version moved on. The lease is left
+        alone, unless `revoke_lease`: then it is dropped and the token moves on, so the
+        worker that held it can no longer write."""
+
+    @abc.abstractmethod
+    def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
+        """Non-terminal processes one of whose timeouts expired before `now`:
+        `deadline_at`; `iteration_since + schedule_to_close`; and, for leased ones,
+        `claimed_at + start_to_close` and `heartbeat_at + heartbeat_timeout`."""
 
     @abc.abstractmethod
     def process_prune(self, finished_before: float) -> int:
@@ -144,9 +170,20 @@ class Storage(abc.ABC):
     # --- leases ---------------------------------------------------------------------------
     @abc.abstractmethod
     def lease_renew_many(
-        self, owner: str, tokens: Mapping[str, int], now: float, lease_seconds: float
+        self,
+        owner: str,
+        tokens: Mapping[str, int],
+        now: float,
+        lease_seconds: float,
+        heartbeats: Mapping[str, float] | None = None,
     ) -> Renewal:
-        """Extend the leases this worker still holds; report lost ones and cancel requests."""
+        """Extend the leases this worker still holds; report lost ones and cancel requests.
+        `heartbeats` gives, per process, the time of its handler's last heartbeat."""
+
+    @abc.abstractmethod
+    def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
+        """Take or keep the named leadership (e.g. the recovery sweep) for `ttl` seconds.
+        True if `owner` holds it now: one holder at a time across the fleet."""
 
     @abc.abstractmethod
     def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:

@@ -29,7 +29,9 @@ def error_loads(text: str | None) -> ErrorInfo | None:
 PROCESS_COLUMNS = (
     "id, job, params, status, store, result, error, progress_done, progress_total, priority, "
     "queue, run_at, attempt, lease_owner, lease_token, lease_expires_at, cancel_requested, "
-    "stopped_status, custom_id, client_id, tags, created_at, updated_at, finished_at, version"
+    "stopped_status, custom_id, client_id, tags, created_at, updated_at, finished_at, version, "
+    "deadline_at, schedule_to_close, start_to_close, heartbeat_timeout, iteration_since, "
+    "claimed_at, heartbeat_at"
 )
 
 
@@ -60,6 +62,13 @@ def process_from_row(row: Any) -> Process:
         updated_at=row[22],
         finished_at=row[23],
         version=row[24],
+        deadline_at=row[25],
+        schedule_to_close=row[26],
+        start_to_close=row[27],
+        heartbeat_timeout=row[28],
+        iteration_since=row[29],
+        claimed_at=row[30],
+        heartbeat_at=row[31],
     )
 
 

@@ -31,6 +31,7 @@ from corral.storage.base import (
     ProcessFilter,
     Renewal,
     Storage,
+    TimedOut,
 )
 from corral.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -51,6 +52,28 @@ SELECT id, NULL FROM corral_process {{indexed}}
 WHERE status IN ({_CLAIMABLE_SQL}) AND lease_expires_at IS NULL
   AND run_at <= ? {{queues}}
 ORDER BY claim_rank, priority DESC, run_at LIMIT ?
+"""
+
+
+# Each timeout of DESIGN §6 by the index that finds it; the sweep runs this now and then.
+_SELECT_TIMED_OUT = f"""
+SELECT * FROM (
+  SELECT {_COLS}, 'process_timeout' FROM corral_process
+  WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND deadline_at < :now
+    AND status NOT IN ('failing', 'completed', 'failed', 'canceled')
+  UNION ALL
+  SELECT {_COLS}, 'schedule_to_close' FROM corral_process
+  WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL
+    AND status IN ({_CLAIMABLE_SQL}) AND iteration_since + schedule_to_close < :now
+  UNION ALL
+  SELECT {_COLS}, 'start_to_close' FROM corral_process
+  WHERE lease_expires_at IS NOT NULL AND start_to_close IS NOT NULL
+    AND claimed_at + start_to_close < :now
+  UNION ALL
+  SELECT {_COLS}, 'heartbeat_timeout' FROM corral_process
+  WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL
+    AND heartbeat_at + heartbeat_timeout < :now
+) LIMIT :limit
 """
 
 
@@ -161,7 +184,7 @@ class SQLiteStorage(Storage):
                 conn.execute(
                     f"INSERT INTO corral_process ({_COLS}) VALUES "
                     "(?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0, "
-                    "NULL, ?, ?, ?, ?, ?, NULL, 0)",
+                    "NULL, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, NULL, NULL)",
                     (
                         new.id,
                         new.job,
@@ -175,6 +198,11 @@ class SQLiteStorage(Storage):
                         codec.dumps(dict(new.tags)),
                         new.created_at,
                         new.created_at,
+                        new.deadline_at,
+                        new.schedule_to_close,
+                        new.start_to_close,
+                        new.heartbeat_timeout,
+                        new.run_at,
                     ),
                 )
                 if new.depends_on:
@@ -259,9 +287,10 @@ class SQLiteStorage(Storage):
             marks = ", ".join("?" * len(chosen))
             rows = conn.execute(
                 "UPDATE corral_process SET lease_owner = ?, lease_token = lease_token + 1, "
-                "lease_expires_at = ?, attempt = attempt + 1, updated_at = ?, "
-                f"version = version + 1 WHERE id IN ({marks}) RETURNING {_COLS}",
-                (claim.owner, expires, claim.now, *previous),
+                "lease_expires_at = ?, attempt = attempt + 1, updated_at = ?, claimed_at = ?, "
+                f"heartbeat_at = ?, version = version + 1 WHERE id IN ({marks}) "
+                f"RETURNING {_COLS}",
+                (claim.owner, expires, claim.now, claim.now, claim.now, *previous),
             ).fetchall()
         claimed = []
         for row in rows:
@@ -281,8 +310,9 @@ class SQLiteStorage(Storage):
                 cur = conn.execute(
                     "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
                     "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
-                    "stopped_status = ?, finished_at = ?, lease_owner = NULL, "
-                    "lease_expires_at = NULL, updated_at = ?, version = version + 1 "
+                    "stopped_status = ?, finished_at = ?, iteration_since = ?, "
+                    "lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL, "
+                    "heartbeat_at = NULL, updated_at = ?, version = version + 1 "
                     "WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL",
                     (*_change_values(c), commit.now, commit.process_id, commit.token),
                 )
@@ -293,14 +323,27 @@ class SQLiteStorage(Storage):
         return lost
 
     def process_update(
-        self, process_id: str, expected_version: int, change: Change, now: float
+        self,
+        process_id: str,
+        expected_version: int,
+        change: Change,
+        now: float,
+        *,
+        revoke_lease: bool = False,
     ) -> bool:
+        revoke = (
+            ", lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL, "
+            "heartbeat_at = NULL, lease_token = lease_token + 1"
+            if revoke_lease
+            else ""
+        )
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
                 "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
-                "stopped_status = ?, finished_at = ?, cancel_requested = ?, updated_at = ?, "
-                "version = version + 1 WHERE id = ? AND version = ?",
+                "stopped_status = ?, finished_at = ?, iteration_since = ?, "
+                f"cancel_requested = ?, updated_at = ?, version = version + 1{revoke} "
+                "WHERE id = ? AND version = ?",
                 (
                     *_change_values(change),
                     int(change.cancel_requested),
@@ -333,19 +376,26 @@ class SQLiteStorage(Storage):
 
     # --- leases --------------------------------------------------------------------------
     def lease_renew_many(
-        self, owner: str, tokens: Mapping[str, int], now: float, lease_seconds: float
+        self,
+        owner: str,
+        tokens: Mapping[str, int],
+        now: float,
+        lease_seconds: float,
+        heartbeats: Mapping[str, float] | None = None,
     ) -> Renewal:
         if not tokens:
             return Renewal(frozenset(), frozenset())
         held: set[str] = set()
         cancel: set[str] = set()
+        beats = heartbeats or {}
         with self._write() as conn:
             for pid, token in tokens.items():
                 row = conn.execute(
-                    "UPDATE corral_process SET lease_expires_at = ? WHERE id = ? "
+                    "UPDATE corral_process SET lease_expires_at = ?, "
+                    "heartbeat_at = coalesce(?, heartbeat_at) WHERE id = ? "
                     "AND lease_token = ? AND lease_owner = ? AND lease_expires_at IS NOT NULL "
                     "RETURNING cancel_requested",
-                    (now + lease_seconds, pid, token, owner),
+                    (now + lease_seconds, beats.get(pid), pid, token, owner),
                 ).fetchone()
                 if row is not None:
                     held.add(pid)
@@ -368,6 +418,23 @@ class SQLiteStorage(Storage):
                     released.append(pid)
                     self._append(conn, [Event("released", now, None, None, row[1])], pid)
         return released
+
+    def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO corral_leader (name, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at "
+                "WHERE corral_leader.owner = excluded.owner OR corral_leader.expires_at < ? "
+                "RETURNING owner",
+                (name, owner, now + ttl, now),
+            ).fetchone()
+        return row is not None
+
+    def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
+        with self._read() as conn:
+            rows = conn.execute(_SELECT_TIMED_OUT, {"now": now, "limit": limit}).fetchall()
+        return [TimedOut(codec.process_from_row(r[:-1]), r[-1]) for r in rows]
 
     # --- history -------------------------------------------------------------------------
     def _append(
@@ -454,6 +521,7 @@ def _change_values(c: Change) -> tuple[Any, ...]:
         c.attempt,
         c.stopped_status.value if c.stopped_status else None,
         c.finished_at,
+        c.iteration_since,
     )
 
 

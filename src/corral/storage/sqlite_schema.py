@@ -75,5 +75,27 @@ CREATE INDEX corral_dependency_depends_on ON corral_dependency (depends_on);
 CREATE TABLE corral_paused_queue (queue TEXT PRIMARY KEY)
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+# Version 2: the timeouts of DESIGN §6 and the leader row of the recovery sweep.
+_V2 = """
+ALTER TABLE corral_process ADD COLUMN deadline_at REAL;
+ALTER TABLE corral_process ADD COLUMN schedule_to_close REAL;
+ALTER TABLE corral_process ADD COLUMN start_to_close REAL;
+ALTER TABLE corral_process ADD COLUMN heartbeat_timeout REAL;
+ALTER TABLE corral_process ADD COLUMN iteration_since REAL NOT NULL DEFAULT 0;
+ALTER TABLE corral_process ADD COLUMN claimed_at REAL;
+ALTER TABLE corral_process ADD COLUMN heartbeat_at REAL;
+UPDATE corral_process SET iteration_since = run_at;
+CREATE INDEX corral_process_deadline
+    ON corral_process (deadline_at) WHERE deadline_at IS NOT NULL AND finished_at IS NULL;
+CREATE INDEX corral_process_schedule_to_close
+    ON corral_process (iteration_since)
+    WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL;
+CREATE TABLE corral_leader (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+)
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
