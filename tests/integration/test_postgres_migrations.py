@@ -1,8 +1,9 @@
 """The PostgreSQL schema and its migrations.
 
-Whatever path a database took (a fresh open, an upgrade from any earlier version, several
-workers opening an empty schema at once), it ends with the same schema, compared through
-information_schema, pg_indexes and pg_constraint.
+An empty database gets schema.sql; an older one the numbered migrations it lacks. Whatever
+path a database took (a fresh open, every migration in order, an upgrade from any earlier
+version, several workers opening an empty schema at once), it ends with the same schema,
+compared through information_schema, pg_indexes and pg_constraint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 
 from corral.errors import StorageUnavailable
-from corral.storage.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage
+from corral.storage.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage, Q
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.pg import isolated_schema_url
 
@@ -64,9 +65,18 @@ def versions(url: str) -> list[int]:
     return [r[0] for r in rows]
 
 
+def apply_by_hand(url: str, migrations: list[tuple[int, str]]) -> None:
+    """What an older corral left: these migrations applied, and recorded."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute(Q["schema_version_table"])
+        for version, script in migrations:
+            conn.execute(script.encode())
+            conn.execute(Q["schema_version_insert"], {"version": version})
+
+
 @pytest.fixture
 def fresh_schema() -> Iterator[dict[str, list[tuple[Any, ...]]]]:
-    """The schema a first open builds, as the reference."""
+    """The schema a first open builds from schema.sql, as the reference."""
     require_postgres()
     with isolated_schema_url(POSTGRES_URL, f"t_{uuid.uuid4().hex[:12]}") as url:
         PostgresStorage(url).close()
@@ -95,21 +105,28 @@ def test_migrate_again_changes_nothing(
     assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
 
 
-@pytest.mark.parametrize("applied", range(len(MIGRATIONS)))
-def test_upgrading_from_any_earlier_version_gives_the_fresh_schema(
+def test_every_migration_in_order_builds_the_from_scratch_schema(
+    empty_schema: str, fresh_schema: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    apply_by_hand(empty_schema, MIGRATIONS)
+    assert dump_schema(empty_schema) == fresh_schema
+
+
+@pytest.mark.parametrize("applied", range(1, len(MIGRATIONS)))
+def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
     empty_schema: str, fresh_schema: dict[str, list[tuple[Any, ...]]], applied: int
 ) -> None:
-    # Given a database left at version `applied` by an older corral...
-    with psycopg.connect(empty_schema, autocommit=True) as conn, conn.transaction():
+    # Given a database left at an earlier version, holding a process...
+    apply_by_hand(empty_schema, MIGRATIONS[:applied])
+    with psycopg.connect(empty_schema, autocommit=True) as conn:
         conn.execute(
-            "CREATE TABLE corral_schema_version (version integer PRIMARY KEY, "
-            "applied_at double precision NOT NULL DEFAULT extract(epoch FROM now()))"
+            "INSERT INTO corral_process (id, job, params, status, run_at, created_at, "
+            "updated_at) VALUES ('old', 'add', '{\"a\": 1}', 'running', 5, 1, 2)"
         )
-        for version, script in MIGRATIONS[:applied]:
-            conn.execute(script.encode())
-            conn.execute("INSERT INTO corral_schema_version (version) VALUES (%s)", (version,))
-    # ...opening it with this one applies the rest.
-    PostgresStorage(empty_schema).close()
+    # ...opening it with this corral applies the rest, and the process reads back.
+    with PostgresStorage(empty_schema) as storage:
+        old = storage.process_get("old")
+    assert old is not None and old.params == {"a": 1} and old.run_at == 5
     assert dump_schema(empty_schema) == fresh_schema
     assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
 

@@ -42,6 +42,7 @@ from corral.storage.base import (
     ProcessFilter,
     Renewal,
     Storage,
+    TimedOut,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def load_migrations() -> list[tuple[int, str]]:
 
 Q = load_queries()
 MIGRATIONS = load_migrations()
+#: The schema after the last migration, for an empty database.
+SCHEMA = (_SQL_DIR / "schema.sql").read_text(encoding="utf-8")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -200,9 +203,14 @@ class PostgresStorage(Storage):
                         f"the database {self._where} has schema version {current}, newer than "
                         f"this corral ({SCHEMA_VERSION}); upgrade corral"
                     )
+                # An empty schema gets the whole of schema.sql; an older one the migrations
+                # it lacks. The migration test checks that both build the same schema.
+                if current == 0:
+                    conn.execute(SCHEMA.encode())
                 for version, script in MIGRATIONS:
                     if version > current:
-                        conn.execute(script.encode())
+                        if current:
+                            conn.execute(script.encode())
                         conn.execute(Q["schema_version_insert"], {"version": version})
         except psycopg.Error as exc:
             raise StorageUnavailable(
@@ -335,7 +343,13 @@ class PostgresStorage(Storage):
         ]
 
     def process_update(
-        self, process_id: str, expected_version: int, change: Change, now: float
+        self,
+        process_id: str,
+        expected_version: int,
+        change: Change,
+        now: float,
+        *,
+        revoke_lease: bool = False,
     ) -> bool:
         events = [codec.event_to_row(e, process_id) for e in change.events]
         args = {
@@ -345,6 +359,7 @@ class PostgresStorage(Storage):
             "now": float(now),
             "id": process_id,
             "version": expected_version,
+            "revoke": revoke_lease,
             "notify": self._notify_param,
         }
         with self._connection() as conn:
@@ -361,12 +376,23 @@ class PostgresStorage(Storage):
 
     # --- leases --------------------------------------------------------------------------
     def lease_renew_many(
-        self, owner: str, tokens: Mapping[str, int], now: float, lease_seconds: float
+        self,
+        owner: str,
+        tokens: Mapping[str, int],
+        now: float,
+        lease_seconds: float,
+        heartbeats: Mapping[str, float] | None = None,
     ) -> Renewal:
         if not tokens:
             return Renewal(frozenset(), frozenset())
-        args = {"ids": list(tokens), "tokens": list(tokens.values()), "owner": owner}
-        args["expires"] = float(now + lease_seconds)
+        beats = heartbeats or {}
+        args = {
+            "ids": list(tokens),
+            "tokens": list(tokens.values()),
+            "beats": [_float(beats.get(pid)) for pid in tokens],
+            "owner": owner,
+            "expires": float(now + lease_seconds),
+        }
         with self._connection() as conn:
             rows = conn.execute(Q["lease_renew_many"], args).fetchall()
         held = {r[0] for r in rows}
@@ -387,6 +413,16 @@ class PostgresStorage(Storage):
         if released:
             self.notify_local()
         return [pid for pid in tokens if pid in released]
+
+    def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
+        args = {"name": name, "owner": owner, "now": float(now), "expires": float(now + ttl)}
+        with self._connection() as conn:
+            return conn.execute(Q["leader_acquire"], args).fetchone() is not None
+
+    def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
+        with self._connection() as conn:
+            rows = conn.execute(Q["process_timed_out"], {"now": float(now), "limit": limit})
+            return [TimedOut(codec.process_from_row(r), r[-1]) for r in rows.fetchall()]
 
     # --- history -------------------------------------------------------------------------
     def history_list(self, process_id: str) -> list[Event]:
@@ -517,6 +553,7 @@ def _change_args(c: Change) -> dict[str, Any]:
         "attempt": c.attempt,
         "stopped": c.stopped_status.value if c.stopped_status else None,
         "finished_at": _float(c.finished_at),
+        "iteration_since": float(c.iteration_since),
     }
 
 
@@ -548,6 +585,10 @@ def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> dict[st
         "tags": [codec.dumps(dict(n.tags)) for n in processes],
         "created_at": [float(n.created_at) for n in processes],
         "details": [codec.dumps({"job": n.job, "custom_id": n.custom_id}) for n in processes],
+        "deadline_at": [_float(n.deadline_at) for n in processes],
+        "schedule_to_close": [_float(n.schedule_to_close) for n in processes],
+        "start_to_close": [_float(n.start_to_close) for n in processes],
+        "heartbeat_timeout": [_float(n.heartbeat_timeout) for n in processes],
         "edge_ids": [n.id for n in processes for _ in n.depends_on],
         "edge_deps": [d for n in processes for d in n.depends_on],
         "notify": notify,

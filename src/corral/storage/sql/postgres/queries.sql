@@ -34,14 +34,20 @@ WITH input AS (
         %(ids)s::text[], %(jobs)s::text[], %(params)s::text[], %(statuses)s::text[],
         %(priorities)s::integer[], %(queues)s::text[], %(run_at)s::float8[],
         %(custom_ids)s::text[], %(client_ids)s::text[], %(tags)s::jsonb[],
-        %(created_at)s::float8[], %(details)s::text[]
+        %(created_at)s::float8[], %(details)s::text[], %(deadline_at)s::float8[],
+        %(schedule_to_close)s::float8[], %(start_to_close)s::float8[],
+        %(heartbeat_timeout)s::float8[]
     ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
-                            client_id, tags, created_at, detail, ord)
+                            client_id, tags, created_at, detail, deadline_at,
+                            schedule_to_close, start_to_close, heartbeat_timeout, ord)
 ), inserted AS (
     INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
-                                client_id, tags, created_at, updated_at)
+                                client_id, tags, created_at, updated_at, deadline_at,
+                                schedule_to_close, start_to_close, heartbeat_timeout,
+                                iteration_since)
     SELECT id, job, params, status, priority, queue, run_at, custom_id, client_id, tags,
-           created_at, created_at
+           created_at, created_at, deadline_at, schedule_to_close, start_to_close,
+           heartbeat_timeout, run_at
     FROM input ORDER BY ord
     ON CONFLICT (client_id, custom_id) WHERE custom_id IS NOT NULL DO NOTHING
     RETURNING /* process_columns */,
@@ -102,7 +108,7 @@ WITH expired AS MATERIALIZED (
     UPDATE corral_process
     SET lease_owner = %(owner)s, lease_token = lease_token + 1,
         lease_expires_at = %(expires)s, attempt = attempt + 1, updated_at = %(now)s,
-        version = version + 1
+        claimed_at = %(now)s, heartbeat_at = %(now)s, version = version + 1
     -- An array, not a join: the planner cannot guess how few rows `chosen` holds.
     WHERE id = ANY (ARRAY(SELECT chosen_id FROM chosen))
     RETURNING /* process_columns */, claim_rank
@@ -119,9 +125,10 @@ WITH input AS (
         %(ids)s::text[], %(tokens)s::bigint[], %(status)s::text[], %(store)s::text[],
         %(result)s::text[], %(error)s::text[], %(progress_done)s::float8[],
         %(progress_total)s::float8[], %(run_at)s::float8[], %(attempt)s::integer[],
-        %(stopped)s::text[], %(finished_at)s::float8[], %(now)s::float8[]
+        %(stopped)s::text[], %(finished_at)s::float8[], %(iteration_since)s::float8[],
+        %(now)s::float8[]
     ) AS i (id, token, status, store, result, error, progress_done, progress_total, run_at,
-            attempt, stopped_status, finished_at, now)
+            attempt, stopped_status, finished_at, iteration_since, now)
 ), locked AS MATERIALIZED (
     -- Lock in id order, so that two batches over the same rows never deadlock.
     SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
@@ -130,8 +137,9 @@ WITH input AS (
     SET status = i.status, store = i.store, result = i.result, error = i.error,
         progress_done = i.progress_done, progress_total = i.progress_total,
         run_at = i.run_at, attempt = i.attempt, stopped_status = i.stopped_status,
-        finished_at = i.finished_at, lease_owner = NULL, lease_expires_at = NULL,
-        updated_at = i.now, version = p.version + 1
+        finished_at = i.finished_at, iteration_since = i.iteration_since, lease_owner = NULL,
+        lease_expires_at = NULL, claimed_at = NULL, heartbeat_at = NULL, updated_at = i.now,
+        version = p.version + 1
     FROM input i JOIN locked l ON l.id = i.id
     WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
       AND p.lease_expires_at IS NOT NULL
@@ -149,14 +157,20 @@ WITH input AS (
 SELECT id FROM landed
 
 -- process_update --
--- Apply an administrative change if the version did not move, with its events.
+-- Apply an administrative change if the version did not move, with its events; on revoke,
+-- also drop the lease and move the token on, fencing out its holder.
 WITH updated AS (
     UPDATE corral_process
     SET status = %(status)s, store = %(store)s, result = %(result)s, error = %(error)s,
         progress_done = %(progress_done)s, progress_total = %(progress_total)s,
         run_at = %(run_at)s, attempt = %(attempt)s, stopped_status = %(stopped)s,
-        finished_at = %(finished_at)s, cancel_requested = %(cancel_requested)s,
-        updated_at = %(now)s, version = version + 1
+        finished_at = %(finished_at)s, iteration_since = %(iteration_since)s,
+        cancel_requested = %(cancel_requested)s, updated_at = %(now)s, version = version + 1,
+        lease_owner = CASE WHEN %(revoke)s THEN NULL ELSE lease_owner END,
+        lease_expires_at = CASE WHEN %(revoke)s THEN NULL ELSE lease_expires_at END,
+        claimed_at = CASE WHEN %(revoke)s THEN NULL ELSE claimed_at END,
+        heartbeat_at = CASE WHEN %(revoke)s THEN NULL ELSE heartbeat_at END,
+        lease_token = lease_token + CASE WHEN %(revoke)s THEN 1 ELSE 0 END
     WHERE id = %(id)s AND version = %(version)s
     RETURNING id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
 ), events AS (
@@ -184,14 +198,16 @@ WITH doomed AS (
 SELECT count(*) FROM doomed
 
 -- lease_renew_many --
--- Extend the leases this owner still holds; report which of them have a cancel request.
+-- Extend the leases this owner still holds, noting heartbeats; report cancel requests.
 WITH input AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS i (id, token)
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(beats)s::float8[])
+        AS i (id, token, heartbeat_at)
 ), locked AS MATERIALIZED (
     SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
 )
 UPDATE corral_process p
-SET lease_expires_at = %(expires)s
+SET lease_expires_at = %(expires)s, heartbeat_at = coalesce(i.heartbeat_at, p.heartbeat_at)
 FROM input i JOIN locked l ON l.id = i.id
 WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
   AND p.lease_owner = %(owner)s
@@ -218,6 +234,34 @@ WITH input AS (
     SELECT id, %(now)s, 'released', NULL, NULL, attempt, '{}' FROM released
 )
 SELECT id FROM released
+
+-- leader_acquire --
+-- Take a free or expired leadership, or keep one this owner holds; a row if it holds it now.
+INSERT INTO corral_leader AS l (name, owner, expires_at)
+VALUES (%(name)s, %(owner)s, %(expires)s)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE l.owner = excluded.owner OR l.expires_at < %(now)s
+RETURNING owner
+
+-- process_timed_out --
+-- Unfinished processes with an expired timeout (DESIGN 6), each found by its own index.
+(SELECT /* process_columns */, 'process_timeout' FROM corral_process
+ WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND deadline_at < %(now)s
+   AND status NOT IN ('failing', 'completed', 'failed', 'canceled'))
+UNION ALL
+(SELECT /* process_columns */, 'schedule_to_close' FROM corral_process
+ WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL
+   AND status IN ('failing', 'ending', 'running', 'starting')
+   AND iteration_since + schedule_to_close < %(now)s)
+UNION ALL
+(SELECT /* process_columns */, 'start_to_close' FROM corral_process
+ WHERE lease_expires_at IS NOT NULL AND start_to_close IS NOT NULL
+   AND claimed_at + start_to_close < %(now)s)
+UNION ALL
+(SELECT /* process_columns */, 'heartbeat_timeout' FROM corral_process
+ WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL
+   AND heartbeat_at + heartbeat_timeout < %(now)s)
+LIMIT %(limit)s
 
 -- history_list --
 -- A process's history, oldest first.
