@@ -109,9 +109,9 @@ class PostgresStorage(Storage):
         self._seen = threading.local()
         self._listen_lock = threading.Lock()
         self._listener: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
         self._closed = False
         self._channel = self._probe()
+        self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
         self._notify_param = self._channel if self._notify_on else None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             self._conninfo,
@@ -139,8 +139,6 @@ class PostgresStorage(Storage):
             with psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn:
                 row = conn.execute(Q["notify_channel"]).fetchone()
         except psycopg.Error as exc:
-            self._wake_r.close()
-            self._wake_w.close()
             raise StorageUnavailable(
                 f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
             ) from None
@@ -158,24 +156,25 @@ class PostgresStorage(Storage):
         except psycopg.OperationalError as exc:  # PoolTimeout is one
             if not _connection_lost(exc):
                 raise
-            self._outage(exc)
+            self._health(exc)
             raise StorageUnavailable(
                 f"PostgreSQL at {self._where} is unavailable: {_one_line(exc)}"
             ) from None
         if self._down:
-            self._back()
+            self._health(None)
 
-    def _outage(self, exc: BaseException) -> None:
-        if not self._down:
-            self._down = True
-            log.warning(
-                "PostgreSQL at %s is unavailable (%s); retrying", self._where, _one_line(exc)
-            )
+    def _rows(self, query: str | sql.Composed, args: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one statement, a transaction of its own, and fetch what it returns."""
+        with self._connection() as conn:
+            cur = conn.execute(query, {**args, "notify": self._notify_param})
+            return cur.fetchall() if cur.description else []
 
-    def _back(self) -> None:
-        if self._down:
-            self._down = False
-            log.warning("PostgreSQL at %s is reachable again", self._where)
+    def _health(self, outage: BaseException | None) -> None:
+        """Log once when an outage starts (given its error) and once when it ends (None)."""
+        if (outage is not None) != self._down:
+            self._down = outage is not None
+            state = f"unavailable ({_one_line(outage)}); retrying" if outage else "reachable again"
+            log.warning("PostgreSQL at %s is %s", self._where, state)
 
     def close(self) -> None:
         if self._closed:
@@ -259,9 +258,8 @@ class PostgresStorage(Storage):
             return [_outcome(new, created, existing) for new in processes]
 
     def process_get(self, process_id: str) -> Process | None:
-        with self._connection() as conn:
-            row = conn.execute(Q["process_get"], {"id": process_id}).fetchone()
-        return None if row is None else codec.process_from_row(row)
+        rows = self._rows(Q["process_get"], {"id": process_id})
+        return codec.process_from_row(rows[0]) if rows else None
 
     def process_list(self, where: ProcessFilter) -> list[Process]:
         clauses: list[sql.Composable] = []
@@ -284,9 +282,7 @@ class PostgresStorage(Storage):
             where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL(""),
             order=order,
         )
-        with self._connection() as conn:
-            rows = conn.execute(query, args).fetchall()
-        return [codec.process_from_row(r) for r in rows]
+        return [codec.process_from_row(r) for r in self._rows(query, args)]
 
     def process_claim(self, claim: Claim) -> list[Claimed]:
         if claim.limit <= 0:
@@ -305,8 +301,7 @@ class PostgresStorage(Storage):
             "ids": list(claim.process_ids or ()),
             "queues": list(claim.queues or ()),
         }
-        with self._connection() as conn:
-            rows = conn.execute(query, args).fetchall()
+        rows = self._rows(query, args)
         # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
         claimed = []
         for row in rows:
@@ -331,9 +326,7 @@ class PostgresStorage(Storage):
             for key, value in _change_args(commit.change).items():
                 columns.setdefault(key, []).append(value)
         events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]
-        args = {**columns, **_event_args(events), "notify": self._notify_param}
-        with self._connection() as conn:
-            landed = {r[0] for r in conn.execute(Q["process_commit_many"], args).fetchall()}
+        landed = {r[0] for r in self._rows(Q["process_commit_many"], columns | _event_args(events))}
         if landed:
             self.notify_local()
         return [
@@ -360,19 +353,14 @@ class PostgresStorage(Storage):
             "id": process_id,
             "version": expected_version,
             "revoke": revoke_lease,
-            "notify": self._notify_param,
         }
-        with self._connection() as conn:
-            row = conn.execute(Q["process_update"], args).fetchone()
-        updated = row is not None and row[0] == 1
+        updated = bool(self._rows(Q["process_update"], args)[0][0])
         if updated:
             self.notify_local()
         return updated
 
     def process_prune(self, finished_before: float) -> int:
-        with self._connection() as conn:
-            row = conn.execute(Q["process_prune"], {"before": float(finished_before)}).fetchone()
-        return int(row[0]) if row else 0
+        return int(self._rows(Q["process_prune"], {"before": float(finished_before)})[0][0])
 
     # --- leases --------------------------------------------------------------------------
     def lease_renew_many(
@@ -393,8 +381,7 @@ class PostgresStorage(Storage):
             "owner": owner,
             "expires": float(now + lease_seconds),
         }
-        with self._connection() as conn:
-            rows = conn.execute(Q["lease_renew_many"], args).fetchall()
+        rows = self._rows(Q["lease_renew_many"], args)
         held = {r[0] for r in rows}
         cancel = {r[0] for r in rows if r[1]}
         return Renewal(frozenset(set(tokens) - held), frozenset(cancel))
@@ -402,55 +389,37 @@ class PostgresStorage(Storage):
     def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
         if not tokens:
             return []
-        args = {
-            "ids": list(tokens),
-            "tokens": list(tokens.values()),
-            "now": float(now),
-            "notify": self._notify_param,
-        }
-        with self._connection() as conn:
-            released = {r[0] for r in conn.execute(Q["lease_release_many"], args).fetchall()}
+        args = {"ids": list(tokens), "tokens": list(tokens.values()), "now": float(now)}
+        released = {r[0] for r in self._rows(Q["lease_release_many"], args)}
         if released:
             self.notify_local()
         return [pid for pid in tokens if pid in released]
 
     def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
         args = {"name": name, "owner": owner, "now": float(now), "expires": float(now + ttl)}
-        with self._connection() as conn:
-            return conn.execute(Q["leader_acquire"], args).fetchone() is not None
+        return bool(self._rows(Q["leader_acquire"], args))
 
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
-        with self._connection() as conn:
-            rows = conn.execute(Q["process_timed_out"], {"now": float(now), "limit": limit})
-            return [TimedOut(codec.process_from_row(r), r[-1]) for r in rows.fetchall()]
+        rows = self._rows(Q["process_timed_out"], {"now": float(now), "limit": limit})
+        return [TimedOut(codec.process_from_row(r), r[-1]) for r in rows]
 
     # --- history -------------------------------------------------------------------------
     def history_list(self, process_id: str) -> list[Event]:
-        with self._connection() as conn:
-            rows = conn.execute(Q["history_list"], {"id": process_id}).fetchall()
-        return [codec.event_from_row(r) for r in rows]
+        return [codec.event_from_row(r) for r in self._rows(Q["history_list"], {"id": process_id})]
 
     def history_append(self, events: Sequence[Event]) -> None:
         if events:
-            with self._connection() as conn:
-                rows = [codec.event_to_row(e) for e in events]
-                conn.execute(Q["history_append"], _event_args(rows))
+            self._rows(Q["history_append"], _event_args([codec.event_to_row(e) for e in events]))
 
     # --- queues --------------------------------------------------------------------------
     def queue_pause(self, queue: str, paused: bool) -> None:
-        with self._connection() as conn:
-            if paused:
-                conn.execute(Q["queue_pause"], {"queue": queue})
-                return
-            resumed = conn.execute(
-                Q["queue_resume"], {"queue": queue, "notify": self._notify_param}
-            ).fetchall()
-        if resumed:
+        if paused:
+            self._rows(Q["queue_pause"], {"queue": queue})
+        elif self._rows(Q["queue_resume"], {"queue": queue}):
             self.notify_local()
 
     def queue_paused(self) -> list[str]:
-        with self._connection() as conn:
-            return [r[0] for r in conn.execute(Q["queue_paused"]).fetchall()]
+        return [r[0] for r in self._rows(Q["queue_paused"], {})]
 
     # --- wake-ups ------------------------------------------------------------------------
     def notify_local(self) -> None:
@@ -488,7 +457,7 @@ class PostgresStorage(Storage):
             try:
                 conn = self._listen_connect()
             except psycopg.Error as exc:
-                self._outage(exc)
+                self._health(exc)
                 return False
             self._listener = threading.Thread(
                 target=self._listen,
@@ -516,7 +485,7 @@ class PostgresStorage(Storage):
             try:
                 if conn is None:
                     conn = self._listen_connect()
-                    self._back()
+                    self._health(None)
                     self.notify_local()
                 wake = self._wake_r.fileno()
                 ready, _, _ = select.select([conn.fileno(), wake], [], [], _LISTEN_PING)
@@ -527,8 +496,8 @@ class PostgresStorage(Storage):
                 if sum(1 for _ in conn.notifies(timeout=0)):
                     self.notify_local()
                 backoff = 0.1
-            except psycopg.Error as exc:
-                self._outage(exc)
+            except (psycopg.Error, OSError) as exc:
+                self._health(exc)
                 if conn is not None:
                     conn.close()
                     conn = None
