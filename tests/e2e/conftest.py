@@ -144,6 +144,24 @@ class Corral:
         self.logs[proc.pid] = path
         return proc
 
+    def start_worker(self, *args: str, app: Any = DEFAULT) -> subprocess.Popen[bytes]:
+        """`corral worker ARGS` (INFO logs, so that `stop` can tell when it is ready)."""
+        return self.start("--log-level", "INFO", "worker", *args, app=app)
+
+    def stop(self, worker: subprocess.Popen[bytes], timeout: float = 30) -> int:
+        """SIGTERM a worker once it is up (its signal handlers installed); its exit code.
+
+        A SIGTERM that arrives while Python is still importing kills it outright (-15), as
+        it would any program: that is not what the graceful-stop tests are about."""
+        wait_until(
+            lambda: worker.poll() is not None or " started (concurrency" in self.log_of(worker),
+            timeout=30,
+            what="the worker to start",
+        )
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        return worker.wait(timeout=timeout)
+
     def log_of(self, proc: subprocess.Popen[bytes]) -> str:
         return self.logs[proc.pid].read_text(errors="replace")
 

@@ -79,3 +79,26 @@ def nap_once(ctx: Context, seconds: float, marker: str) -> int:
     if runs == 1:
         time.sleep(seconds)
     return runs
+
+
+class SlowParams(BaseModel):
+    audit: str
+    steps: int = 2
+    seconds: float = 1.0
+
+
+@app.process("slow_counter", params=SlowParams, retry=Retry(attempts=5))
+class SlowCounter:
+    """Like `counter`, with slow steps; the store also records which worker process
+    (pid) committed each step, so that a stale worker's write would show."""
+
+    def step(self, ctx: Context[SlowParams]) -> bool:
+        count = int(ctx.store.get("count", 0)) + 1
+        ctx.store["count"] = count
+        ctx.store["by"] = [*ctx.store.get("by", []), os.getpid()]
+        append_line(ctx.params.audit, f"{ctx.process_id} {count} {os.getpid()}")
+        time.sleep(ctx.params.seconds)
+        return count >= ctx.params.steps
+
+    def finish(self, ctx: Context[SlowParams]) -> list[int]:
+        return list(ctx.store["by"])
