@@ -264,3 +264,23 @@ def test_sigterm_after_grace_releases_the_lease(crash_corral: Corral, tmp_path: 
     assert "lease_expired" not in history_kinds(process)
     assert took < 15, f"the next worker took {took:.1f}s: it waited for the lease to expire"
     assert lines_of(marker) == ["run attempt 1", "run attempt 1"]
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_releases_at_once(crash_corral: Corral, tmp_path: Path) -> None:
+    corral = crash_corral
+    corral.extra_env["E2E_LEASE_SECONDS"] = "30"
+    marker = tmp_path / "nap"
+    pid = corral.submit("nap_once", "seconds=60", f"marker={marker}")
+    worker = corral.start_worker()  # the default grace: 30 s
+    wait_until(lambda: lines_of(marker), timeout=30, what="the iteration to start")
+    signaled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert worker.poll() is None, "the first SIGTERM must let the iteration run on"
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, corral.log_of(worker)
+    assert time.monotonic() - signaled < 10
+    process = corral.show(pid)
+    assert process["status"] == "starting"
+    assert "released" in history_kinds(process)

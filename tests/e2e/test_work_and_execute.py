@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLE, Corral, history_kinds
+from tests.e2e.conftest import EXAMPLE, Corral, history_kinds, wait_until
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 STATS = re.compile(r"worker stopped \(([\w-]+)\): (\d+) iterations, (\d+) completed")
@@ -198,3 +198,44 @@ def test_workers_log_at_info_by_default(corral: Corral) -> None:
     assert r.returncode == 0, r.stderr
     assert "INFO corral.worker" in r.stderr, r.stderr
     assert " started (concurrency 1)" in r.stderr, r.stderr
+
+
+def test_retry_resumes_a_failed_process_where_it_stopped(corral: Corral, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    r = corral.run("execute", "gated", "-p", f"gate={gate}")
+    assert r.returncode == 1, r.stderr
+    pid = executed_id(r)
+    failed = corral.show(pid)
+    assert failed["status"] == "failed"
+    assert failed["error"]["message"] == "gate closed at step 3"
+    assert failed["store"] == {"starts": 1, "done": 2, "rollbacks": 1}
+
+    gate.touch()
+    assert corral.ok("retry", pid).split() == [pid, "running"]
+    corral.ok("work", "--once")
+    done = corral.show(pid)
+    assert done["status"] == "completed"
+    assert done["error"] is None
+    # Resumed in `running` with its store: start did not run again, steps 1-2 were kept.
+    assert done["result"] == {"starts": 1, "done": 4, "rollbacks": 1}
+    assert ("failed", "running") in [
+        (e["from"], e["to"]) for e in done["history"] if e["kind"] == "transition"
+    ]
+
+
+def test_cancel_a_running_process_rolls_it_back(corral: Corral, tmp_path: Path) -> None:
+    corral.extra_env["E2E_LEASE_SECONDS"] = "1.5"  # the renewer brings the request
+    marker = tmp_path / "looper"
+    pid = corral.submit("looper", f"marker={marker}")
+    worker = corral.start_worker()
+    wait_until(lambda: marker.exists(), timeout=30, what="the step to start")
+    out = corral.ok("cancel", pid)
+    assert out.split() == [pid, "cancel", "requested"]
+    process = corral.wait_status(pid, "canceled", "failed", "completed", timeout=20)
+    assert corral.stop(worker) == 0, corral.log_of(worker)
+    assert process["status"] == "canceled"
+    assert process["error"] is None
+    assert marker.read_text().splitlines() == ["step", "rollback"]
+    moves = [(e["from"], e["to"]) for e in process["history"] if e["kind"] == "transition"]
+    assert moves[-2:] == [("running", "failing"), ("failing", "canceled")]
+    assert "cancel_requested" in history_kinds(process)

@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from corral import App, Context
 
-app = App()
+# E2E_LEASE_SECONDS shortens the lease (and so how soon a cancel request reaches a handler:
+# the lease renewer, every lease/3, brings it).
+app = App(lease_seconds=float(os.environ.get("E2E_LEASE_SECONDS", "30")))
 
 
 def append_line(path: str, line: str) -> None:
@@ -116,6 +118,52 @@ class Fragile:
     def rollback(self, ctx: Context[FragileParams]) -> bool:
         Path(ctx.params.marker).write_text(f"rolled back after {ctx.store['steps']} steps\n")
         return True
+
+
+class GatedParams(BaseModel):
+    gate: str
+    steps: int = 4
+    fail_at: int = 3
+
+
+@app.process("gated", params=GatedParams)
+class Gated:
+    """Fails in step `fail_at` while the file `gate` does not exist."""
+
+    def start(self, ctx: Context[GatedParams]) -> None:
+        ctx.store.update(starts=ctx.store.get("starts", 0) + 1, done=0)
+
+    def step(self, ctx: Context[GatedParams]) -> bool:
+        n = ctx.store["done"] + 1
+        if n == ctx.params.fail_at and not Path(ctx.params.gate).exists():
+            raise RuntimeError(f"gate closed at step {n}")
+        ctx.store["done"] = n
+        return bool(n >= ctx.params.steps)
+
+    def finish(self, ctx: Context[GatedParams]) -> dict[str, Any]:
+        return dict(ctx.store)
+
+    def rollback(self, ctx: Context[GatedParams]) -> None:
+        ctx.store["rollbacks"] = ctx.store.get("rollbacks", 0) + 1
+
+
+class LoopParams(BaseModel):
+    marker: str
+
+
+@app.process("looper", params=LoopParams)
+class Looper:
+    """A step of up to 30 s that heartbeats (and so notices a cancel request)."""
+
+    def step(self, ctx: Context[LoopParams]) -> bool:
+        append_line(ctx.params.marker, "step")
+        for _ in range(600):
+            ctx.heartbeat()
+            time.sleep(0.05)
+        return False
+
+    def rollback(self, ctx: Context[LoopParams]) -> None:
+        append_line(ctx.params.marker, "rollback")
 
 
 @app.handler(status="failing", priority=110)
