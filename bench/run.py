@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--w4-depths", type=ints, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--w4-claims", type=int, default=200)
     p.add_argument("--w6-jobs", type=ints, default=[10_000, 100_000])
-    p.add_argument("--w6-budget", type=float, default=150.0, help="seconds W6 lets one worker run")
+    p.add_argument("--w6-budget", type=float, default=120.0, help="seconds W6 lets one worker run")
     p.add_argument("--timeout", type=float, default=600.0, help="max seconds per system/workload")
     p.add_argument("--no-install", action="store_true", help="use bench/.peers/venv as it is")
     p.add_argument(
@@ -344,6 +344,12 @@ class Row:
     goal: str = ""
 
 
+def brief(c: Cell, full: bool) -> Cell:
+    if not full and c.value is None and c.text.startswith("n/a"):
+        c.text = "n/a"
+    return c
+
+
 def w6_cell(results: dict[str, Any], system: str, checkpoint: int) -> Cell:
     c = cell(results, system, "w6", str(checkpoint), "rss_mb")
     r = results.get(system, {}).get("w6", {})
@@ -417,14 +423,15 @@ def rows(args: argparse.Namespace) -> list[Row]:
             "w3_p99",
         ),
     ]
-    for depth in sorted(args.w4_depths):
+    for n, depth in enumerate(sorted(args.w4_depths)):
         out.append(
             Row(
                 f"W4 claim with {depth:,} finished",
                 "ms/claim",
                 False,
                 fmt_ms,
-                lambda r, s, d=depth: cell(r, s, "w4", str(d), "p50"),
+                # The reason a system has no W4 is spelled out on the first row only.
+                lambda r, s, d=depth, first=n == 0: brief(cell(r, s, "w4", str(d), "p50"), first),
             )
         )
     if len(args.w4_depths) > 1:
@@ -435,7 +442,7 @@ def rows(args: argparse.Namespace) -> list[Row]:
                 "x",
                 False,
                 lambda v: f"{v:.2f}x",
-                lambda r, s, lo=lo, hi=hi: w4_growth(r, s, lo, hi),
+                lambda r, s, lo=lo, hi=hi: brief(w4_growth(r, s, lo, hi), False),
                 "≤ 1.5x",
                 "ratio",
             )
@@ -446,7 +453,7 @@ def rows(args: argparse.Namespace) -> list[Row]:
             "",
             True,
             str,
-            lambda r, s: cell(r, s, "w5") if s in CORRAL else Cell(text="not run"),
+            lambda r, s: cell(r, s, "w5") if s in CORRAL else Cell(text="—"),
         )
     )
     for checkpoint in sorted(args.w6_jobs):
