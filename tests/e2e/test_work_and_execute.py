@@ -135,6 +135,7 @@ def test_execute_completed_exits_0_and_failed_exits_1(corral: Corral) -> None:
     assert "error" in history_kinds(failed)
 
 
+@pytest.mark.slow
 def test_execute_create_data_file(corral: Corral, tmp_path: Path) -> None:
     target = tmp_path / "out" / "people.jsonl"
     r = corral.run(
