@@ -133,7 +133,7 @@ def test_store_writes_are_exactly_once_under_sigkill(crash_corral: Corral, tmp_p
         f"audit lines, {lease_expired} lease_expired and {lease_lost} lease_lost events"
     )
 
-    assert kills >= 5, "the work ended before the chaos could disturb it"
+    assert kills >= 3, "the work ended before the chaos could disturb it"
     assert [p["status"] for p in processes] == ["completed"] * PROCESSES, [
         (p["id"], p["status"], p["error"]) for p in processes if p["status"] != "completed"
     ]
@@ -151,10 +151,11 @@ def test_store_writes_are_exactly_once_under_sigkill(crash_corral: Corral, tmp_p
 @pytest.mark.slow
 def test_a_stale_workers_commit_is_fenced(crash_corral: Corral, tmp_path: Path) -> None:
     """A worker frozen (SIGSTOP) past its lease wakes up after another took the process
-    over: its commit is refused (lease_lost) and its store write never lands."""
+    over: it learns that its lease is lost (from its renewer or its fenced commit) and its
+    store write never lands."""
     corral = crash_corral
     audit = tmp_path / "audit.log"
-    pid = corral.submit("slow_counter", f"audit={audit}", "steps=2", "seconds=1")
+    pid = corral.submit("slow_counter", f"audit={audit}", "steps=2", "seconds=2")
     stale = corral.start_worker()
     wait_until(lambda: lines_of(audit), timeout=30, what="the first step to start")
     stale.send_signal(signal.SIGSTOP)
