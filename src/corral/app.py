@@ -279,12 +279,17 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        connection: object | None = None,
     ) -> Submitted:
         """Create a process of `job`, or return the existing one with the same `custom_id`.
 
         Parameters are validated first: a bad one raises `InvalidParams` and nothing is
         written. A custom id already used with another job or other parameters raises
         `CustomIdConflict`. Timeouts given here replace the job's.
+
+        `connection`: transactional enqueue, on PostgreSQL only. Pass your own
+        `psycopg.Connection` (same database and schema) inside your transaction: the
+        process exists, and wakes workers, if and only if your transaction commits.
         """
         options = SubmitOptions(
             client_id=client_id,
@@ -301,7 +306,7 @@ class App:
             },
         )
         new = self._new_process(job, params, custom_id, options, self.clock())
-        [inserted] = self.storage.process_insert_many([new])
+        [inserted] = self.storage.process_insert_many([new], connection=connection)
         return Submitted(inserted.process, inserted.outcome)
 
     def submit_many(
@@ -313,15 +318,18 @@ class App:
         run_at: float | datetime | None = None,
         queue: str | None = None,
         tags: Mapping[str, str] | None = None,
+        connection: object | None = None,
     ) -> list[Submitted]:
         """Create one process of `job` per parameters, in one transaction: all or none.
-        Every parameters document is validated before anything is written."""
+        Every parameters document is validated before anything is written.
+        `connection`: transactional enqueue, as for `submit`."""
         options = SubmitOptions(priority=priority, run_at=run_at, queue=queue, tags=tags)
         now = self.clock()
         batch = [self._new_process(job, p, None, options, now) for p in params]
         if not batch:
             return []
-        return [Submitted(i.process, i.outcome) for i in self.storage.process_insert_many(batch)]
+        inserted = self.storage.process_insert_many(batch, connection=connection)
+        return [Submitted(i.process, i.outcome) for i in inserted]
 
     def _new_process(
         self,

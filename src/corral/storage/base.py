@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 from corral.model import JSON, Change, Event, Process, Status
 
@@ -112,12 +112,21 @@ class Storage(abc.ABC):
 
     # --- processes ------------------------------------------------------------------------
     @abc.abstractmethod
-    def process_insert_many(self, processes: Sequence[NewProcess]) -> list[Inserted]:
+    def process_insert_many(
+        self, processes: Sequence[NewProcess], *, connection: object | None = None
+    ) -> list[Inserted]:
         """Insert processes and their first history event in one transaction.
 
         A process with a `custom_id` already used by the same client is not inserted:
         the existing one is returned with outcome `existing` if it has the same job
         and parameters, else `CustomIdConflict` is raised and nothing is written.
+
+        `connection`: transactional enqueue (DESIGN §5). The caller's own database
+        connection, inside the caller's transaction: the processes, their history and
+        their wake-up then exist if and only if the caller commits. Only the PostgreSQL
+        backend accepts one (a `psycopg.Connection` to the same database and schema);
+        SQLite and memory raise `UsageError("transactional enqueue needs the PostgreSQL
+        backend")` when given one.
         """
 
     @abc.abstractmethod
@@ -209,8 +218,10 @@ class Storage(abc.ABC):
     # --- wake-ups -------------------------------------------------------------------------
     @abc.abstractmethod
     def wait_for_change(self, timeout: float) -> bool:
-        """Block until another connection may have written, or `timeout` seconds pass.
-        Returns True if something changed. Cheap: this is how idle workers wait."""
+        """Block until a write that may create work happens after this call starts (by
+        another connection, or through this object: see `notify_local`), or `timeout`
+        seconds pass. Returns True if something changed; a spurious True is allowed,
+        so callers look again rather than trust it. Cheap: this is how idle workers wait."""
 
     def notify_local(self) -> None:  # noqa: B027 - optional hook
         """Wake local waiters after a write made through this very object."""
@@ -218,7 +229,7 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> Storage:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

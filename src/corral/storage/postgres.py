@@ -27,10 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolClosed
 
-from corral.errors import CustomIdConflict, StorageUnavailable
+from corral.errors import CustomIdConflict, StorageUnavailable, UsageError
 from corral.model import Change, Event, Process
 from corral.storage import codec
 from corral.storage.base import (
@@ -110,7 +111,8 @@ class PostgresStorage(Storage):
         self._listen_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = False
-        self._channel = self._probe()
+        self._database = ""
+        self._channel = self._probe()  # sets _database too
         self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
         self._notify_param = self._channel if self._notify_on else None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
@@ -143,6 +145,7 @@ class PostgresStorage(Storage):
                 f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
             ) from None
         assert row is not None
+        self._database = str(row[1])
         return str(row[0])
 
     @contextmanager
@@ -218,7 +221,11 @@ class PostgresStorage(Storage):
         return SCHEMA_VERSION
 
     # --- processes -----------------------------------------------------------------------
-    def process_insert_many(self, processes: Sequence[NewProcess]) -> list[Inserted]:
+    def process_insert_many(
+        self, processes: Sequence[NewProcess], *, connection: object | None = None
+    ) -> list[Inserted]:
+        if connection is not None:
+            return self._insert_in(connection, processes)
         if not processes:
             return []
         args = _insert_args(processes, self._notify_param)
@@ -239,23 +246,38 @@ class PostgresStorage(Storage):
         # batch must roll back as a whole on a conflict found by the second statement.
         atomic = any(n.custom_id is not None for n in processes)
         with self._connection() as conn, conn.transaction() if atomic else nullcontext():
-            rows = conn.execute(Q["process_insert_many"], args).fetchall()
-            created = {p.id: p for p in map(codec.process_from_row, rows)}
-            taken = [n for n in processes if n.id not in created]
-            existing: dict[tuple[str, str | None], Process] = {}
-            if taken:
-                # A separate statement: it sees the rows this transaction just inserted and
-                # those of concurrent submitters that ON CONFLICT waited for.
-                rows = conn.execute(
-                    Q["process_get_by_custom_ids"],
-                    {
-                        "client_ids": [n.client_id for n in taken],
-                        "custom_ids": [n.custom_id for n in taken],
-                    },
-                ).fetchall()
-                for p in map(codec.process_from_row, rows):
-                    existing[(p.client_id, p.custom_id)] = p
-            return [_outcome(new, created, existing) for new in processes]
+            return _insert_rows(conn, processes, args)
+
+    def _insert_in(self, connection: object, processes: Sequence[NewProcess]) -> list[Inserted]:
+        """Transactional enqueue: insert through the caller's connection, in the caller's
+        transaction, which we neither commit nor roll back. The NOTIFY the insert sends is
+        delivered by PostgreSQL when (and only if) that transaction commits."""
+        if not isinstance(connection, psycopg.Connection):
+            raise UsageError(
+                "connection must be a psycopg (3) Connection, not "
+                f"{type(connection).__module__}.{type(connection).__qualname__}"
+            )
+        # The caller's row factory and loaders may differ from the pool's: use our own.
+        cur = psycopg.Cursor(connection, row_factory=tuple_row)
+        cur.adapters.register_loader("jsonb", TextLoader)
+        # Without autocommit, this first statement also opens the caller's transaction if
+        # none was open yet (psycopg's implicit BEGIN), so that the block below is only a
+        # savepoint. In autocommit mode outside a transaction block, the insert commits at
+        # once, like a plain submit.
+        row = cur.execute(Q["notify_channel"]).fetchone()
+        if row is None or (str(row[0]), str(row[1])) != (self._channel, self._database):
+            where = "?" if row is None else f"database {row[1]!r}, channel {row[0]!r}"
+            raise UsageError(
+                f"the connection reaches another corral database or schema ({where}) than "
+                f"this app ({self._database!r}, {self._channel!r}): use the same database "
+                "and search_path"
+            )
+        if not processes:
+            return []
+        # A savepoint: a custom id conflict undoes this submit and leaves the caller's
+        # transaction usable.
+        with connection.transaction():
+            return _insert_rows(cur, processes, _insert_args(processes, self._notify_param))
 
     def process_get(self, process_id: str) -> Process | None:
         rows = self._rows(Q["process_get"], {"id": process_id})
@@ -562,6 +584,32 @@ def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> dict[st
         "edge_deps": [d for n in processes for d in n.depends_on],
         "notify": notify,
     }
+
+
+def _insert_rows(
+    cur: Connection | psycopg.Cursor[tuple[Any, ...]],
+    processes: Sequence[NewProcess],
+    args: dict[str, Any],
+) -> list[Inserted]:
+    """The insert itself, in a transaction its caller manages: one multi-row statement
+    for the whole batch, and one more when custom ids were already taken."""
+    rows = cur.execute(Q["process_insert_many"], args).fetchall()
+    created = {p.id: p for p in map(codec.process_from_row, rows)}
+    taken = [n for n in processes if n.id not in created]
+    existing: dict[tuple[str, str | None], Process] = {}
+    if taken:
+        # A separate statement: it sees the rows this transaction just inserted and those
+        # of concurrent submitters that ON CONFLICT waited for.
+        rows = cur.execute(
+            Q["process_get_by_custom_ids"],
+            {
+                "client_ids": [n.client_id for n in taken],
+                "custom_ids": [n.custom_id for n in taken],
+            },
+        ).fetchall()
+        for p in map(codec.process_from_row, rows):
+            existing[(p.client_id, p.custom_id)] = p
+    return [_outcome(new, created, existing) for new in processes]
 
 
 def _outcome(

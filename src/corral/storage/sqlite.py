@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from corral.errors import CustomIdConflict, StorageUnavailable
+from corral.errors import CustomIdConflict, StorageUnavailable, UsageError
 from corral.model import CLAIMABLE, Change, Event, Process
 from corral.storage import codec
 from corral.storage.base import (
@@ -117,8 +117,9 @@ class SQLiteStorage(Storage):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding SQLite's write lock from its first statement."""
+    def _write(self, *, wakes: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from its first statement.
+        `wakes`: the write may create work, so local waiters are woken after it."""
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -128,7 +129,8 @@ class SQLiteStorage(Storage):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        self.notify_local()
+        if wakes:
+            self.notify_local()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -144,7 +146,7 @@ class SQLiteStorage(Storage):
     # --- schema --------------------------------------------------------------------------
     def migrate(self) -> int:
         try:
-            with self._write() as conn:
+            with self._write(wakes=False) as conn:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS corral_schema_version (version INTEGER NOT NULL)"
                 )
@@ -166,7 +168,11 @@ class SQLiteStorage(Storage):
         return SCHEMA_VERSION
 
     # --- processes -----------------------------------------------------------------------
-    def process_insert_many(self, processes: Sequence[NewProcess]) -> list[Inserted]:
+    def process_insert_many(
+        self, processes: Sequence[NewProcess], *, connection: object | None = None
+    ) -> list[Inserted]:
+        if connection is not None:
+            raise UsageError("transactional enqueue needs the PostgreSQL backend")
         out: list[Inserted] = []
         with self._write() as conn:
             for new in processes:
@@ -266,7 +272,7 @@ class SQLiteStorage(Storage):
             return [codec.process_from_row(r) for r in conn.execute(sql, args)]
 
     def process_claim(self, claim: Claim) -> list[Claimed]:
-        with self._write() as conn:
+        with self._write(wakes=False) as conn:
             paused = {r[0] for r in conn.execute("SELECT queue FROM corral_paused_queue")}
             if "*" in paused:
                 return []
@@ -388,7 +394,7 @@ class SQLiteStorage(Storage):
         held: set[str] = set()
         cancel: set[str] = set()
         beats = heartbeats or {}
-        with self._write() as conn:
+        with self._write(wakes=False) as conn:
             for pid, token in tokens.items():
                 row = conn.execute(
                     "UPDATE corral_process SET lease_expires_at = ?, "
@@ -420,7 +426,7 @@ class SQLiteStorage(Storage):
         return released
 
     def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
-        with self._write() as conn:
+        with self._write(wakes=False) as conn:
             row = conn.execute(
                 "INSERT INTO corral_leader (name, owner, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
@@ -457,7 +463,7 @@ class SQLiteStorage(Storage):
             return [codec.event_from_row(r) for r in rows]
 
     def history_append(self, events: Sequence[Event]) -> None:
-        with self._write() as conn:
+        with self._write(wakes=False) as conn:
             self._append(conn, events)
 
     # --- queues --------------------------------------------------------------------------

@@ -23,8 +23,9 @@ SELECT coalesce(max(version), 0) FROM corral_schema_version
 INSERT INTO corral_schema_version (version) VALUES (%(version)s)
 
 -- notify_channel --
--- One channel per schema, so that two corral databases in one PostgreSQL never wake each other.
-SELECT left('corral_' || coalesce(current_schema(), 'public'), 63)
+-- One channel per schema, so that two corral databases in one PostgreSQL never wake each other;
+-- and the database, so that a caller's own connection (transactional enqueue) can be checked.
+SELECT left('corral_' || coalesce(current_schema(), 'public'), 63), current_database()
 
 -- process_insert_many --
 -- Insert new processes, skipping taken custom ids, with their edges and first history event.
