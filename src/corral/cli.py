@@ -13,6 +13,8 @@ import re
 import signal
 import sqlite3
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -20,6 +22,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import UsageError as ClickUsageError
 
 from corral import cli_output as out
 from corral.app import App
@@ -89,6 +92,7 @@ def guarded(action: Callable[[], T]) -> T:
 
 @cli.callback()
 def main_options(
+    ctx: typer.Context,
     app: Annotated[
         str | None,
         typer.Option(
@@ -115,21 +119,13 @@ def main_options(
     state.app_ref = app
     state.database = database
     if log_level is None:
-        command = click_context_command()
-        log_level = "INFO" if command in ("work", "worker") else "WARNING"
+        log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker") else "WARNING"
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown log level {log_level!r}; use DEBUG, INFO, WARNING or ERROR")
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-
-
-def click_context_command() -> str | None:
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    return ctx.invoked_subcommand if ctx is not None else None
 
 
 # --- submitting ------------------------------------------------------------------------------
@@ -169,7 +165,7 @@ def parse_params(
         if not sep or not key:
             raise UsageError(f"-p {pair!r}: write parameters as key=value")
         field = fields.get(key)
-        if field is not None and field.annotation is str:
+        if field is not None and _is_text(field.annotation):
             params[key] = raw
         else:
             try:
@@ -177,6 +173,23 @@ def parse_params(
             except json.JSONDecodeError:
                 params[key] = raw
     return params
+
+
+def _is_text(annotation: Any) -> bool:
+    """Whether a parameter takes only text (str, str | None, Literal['a', 'b'], …): then
+    `-p key=2024` means the string "2024", not the number."""
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _is_text(args[0])
+    if origin is typing.Literal:
+        return all(isinstance(a, str) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return bool(members) and all(_is_text(a) for a in members)
+    return False
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -434,6 +447,7 @@ def _run_worker(options: WorkerOptions) -> None:
         f"{stats.completed} completed, {stats.failed} failed, {stats.lost} leases lost, "
         f"{stats.released} released",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -471,4 +485,16 @@ def execute(
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    cli()
+    command = typer.main.get_command(cli)
+    try:
+        code = command.main(standalone_mode=False)
+    except ClickUsageError as exc:  # bad command line: one line, exit 2
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        errors.print(
+            f"[red]error:[/red] {exc.format_message()}{hint}", highlight=False, soft_wrap=True
+        )
+        sys.exit(2)
+    except typer.Abort:
+        errors.print("aborted", highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

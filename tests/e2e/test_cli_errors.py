@@ -318,12 +318,6 @@ def test_prune_deletes_finished_processes(corral: Corral) -> None:
         assert_usage_error(corral.run("show", pid), "no process")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/corral/cli.py parse_params(): only a field annotated exactly `str` keeps "
-    "its -p value as text; for `str | None` the value is read as JSON, so -p path=123 "
-    "becomes the int 123 and is rejected ('Input should be a valid string')",
-)
 def test_optional_string_parameter_is_not_read_as_json(corral: Corral) -> None:
     # count_to's `path: str | None`; the example's `working_dir: str | None` is the same.
     r = corral.run("submit", "count_to", "-p", "n=1", "-p", "path=2024", "--json")
@@ -331,12 +325,6 @@ def test_optional_string_parameter_is_not_read_as_json(corral: Corral) -> None:
     assert corral.show(json.loads(r.stdout)["id"])["params"]["path"] == "2024"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/corral/cli.py: command-line parsing errors (unknown command or option, "
-    "missing argument, an option's bad value) are click's, printed as four lines "
-    "(Usage, Try, blank, Error), not the one line the README and cli.py promise",
-)
 def test_usage_errors_are_one_line(corral: Corral) -> None:
     check_cases(
         corral,

@@ -185,12 +185,6 @@ def test_async_jobs(corral: Corral) -> None:
     assert (process["status"], process["result"], process["store"]) == ("completed", 3, {"i": 3})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/corral/cli.py click_context_command(): typer 0.29 runs on its vendored "
-    "typer._click, so click.get_current_context() is None in the callback and `work`/`worker` "
-    "log at WARNING instead of the documented default INFO",
-)
 def test_workers_log_at_info_by_default(corral: Corral) -> None:
     # The explicit option works: only the default is wrong.
     r = corral.run("--log-level", "INFO", "work", "--once")
