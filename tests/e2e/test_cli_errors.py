@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.e2e.conftest import BASIC_APP, DEFAULT, Corral, history_kinds
 
 UNKNOWN_ID = "3f2b1c9e-8d4a-4c1e-9b7a-2e6f5d4c3b2a"
