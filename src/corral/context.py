@@ -57,6 +57,7 @@ class Context(Generic[P]):
         params: P,
         store: dict[str, JSON],
         attempt: int,
+        lease_token: int = 0,
         progress: tuple[float | None, float | None] = (None, None),
         dependency_results: Mapping[str, JSON] | None = None,
         signals: IterationSignals | None = None,
@@ -67,6 +68,9 @@ class Context(Generic[P]):
         self.params = params
         self.store = store
         self.attempt = attempt
+        #: The fencing token of this iteration's lease: larger for every new claim of the
+        #: process. Pass it to outside systems that can refuse writes from older tokens.
+        self.lease_token = lease_token
         self.dependency_results: Mapping[str, JSON] = dependency_results or {}
         self._progress = progress
         self._signals = signals or IterationSignals()

@@ -39,6 +39,7 @@ def run_iteration(
             params=params,
             store=store,
             attempt=process.attempt,
+            lease_token=process.lease_token,
             progress=(process.progress_done, process.progress_total),
             signals=signals,
         )
