@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import threading
 import time
 import uuid
@@ -67,11 +68,7 @@ class SubmitOptions:
             not isinstance(self.queue, str) or not self.queue or self.queue == "*"
         ):
             raise UsageError(f"queue must be a non-empty name other than '*', not {self.queue!r}")
-        if self.tags is not None and not (
-            isinstance(self.tags, Mapping)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items())
-        ):
-            raise UsageError("tags must be a mapping of strings to strings")
+        _check_tags(self.tags)
         if self.client_id is not None and not isinstance(self.client_id, str):
             raise UsageError(f"client_id must be a string, not {self.client_id!r}")
         if self.depends_on:
@@ -406,12 +403,17 @@ class App:
             raise UsageError(
                 f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}"
             ) from None
-        if not isinstance(limit, int) or limit < 1:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise UsageError(f"limit must be a positive integer, not {limit!r}")
+        if job is not None and not isinstance(job, str):
+            raise UsageError(f"job must be a job name, not {job!r}")
+        _check_tags(tags)
         return self.storage.process_list(ProcessFilter(st, job, tags, limit))
 
     def wait(self, process_id: str, timeout: float | None = None) -> Process:
         """Block until the process is terminal; raise TimeoutError after `timeout` seconds."""
+        if timeout is not None:
+            _check_seconds("timeout", timeout, allow_zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             process = self.get(process_id)
@@ -445,16 +447,42 @@ class App:
                 return self.get(process.id)
 
     def pause(self, queue: str = "*") -> None:
-        self.storage.queue_pause(queue, True)
+        """Stop workers claiming from `queue` (`*`: every queue); running iterations finish."""
+        self.storage.queue_pause(_queue_name(queue), True)
 
     def resume(self, queue: str = "*") -> None:
-        self.storage.queue_pause(queue, False)
+        self.storage.queue_pause(_queue_name(queue), False)
 
     def prune(self, older_than: float) -> int:
         """Delete processes that ended more than `older_than` seconds ago."""
-        if older_than < 0:
-            raise UsageError("older_than must be >= 0 seconds")
+        _check_seconds("older_than", older_than, allow_zero=True)
         return self.storage.process_prune(self.clock() - older_than)
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 or (allow_zero and value == 0))
+    )
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise UsageError(f"{name} must be a number of seconds {bound}, not {value!r}")
+
+
+def _queue_name(queue: object) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise UsageError(f"a queue is a non-empty name (or * for all), not {queue!r}")
+    return queue
+
+
+def _check_tags(tags: object) -> None:
+    if tags is not None and not (
+        isinstance(tags, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+    ):
+        raise UsageError("tags must be a mapping of strings to strings")
 
 
 def parse_id(process_id: object) -> str:

@@ -16,12 +16,13 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from corral import model
 from corral.context import IterationSignals
+from corral.errors import StorageUnavailable, UsageError
 from corral.iteration import run_iteration
 from corral.model import Change, ErrorInfo, Event
 from corral.recovery import Recovery
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from corral.app import App
 
 log = logging.getLogger("corral.worker")
+
+#: While the database is unreachable the loop waits this long between tries, doubling the
+#: wait up to the second number (seconds).
+BACKOFF = (0.1, 5.0)
 
 
 @dataclass
@@ -68,6 +73,20 @@ class WorkerOptions:
     sweep_interval: float = 1.0
     process_ids: Sequence[str] | None = None
     queues: Sequence[str] | None = None
+
+    def check(self) -> None:
+        """Raise UsageError naming the first option that is wrong."""
+        c = self.concurrency
+        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+            raise UsageError(f"concurrency must be an integer >= 1, not {c!r}")
+        for name in ("max_time", "max_memory_mb", "poll_interval", "grace", "sweep_interval"):
+            value = getattr(self, name)
+            if value is None and name in ("max_time", "max_memory_mb"):
+                continue
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            if not ok and not (name == "grace" and value == 0):
+                raise UsageError(f"{name} must be a number > 0, not {value!r}")
+
     owner: str = field(
         default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
@@ -83,8 +102,7 @@ class Worker:
     ) -> None:
         self.app = app
         self.options = options or WorkerOptions()
-        if self.options.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        self.options.check()
         self.storage = app.storage
         self.stats = WorkerStats()
         self._until = until
@@ -100,6 +118,7 @@ class Worker:
         #: be stopped): they hold a slot thread, and nothing they return is committed.
         self._abandoned = 0
         self.recovery = Recovery(app, self.options.owner, self.options.sweep_interval)
+        self._outage = _Outage()
 
     # --- control -------------------------------------------------------------------------
     def stop(self, *, immediately: bool = False) -> None:
@@ -116,23 +135,31 @@ class Worker:
         log.info("worker %s started (concurrency %d)", opts.owner, opts.concurrency)
         try:
             while not self._stop.is_set():
-                self._commit_finished()
-                reason = self._budget_spent(started)
-                if reason:
-                    self.stats.stopped_by = reason
-                    break
-                claimed = self._claim() + self.recovery.maybe_sweep()
-                if self._tick:
-                    self._tick()
-                if claimed:
-                    continue
-                if not self._in_flight and (opts.once or (self._until and self._until())):
-                    # Last look: timeouts that expired meanwhile may have made work.
-                    if opts.once and self.recovery.maybe_sweep(force=True):
+                try:
+                    self._commit_finished()
+                    reason = self._budget_spent(started)
+                    if reason:
+                        self.stats.stopped_by = reason
+                        break
+                    claimed = self._claim() + self.recovery.maybe_sweep()
+                    self._outage.over()
+                    if self._tick:
+                        self._tick()
+                    if claimed:
                         continue
-                    self.stats.stopped_by = "idle" if opts.once else "done"
-                    break
-                self.storage.wait_for_change(opts.poll_interval)
+                    if not self._in_flight and (opts.once or (self._until and self._until())):
+                        # Last look: timeouts that expired meanwhile may have made work.
+                        if opts.once and self.recovery.maybe_sweep(force=True):
+                            continue
+                        self.stats.stopped_by = "idle" if opts.once else "done"
+                        break
+                    self.storage.wait_for_change(opts.poll_interval)
+                except StorageUnavailable as exc:
+                    # The database went away (a restart, a network cut). A claim that failed
+                    # claimed nothing we know of (if it landed unseen, those leases expire and
+                    # the next claim anywhere takes them over); finished iterations wait in
+                    # `_done`. Running handlers carry on. Wait, then try again.
+                    self._outage.wait(exc, self._stop)
             else:
                 self.stats.stopped_by = "signal"
             self._drain(opts.grace)
@@ -248,12 +275,38 @@ class Worker:
             self._commit(commits)
 
     def _commit(self, commits: list[IterationCommit]) -> None:
-        lost = set(self.storage.process_commit_many(commits))
+        # A commit that fails with StorageUnavailable has an unknown outcome: the statement
+        # may have committed before the connection broke. It is retried as it is, same
+        # tokens, until it gets an answer. That is safe because a commit is fenced by its
+        # token and releases the lease: if the first try landed, the retry finds the lease
+        # released (or, if a later claim took the process, the token moved on) and reports
+        # the process "lost", writing nothing twice. So after an unknown outcome, "lost"
+        # means: landed on an earlier try, or never landed and another worker took the
+        # process over once our lease expired (it runs that iteration again: at-least-once).
+        # Either way there is nothing left to do, and it is not reported as a lease loss
+        # (a lease_lost event would be false if it landed). Only a halt (second signal)
+        # gives up: then the leases expire and the iterations run again elsewhere.
+        unknown = False
+        while True:
+            try:
+                lost = set(self.storage.process_commit_many(commits))
+                break
+            except StorageUnavailable as exc:
+                if self._halt.is_set():
+                    log.warning("%d finished iterations not committed: %s", len(commits), exc)
+                    return
+                unknown = True
+                self._outage.wait(exc, self._halt)
+        self._outage.over()
         now = self.app.clock()
         notes = []
         for commit in commits:
             self.stats.iterations += 1
-            if commit.process_id in lost:
+            if commit.process_id in lost and unknown:
+                log.debug(
+                    "process %s: committed on an earlier try, or taken over", commit.process_id
+                )
+            elif commit.process_id in lost:
                 self.stats.lost += 1
                 log.warning(
                     "process %s: lease lost, this iteration's outcome was discarded",
@@ -275,7 +328,12 @@ class Worker:
             elif commit.change.status in (model.Status.FAILED, model.Status.CANCELED):
                 self.stats.failed += 1
         if notes:
-            self.storage.history_append(notes)
+            try:
+                self.storage.history_append(notes)
+            except StorageUnavailable:  # only notes: the commits above are what matters
+                log.debug(
+                    "%d lease_lost notes not written: the database is unavailable", len(notes)
+                )
 
     # --- slots and the lease renewer -----------------------------------------------------
     def _start_threads(self) -> None:
@@ -333,14 +391,38 @@ class Worker:
                 renewal = self.storage.lease_renew_many(
                     self.options.owner, held, now, self.app.lease_seconds, beats
                 )
+            except StorageUnavailable:  # the database is away (logged once): next round
+                continue
             except Exception:  # the database may be briefly away; try again next round
                 log.exception("could not renew leases")
                 continue
             for pid in renewal.lost:
                 flights[pid].signals.lose_lease()
                 self._abandon(pid)
+            if renewal.lost:
+                self._note_lost(renewal.lost, flights, "renewal refused")
             for pid in renewal.cancel_requested:
                 flights[pid].signals.request_cancel()
+
+    def _note_lost(self, pids: Iterable[str], flights: Mapping[str, _InFlight], why: str) -> None:
+        """Write the lease loss into each process's history (unfenced: it changes nothing)."""
+        now = self.app.clock()
+        events = [
+            Event(
+                "lease_lost",
+                now,
+                flights[pid].claimed.process.status,
+                None,
+                flights[pid].claimed.process.attempt,
+                {"owner": self.options.owner, "token": flights[pid].claimed.token, "why": why},
+                pid,
+            )
+            for pid in pids
+        ]
+        try:
+            self.storage.history_append(events)
+        except Exception:  # only a note: the process itself is safe either way
+            log.warning("could not record %d lost leases in the history", len(events))
 
     def _abandon(self, pid: str) -> None:
         with self._lock:
@@ -369,15 +451,45 @@ class Worker:
             left = {pid: f.claimed.token for pid, f in self._in_flight.items()}
             self._in_flight.clear()
         if left:
-            released = self.storage.lease_release_many(left, self.app.clock())
+            try:
+                released = self.storage.lease_release_many(left, self.app.clock())
+            except StorageUnavailable as exc:
+                log.warning("%d leases not given back, they will expire: %s", len(left), exc)
+                return
             self.stats.released += len(released)
             log.info("released %d leases for other workers to continue", len(released))
 
 
+class _Outage:
+    """The loop's side of a database outage: one line when it starts and one when it ends
+    (not one per try), and a wait between tries that doubles from BACKOFF[0] to BACKOFF[1]."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.since = 0.0
+
+    def wait(self, exc: StorageUnavailable, until: threading.Event) -> None:
+        if not self.delay:
+            self.delay, self.since = BACKOFF[0], time.monotonic()
+            # The storage logs the outage itself, as a warning: this line says what we do.
+            log.info("database unavailable: claims and commits wait and retry (%s)", exc)
+        else:
+            log.debug("database still unavailable: %s", exc)
+        until.wait(self.delay)
+        self.delay = min(self.delay * 2, BACKOFF[1])
+
+    def over(self) -> None:
+        if self.delay:
+            log.info("database available again after %.1f s", time.monotonic() - self.since)
+            self.delay = 0.0
+
+
 def _over_time(flight: _InFlight, now: float, mono: float) -> bool:
     p = flight.claimed.process
-    if p.start_to_close is not None and p.claimed_at is not None and (
-        now - p.claimed_at > p.start_to_close
+    if (
+        p.start_to_close is not None
+        and p.claimed_at is not None
+        and (now - p.claimed_at > p.start_to_close)
     ):
         return True
     return p.heartbeat_timeout is not None and mono - flight.signals.last_heartbeat > (
