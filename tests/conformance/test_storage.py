@@ -105,6 +105,36 @@ def test_custom_id_conflict_raises_and_writes_nothing_of_the_batch(storage: Stor
     assert len(storage.process_list(ProcessFilter())) == 1
 
 
+def test_one_custom_id_twice_in_a_batch_creates_one_process(storage: Storage) -> None:
+    first, again = storage.process_insert_many([new(custom_id="k"), new(custom_id="k")])
+    assert (first.outcome, again.outcome) == ("created", "existing")
+    assert again.process.id == first.process.id
+    with pytest.raises(CustomIdConflict):
+        storage.process_insert_many([new(custom_id="j"), new(custom_id="j", params={"a": 2})])
+    assert len(storage.process_list(ProcessFilter())) == 1
+
+
+def test_commit_and_claim_commits_then_claims_in_one_exchange(storage: Storage) -> None:
+    a, b = new(), new(at=T0 + 1)
+    storage.process_insert_many([a, b])
+    [ca] = claim(storage, now=T0 + 1)
+    done = model.committed(
+        ca.process, T0 + 2, store={"x": 1}, progress=(None, None), to=Status.COMPLETED, result=1
+    )
+    lost, claimed = storage.process_commit_and_claim(
+        [IterationCommit(a.id, ca.token, done, T0 + 2)],
+        Claim(owner="w1", now=T0 + 2, lease_seconds=30, limit=5),
+    )
+    assert lost == [] and [c.process.id for c in claimed] == [b.id]
+    got = storage.process_get(a.id)
+    assert got is not None and got.status is Status.COMPLETED and got.store == {"x": 1}
+    lost, claimed = storage.process_commit_and_claim(
+        [IterationCommit(a.id, ca.token, done, T0 + 3)],
+        Claim(owner="w1", now=T0 + 3, lease_seconds=30, limit=5),
+    )
+    assert lost == [a.id] and claimed == []
+
+
 def test_custom_ids_are_unique_per_client(storage: Storage) -> None:
     a = storage.process_insert_many([new(custom_id="k", client_id="alice")])[0]
     b = storage.process_insert_many([new(custom_id="k", client_id="bob", params={"a": 9})])[0]

@@ -151,6 +151,14 @@ class Storage(abc.ABC):
         Returns the ids whose lease was lost (nothing of those was written).
         """
 
+    def process_commit_and_claim(
+        self, commits: Sequence[IterationCommit], claim: Claim
+    ) -> tuple[list[str], list[Claimed]]:
+        """`process_commit_many` then `process_claim`: a worker's steady state. A backend
+        that can do both in one transaction (one fsync, one round trip) overrides this."""
+        lost = self.process_commit_many(commits) if commits else []
+        return lost, self.process_claim(claim)
+
     @abc.abstractmethod
     def process_update(
         self,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.model import JSON, ErrorInfo, Event, Process, Status
+
+if TYPE_CHECKING:
+    from corral.storage.base import NewProcess
 
 
 def dumps(value: JSON) -> str:
@@ -69,6 +72,42 @@ def process_from_row(row: Any) -> Process:
         iteration_since=row[29],
         claimed_at=row[30],
         heartbeat_at=row[31],
+    )
+
+
+def new_process_record(new: NewProcess) -> Process:
+    """The Process a backend stores for a NewProcess, without reading it back."""
+    return Process(
+        id=new.id,
+        job=new.job,
+        params=new.params,
+        status=new.status,
+        priority=new.priority,
+        queue=new.queue,
+        run_at=new.run_at,
+        custom_id=new.custom_id,
+        client_id=new.client_id,
+        tags=dict(new.tags),
+        created_at=new.created_at,
+        updated_at=new.created_at,
+        deadline_at=new.deadline_at,
+        schedule_to_close=new.schedule_to_close,
+        start_to_close=new.start_to_close,
+        heartbeat_timeout=new.heartbeat_timeout,
+        iteration_since=new.run_at,
+    )
+
+
+def submitted_event(new: NewProcess) -> Event:
+    """The first line of every process's history."""
+    return Event(
+        "submitted",
+        new.created_at,
+        None,
+        new.status,
+        0,
+        {"job": new.job, "custom_id": new.custom_id},
+        new.id,
     )
 
 

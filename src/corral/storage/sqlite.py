@@ -55,6 +55,25 @@ ORDER BY claim_rank, priority DESC, run_at LIMIT ?
 """
 
 
+_INSERT_PROCESS = (
+    f"INSERT INTO corral_process ({_COLS}) VALUES "
+    "(?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0, "
+    "NULL, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, NULL, NULL)"
+)
+_INSERT_HISTORY = (
+    f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+# A worker's commit: fenced by the lease token, and it gives the lease back.
+_COMMIT = (
+    "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
+    "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
+    "stopped_status = ?, finished_at = ?, iteration_since = ?, "
+    "lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL, "
+    "heartbeat_at = NULL, updated_at = ?, version = version + 1 "
+    "WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL"
+)
+
 # Each timeout of DESIGN §6 by the index that finds it; the sweep runs this now and then.
 _SELECT_TIMED_OUT = f"""
 SELECT * FROM (
@@ -174,11 +193,16 @@ class SQLiteStorage(Storage):
         if connection is not None:
             raise UsageError("transactional enqueue needs the PostgreSQL backend")
         out: list[Inserted] = []
+        rows: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        edges: list[tuple[str, str]] = []
+        in_batch: dict[tuple[str, str], Process] = {}
         with self._write() as conn:
             for new in processes:
                 params = codec.dumps(new.params)
                 if new.custom_id is not None:
-                    existing = self._get_by_custom_id(conn, new.client_id, new.custom_id)
+                    key = (new.client_id, new.custom_id)
+                    existing = in_batch.get(key) or self._get_by_custom_id(conn, *key)
                     if existing is not None:
                         if existing.job != new.job or codec.dumps(existing.params) != params:
                             raise CustomIdConflict(
@@ -187,48 +211,26 @@ class SQLiteStorage(Storage):
                             )
                         out.append(Inserted(existing, "existing"))
                         continue
-                conn.execute(
-                    f"INSERT INTO corral_process ({_COLS}) VALUES "
-                    "(?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0, "
-                    "NULL, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, NULL, NULL)",
+                process = codec.new_process_record(new)
+                if new.custom_id is not None:
+                    in_batch[(new.client_id, new.custom_id)] = process
+                rows.append(
                     (
-                        new.id,
-                        new.job,
-                        params,
-                        new.status.value,
-                        new.priority,
-                        new.queue,
-                        new.run_at,
-                        new.custom_id,
-                        new.client_id,
-                        codec.dumps(dict(new.tags)),
-                        new.created_at,
-                        new.created_at,
-                        new.deadline_at,
-                        new.schedule_to_close,
-                        new.start_to_close,
-                        new.heartbeat_timeout,
-                        new.run_at,
-                    ),
-                )
-                if new.depends_on:
-                    conn.executemany(
-                        "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)",
-                        [(new.id, dep) for dep in new.depends_on],
+                        new.id, new.job, params, new.status.value, new.priority, new.queue,
+                        new.run_at, new.custom_id, new.client_id, codec.dumps(dict(new.tags)),
+                        new.created_at, new.created_at, new.deadline_at, new.schedule_to_close,
+                        new.start_to_close, new.heartbeat_timeout, new.run_at,
                     )
-                conn.execute(
-                    f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
-                    "VALUES (?, ?, 'submitted', NULL, ?, 0, ?)",
-                    (
-                        new.id,
-                        new.created_at,
-                        new.status.value,
-                        codec.dumps({"job": new.job, "custom_id": new.custom_id}),
-                    ),
-                )
-                process = self._get(conn, new.id)
-                assert process is not None
+                )  # fmt: skip
+                events.append(codec.event_to_row(codec.submitted_event(new)))
+                edges.extend((new.id, dep) for dep in new.depends_on)
                 out.append(Inserted(process, "created"))
+            conn.executemany(_INSERT_PROCESS, rows)
+            conn.executemany(_INSERT_HISTORY, events)
+            if edges:
+                conn.executemany(
+                    "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)", edges
+                )
         return out
 
     def _get_by_custom_id(
@@ -273,31 +275,46 @@ class SQLiteStorage(Storage):
 
     def process_claim(self, claim: Claim) -> list[Claimed]:
         with self._write(wakes=False) as conn:
-            paused = {r[0] for r in conn.execute("SELECT queue FROM corral_paused_queue")}
-            if "*" in paused:
-                return []
-            filters, fargs = _queue_filter(claim, paused)
-            chosen: list[tuple[str, str | None]] = []
-            for template, key in ((_SELECT_EXPIRED, claim.now), (_SELECT_RUNNABLE, claim.now)):
-                need = claim.limit - len(chosen)
-                if need <= 0:
-                    break
-                # Driving one named process needs no ordered walk of the runnable index.
-                indexed = "" if claim.process_ids else "INDEXED BY corral_process_runnable"
-                sql = template.format(queues=filters, indexed=indexed)
-                chosen.extend((r[0], r[1]) for r in conn.execute(sql, (key, *fargs, need)))
-            if not chosen:
-                return []
-            previous = dict(chosen)
-            expires = claim.now + claim.lease_seconds
-            marks = ", ".join("?" * len(chosen))
-            rows = conn.execute(
-                "UPDATE corral_process SET lease_owner = ?, lease_token = lease_token + 1, "
-                "lease_expires_at = ?, attempt = attempt + 1, updated_at = ?, claimed_at = ?, "
-                f"heartbeat_at = ?, version = version + 1 WHERE id IN ({marks}) "
-                f"RETURNING {_COLS}",
-                (claim.owner, expires, claim.now, claim.now, claim.now, *previous),
-            ).fetchall()
+            return self._claim(conn, claim)
+
+    def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        with self._write() as conn:
+            return self._commit(conn, commits)
+
+    def process_commit_and_claim(
+        self, commits: Sequence[IterationCommit], claim: Claim
+    ) -> tuple[list[str], list[Claimed]]:
+        # One transaction, so one fsync of the WAL, for a worker's whole exchange.
+        with self._write(wakes=bool(commits)) as conn:
+            lost = self._commit(conn, commits)
+            return lost, self._claim(conn, claim)
+
+    def _claim(self, conn: sqlite3.Connection, claim: Claim) -> list[Claimed]:
+        paused = {r[0] for r in conn.execute("SELECT queue FROM corral_paused_queue")}
+        if "*" in paused:
+            return []
+        filters, fargs = _queue_filter(claim, paused)
+        chosen: list[tuple[str, str | None]] = []
+        for template in (_SELECT_EXPIRED, _SELECT_RUNNABLE):
+            need = claim.limit - len(chosen)
+            if need <= 0:
+                break
+            # Driving one named process needs no ordered walk of the runnable index.
+            indexed = "" if claim.process_ids else "INDEXED BY corral_process_runnable"
+            sql = template.format(queues=filters, indexed=indexed)
+            chosen.extend((r[0], r[1]) for r in conn.execute(sql, (claim.now, *fargs, need)))
+        if not chosen:
+            return []
+        previous = dict(chosen)
+        marks = ", ".join("?" * len(chosen))
+        rows = conn.execute(
+            "UPDATE corral_process SET lease_owner = ?, lease_token = lease_token + 1, "
+            "lease_expires_at = ?, attempt = attempt + 1, updated_at = ?, claimed_at = ?, "
+            f"heartbeat_at = ?, version = version + 1 WHERE id IN ({marks}) "
+            f"RETURNING {_COLS}",
+            (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
+             *previous),
+        ).fetchall()  # fmt: skip
         claimed = []
         for row in rows:
             process = codec.process_from_row(row)
@@ -308,24 +325,19 @@ class SQLiteStorage(Storage):
         claimed.sort(key=lambda c: order[c.process.id])
         return claimed
 
-    def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+    def _commit(self, conn: sqlite3.Connection, commits: Sequence[IterationCommit]) -> list[str]:
         lost: list[str] = []
-        with self._write() as conn:
-            for commit in commits:
-                c = commit.change
-                cur = conn.execute(
-                    "UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?, "
-                    "progress_done = ?, progress_total = ?, run_at = ?, attempt = ?, "
-                    "stopped_status = ?, finished_at = ?, iteration_since = ?, "
-                    "lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL, "
-                    "heartbeat_at = NULL, updated_at = ?, version = version + 1 "
-                    "WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL",
-                    (*_change_values(c), commit.now, commit.process_id, commit.token),
-                )
-                if cur.rowcount != 1:
-                    lost.append(commit.process_id)
-                    continue
-                self._append(conn, c.events, commit.process_id)
+        events: list[tuple[Any, ...]] = []
+        for commit in commits:
+            c = commit.change
+            cur = conn.execute(_COMMIT, (*_change_values(c), commit.now, commit.process_id,
+                                         commit.token))  # fmt: skip
+            if cur.rowcount != 1:
+                lost.append(commit.process_id)
+            else:
+                events.extend(codec.event_to_row(e, commit.process_id) for e in c.events)
+        if events:
+            conn.executemany(_INSERT_HISTORY, events)
         return lost
 
     def process_update(
