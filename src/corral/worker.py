@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -136,12 +136,11 @@ class Worker:
         try:
             while not self._stop.is_set():
                 try:
-                    self._commit_finished()
                     reason = self._budget_spent(started)
                     if reason:
                         self.stats.stopped_by = reason
                         break
-                    claimed = self._claim() + self.recovery.maybe_sweep()
+                    claimed = self._exchange() + self.recovery.maybe_sweep()
                     self._outage.over()
                     if self._tick:
                         self._tick()
@@ -169,25 +168,32 @@ class Worker:
         return self.stats
 
     # --- claiming ------------------------------------------------------------------------
-    def _claim(self) -> int:
+    def _exchange(self) -> int:
+        """One round trip: commit the iterations that finished, claim what fits in the
+        free slots. Returns how many processes were claimed."""
+        commits = self._collect_finished()
         free = self.options.concurrency - len(self._in_flight) - self._abandoned
         if free <= 0:
+            if commits:
+                self._commit(commits)
             return 0
-        claimed = self.storage.process_claim(
-            Claim(
-                owner=self.options.owner,
-                now=self.app.clock(),
-                lease_seconds=self.app.lease_seconds,
-                limit=free,
-                process_ids=self.options.process_ids,
-                queues=self.options.queues,
-            )
+        claim = Claim(
+            owner=self.options.owner,
+            now=self.app.clock(),
+            lease_seconds=self.app.lease_seconds,
+            limit=free,
+            process_ids=self.options.process_ids,
+            queues=self.options.queues,
         )
-        immediate: list[IterationCommit] = []
-        for c in claimed:
-            commit = self._dispatch(c)
-            if commit is not None:
-                immediate.append(commit)
+        try:
+            lost, claimed = self.storage.process_commit_and_claim(commits, claim)
+        except StorageUnavailable:
+            if not commits:
+                raise
+            self._commit(commits)  # an unknown outcome: retried as _commit explains
+            return 0
+        self._account(commits, set(lost), unknown=False)
+        immediate = [commit for c in claimed if (commit := self._dispatch(c)) is not None]
         if immediate:
             self._commit(immediate)
         return len(claimed)
@@ -250,6 +256,12 @@ class Worker:
 
     # --- committing ----------------------------------------------------------------------
     def _commit_finished(self) -> None:
+        commits = self._collect_finished()
+        if commits:
+            self._commit(commits)
+
+    def _collect_finished(self) -> list[IterationCommit]:
+        """The commits of the iterations whose handlers returned since the last look."""
         commits = []
         while True:
             try:
@@ -271,8 +283,7 @@ class Worker:
                     flight.claimed.process.id, flight.claimed.token, change, self.app.clock()
                 )
             )
-        if commits:
-            self._commit(commits)
+        return commits
 
     def _commit(self, commits: list[IterationCommit]) -> None:
         # A commit that fails with StorageUnavailable has an unknown outcome: the statement
@@ -298,7 +309,10 @@ class Worker:
                 unknown = True
                 self._outage.wait(exc, self._halt)
         self._outage.over()
-        now = self.app.clock()
+        self._account(commits, lost, unknown=unknown)
+
+    def _account(self, commits: list[IterationCommit], lost: set[str], *, unknown: bool) -> None:
+        """Count the outcomes and note, in the history, the commits refused for a lost lease."""
         notes = []
         for commit in commits:
             self.stats.iterations += 1
@@ -312,28 +326,13 @@ class Worker:
                     "process %s: lease lost, this iteration's outcome was discarded",
                     commit.process_id,
                 )
-                notes.append(
-                    Event(
-                        "lease_lost",
-                        now,
-                        commit.change.status,
-                        None,
-                        0,
-                        {"owner": self.options.owner, "token": commit.token},
-                        commit.process_id,
-                    )
-                )
+                notes.append((commit.process_id, commit.token, "commit refused"))
             elif commit.change.status is model.Status.COMPLETED:
                 self.stats.completed += 1
             elif commit.change.status in (model.Status.FAILED, model.Status.CANCELED):
                 self.stats.failed += 1
         if notes:
-            try:
-                self.storage.history_append(notes)
-            except StorageUnavailable:  # only notes: the commits above are what matters
-                log.debug(
-                    "%d lease_lost notes not written: the database is unavailable", len(notes)
-                )
+            self._note_lost(notes)
 
     # --- slots and the lease renewer -----------------------------------------------------
     def _start_threads(self) -> None:
@@ -400,29 +399,25 @@ class Worker:
                 flights[pid].signals.lose_lease()
                 self._abandon(pid)
             if renewal.lost:
-                self._note_lost(renewal.lost, flights, "renewal refused")
+                self._note_lost(
+                    [(pid, flights[pid].claimed.token, "renewal refused") for pid in renewal.lost]
+                )
             for pid in renewal.cancel_requested:
                 flights[pid].signals.request_cancel()
 
-    def _note_lost(self, pids: Iterable[str], flights: Mapping[str, _InFlight], why: str) -> None:
-        """Write the lease loss into each process's history (unfenced: it changes nothing)."""
+    def _note_lost(self, losses: Iterable[tuple[str, int, str]]) -> None:
+        """Write lease losses (process id, token, why) into the history. Unfenced: a note
+        changes no process, so it may be written whoever holds the lease now."""
         now = self.app.clock()
+        owner = self.options.owner
         events = [
-            Event(
-                "lease_lost",
-                now,
-                flights[pid].claimed.process.status,
-                None,
-                flights[pid].claimed.process.attempt,
-                {"owner": self.options.owner, "token": flights[pid].claimed.token, "why": why},
-                pid,
-            )
-            for pid in pids
+            Event("lease_lost", now, None, None, 0, {"owner": owner, "token": t, "why": why}, pid)
+            for pid, t, why in losses
         ]
         try:
             self.storage.history_append(events)
-        except Exception:  # only a note: the process itself is safe either way
-            log.warning("could not record %d lost leases in the history", len(events))
+        except StorageUnavailable:  # only notes: the process itself is safe either way
+            log.debug("%d lease_lost notes not written: the database is unavailable", len(events))
 
     def _abandon(self, pid: str) -> None:
         with self._lock:
