@@ -190,7 +190,7 @@ class Worker:
         except StorageUnavailable:
             if not commits:
                 raise
-            self._commit(commits)  # an unknown outcome: retried as _commit explains
+            self._commit(commits, unknown=True)  # retried as _commit explains
             return 0
         self._account(commits, set(lost), unknown=False)
         immediate = [commit for c in claimed if (commit := self._dispatch(c)) is not None]
@@ -285,7 +285,7 @@ class Worker:
             )
         return commits
 
-    def _commit(self, commits: list[IterationCommit]) -> None:
+    def _commit(self, commits: list[IterationCommit], *, unknown: bool = False) -> None:
         # A commit that fails with StorageUnavailable has an unknown outcome: the statement
         # may have committed before the connection broke. It is retried as it is, same
         # tokens, until it gets an answer. That is safe because a commit is fenced by its
@@ -297,7 +297,7 @@ class Worker:
         # Either way there is nothing left to do, and it is not reported as a lease loss
         # (a lease_lost event would be false if it landed). Only a halt (second signal)
         # gives up: then the leases expire and the iterations run again elsewhere.
-        unknown = False
+        # `unknown`: an earlier try (e.g. a commit-and-claim round trip) already failed so.
         while True:
             try:
                 lost = set(self.storage.process_commit_many(commits))
