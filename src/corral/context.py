@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Generic, TypeVar
@@ -17,28 +16,24 @@ logger = logging.getLogger("corral.job")
 
 
 class IterationSignals:
-    """Flags the worker's lease renewer sets while a handler runs, and the handler reads."""
+    """Flags the worker's lease renewer sets while a handler runs, and the handler reads.
 
-    __slots__ = ("_cancel", "_lost", "last_heartbeat")
+    Plain attributes, not threading.Events: one is made per iteration, and a flag set by
+    one thread and read by another needs nothing more under the GIL.
+    """
+
+    __slots__ = ("cancelled", "last_heartbeat", "lost")
 
     def __init__(self) -> None:
-        self._cancel = threading.Event()
-        self._lost = threading.Event()
+        self.cancelled = False
+        self.lost = False
         self.last_heartbeat = time.monotonic()
 
     def request_cancel(self) -> None:
-        self._cancel.set()
+        self.cancelled = True
 
     def lose_lease(self) -> None:
-        self._lost.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    @property
-    def lost(self) -> bool:
-        return self._lost.is_set()
+        self.lost = True
 
 
 class Context(Generic[P]):

@@ -11,13 +11,25 @@ if TYPE_CHECKING:
     from corral.storage.base import NewProcess
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: JSON) -> str:
     """Canonical JSON: equal values give equal text (idempotent submit compares it)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if value is None:
+        return "null"
+    if value == {} and isinstance(value, dict):
+        return "{}"
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> JSON:
-    return None if text is None else json.loads(text)
+    if text is None or text == "null":
+        return None
+    if text == "{}":
+        return {}
+    return json.loads(text)
 
 
 def error_dumps(error: ErrorInfo | None) -> str | None:
@@ -42,9 +54,9 @@ def process_from_row(row: Any) -> Process:
     return Process(
         id=row[0],
         job=row[1],
-        params=json.loads(row[2]),
+        params=loads(row[2]),
         status=Status(row[3]),
-        store=json.loads(row[4]),
+        store=loads(row[4]),
         result=loads(row[5]),
         error=error_loads(row[6]),
         progress_done=row[7],
@@ -60,7 +72,7 @@ def process_from_row(row: Any) -> Process:
         stopped_status=Status(row[17]) if row[17] else None,
         custom_id=row[18],
         client_id=row[19],
-        tags=json.loads(row[20]),
+        tags=loads(row[20]),
         created_at=row[21],
         updated_at=row[22],
         finished_at=row[23],
@@ -134,5 +146,5 @@ def event_from_row(row: Any) -> Event:
         from_status=Status(row[3]) if row[3] else None,
         to_status=Status(row[4]) if row[4] else None,
         attempt=row[5],
-        detail=json.loads(row[6]),
+        detail=loads(row[6]),
     )
