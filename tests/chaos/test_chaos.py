@@ -1,0 +1,370 @@
+"""Chaos: `corral worker` processes SIGKILLed at random while they work through 5,000 mixed
+processes, on SQLite and on PostgreSQL (whose server is also restarted twice mid-run).
+
+A killer picks a random worker every 0.5 to 2 s, kills it with SIGKILL (most likely in
+the middle of iterations: each does 1 to 20 ms of "work") and starts a replacement. Most
+processes are submitted in bulk before the workers start, the rest while they run. Once
+every process has ended, the checker reads the database and the workers' audit files
+(see apps/chaos_app.py) and asserts:
+
+- lost = 0: every submitted process exists and is terminal, and nothing else appeared;
+- failed = 0: every process completed (the jobs allow 50 attempts an iteration, far more
+  than the kills can take), simple jobs with the result their parameters imply;
+- every multi-step process's store counter equals its steps, and its store lists each of
+  its committed iterations exactly once, in order (duplicate_commits = 0, missing = 0);
+- the fencing tokens in each store strictly increase, and no committed iteration's place
+  was also taken by an iteration holding a later token (stale_commits = 0): no commit
+  landed from a lease that another claim had already taken over;
+- no worker died of anything but our SIGKILL (crashed = 0; on PostgreSQL the workers ride
+  the restarts out), and the last ones stop with exit 0 on SIGTERM.
+
+Task graphs are not part of the mix yet: `submit(depends_on=...)` still answers that
+they are not available.
+
+The test prints one line of figures per backend. CHAOS_SEED replays a run's random choices
+(the kills' timing and victims, not the operating system's scheduling).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import subprocess
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from corral.app import App
+from corral.loader import load_app
+from corral.model import Status
+from corral.storage.base import ProcessFilter
+from tests.backends import backend_url
+from tests.chaos.conftest import (
+    CHAOS_APP,
+    postgres_left_running,
+    query,
+    read_audit,
+    require_restartable_postgres,
+    restart_postgres,
+)
+from tests.e2e.conftest import Corral
+
+WORKERS = 3
+CONCURRENCY = 4
+SIMPLE = 3_500  # simple jobs: one iteration each
+MULTI = 1_500  # multi-step processes of 2 to 4 steps: start, steps, finish
+LATE = 0.2  # the share of both submitted while the workers run
+KILL_EVERY = (0.5, 2.0)  # seconds between two kills
+LEASE = 1.0  # seconds: a killed worker's iterations are taken over about a second later
+RESTARTS_AT = (0.3, 0.6)  # PostgreSQL restarts once this share of the processes has ended
+#: Seconds from the first worker's start to the last process's end, at most. Measured on
+#: the 2-core machine: 32 s on SQLite, 41 to 54 s on PostgreSQL (with its two restarts).
+BUDGET = 120.0
+TERMINAL = ("completed", "failed", "canceled")
+
+
+@dataclass
+class Chaos:
+    """One chaos run: the command line on one database, its workers, and what was done."""
+
+    backend: str
+    corral: Corral
+    app: App
+    url: str
+    audit: Path
+    rng: random.Random
+    simple: dict[str, int] = field(default_factory=dict)  # id -> x
+    multi: dict[str, int] = field(default_factory=dict)  # id -> steps
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    kills: int = 0
+    restarts: int = 0
+    crashed: list[str] = field(default_factory=list)  # the last lines of their logs
+    restarted_at: list[int] = field(default_factory=list)  # processes ended by then
+    seconds: float = 0.0
+
+    @property
+    def submitted(self) -> int:
+        return len(self.simple) + len(self.multi)
+
+    def submit(self, simple: int, multi: int) -> None:
+        base = len(self.simple)
+        xs = range(base, base + simple)
+        for s, x in zip(self.app.submit_many("square", [{"x": x} for x in xs]), xs, strict=True):
+            self.simple[s.id] = x
+        steps = [2 + self.rng.randrange(3) for _ in range(multi)]
+        params = [{"steps": n} for n in steps]
+        for s, n in zip(self.app.submit_many("counter", params), steps, strict=True):
+            self.multi[s.id] = n
+
+    def finished(self) -> int:
+        """How many processes have ended; -1 when the database does not answer (the shared
+        PostgreSQL server may be restarting, by this test or another)."""
+        terminal = ", ".join(f"'{s}'" for s in TERMINAL)
+        sql = f"SELECT count(*) FROM corral_process WHERE status IN ({terminal})"
+        try:
+            [(n,)] = query(self.url, sql)
+        except psycopg.OperationalError as exc:
+            print(f"chaos {self.backend}: no answer ({exc}); carrying on")
+            return -1
+        return int(n)
+
+    # --- the workers and the killer ----------------------------------------------------------
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return self.corral.start_worker("--concurrency", str(CONCURRENCY))
+
+    def replace_the_dead(self) -> None:
+        """A worker that exited without our SIGKILL crashed: note it and start another."""
+        for i, w in enumerate(self.workers):
+            if w.poll() is not None:
+                tail = self.corral.log_of(w).splitlines()[-15:]
+                self.crashed.append(f"worker {w.pid} exited {w.returncode}:\n" + "\n".join(tail))
+                self.workers[i] = self.start_worker()
+
+    def kill_one(self) -> None:
+        i = self.rng.randrange(len(self.workers))
+        self.corral.kill(self.workers[i])  # SIGKILL, and reap it
+        self.kills += 1
+        self.workers[i] = self.start_worker()
+
+    def run(self, restarts_at: tuple[float, ...] = ()) -> None:
+        """Start the workers, kill one every 0.5 to 2 s until every process has ended,
+        submitting the late share and restarting PostgreSQL on the way; then stop the rest."""
+        total = SIMPLE + MULTI
+        late = (round(SIMPLE * LATE), round(MULTI * LATE))
+        self.submit(SIMPLE - late[0], MULTI - late[1])
+        self.workers = [self.start_worker() for _ in range(WORKERS)]
+        began = time.monotonic()
+        pending = [round(share * total) for share in restarts_at]
+        while True:
+            time.sleep(self.rng.uniform(*KILL_EVERY))
+            self.replace_the_dead()
+            done = self.finished()
+            if done == total == self.submitted:
+                break
+            if self.submitted < total and done >= self.submitted // 4:
+                self.submit(*late)
+            while pending and done >= pending[0]:
+                pending.pop(0)
+                restart_postgres()
+                self.restarts += 1
+                self.restarted_at.append(done)
+            self.seconds = time.monotonic() - began
+            assert self.seconds < BUDGET, (
+                f"{total - done} of {total} processes still unfinished after {BUDGET} s: "
+                f"{self.figures_so_far()}"
+            )
+            self.kill_one()
+        self.seconds = time.monotonic() - began
+        codes = {w.pid: self.corral.stop(w) for w in self.workers}
+        assert set(codes.values()) == {0}, {
+            pid: (code, self.corral.logs[pid].read_text()[-3000:]) for pid, code in codes.items()
+        }
+
+    def figures_so_far(self) -> str:
+        return f"kills={self.kills} restarts={self.restarts} crashed={len(self.crashed)}"
+
+
+@dataclass
+class Figures:
+    processes: int = 0
+    lost: int = 0  # missing, not terminal, or never submitted
+    failed: int = 0  # failed or canceled
+    wrong: int = 0  # completed with a wrong result, store counter or store audit
+    duplicate_commits: int = 0  # an iteration committed twice
+    missing_commits: int = 0  # an iteration of a completed process never committed
+    tokens_not_increasing: int = 0
+    stale_commits: int = 0  # committed from a lease that a later claim had taken over
+    unaudited: int = 0  # committed, yet no audit line says it ran: the check would be blind
+    committed: int = 0  # iterations in the stores
+    ran: int = 0  # iterations that ran (audit lines), killed or not
+    examples: list[str] = field(default_factory=list)
+
+    def problem(self, what: str) -> None:
+        if len(self.examples) < 10:
+            self.examples.append(what)
+
+
+def expected_entries(job: str, steps: int) -> list[tuple[str, int]]:
+    if job == "square":
+        return [("run", 0)]
+    return [("start", 0), *(("step", i) for i in range(1, steps + 1)), ("finish", 0)]
+
+
+def check(chaos: Chaos) -> Figures:
+    """Read every process and every audit line; count what is wrong (see the module doc)."""
+    chaos.app.close()  # a fresh connection: the old one may predate a server restart
+    processes = chaos.app.storage.process_list(ProcessFilter(limit=10**7, newest_first=False))
+    runs: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    ran = 0
+    for pid, _phase, _n, index, token in read_audit(chaos.audit):
+        runs[pid][index].append(token)
+        ran += 1
+    f = Figures(processes=chaos.submitted, ran=ran)
+    by_id = {p.id: p for p in processes}
+    expected = {**{pid: 0 for pid in chaos.simple}, **chaos.multi}
+    f.lost = len(set(expected) - set(by_id))
+    extra = set(by_id) - set(expected)
+    if extra:
+        f.problem(f"{len(extra)} processes nobody submitted, e.g. {sorted(extra)[:3]}")
+        f.lost += len(extra)
+    for pid, steps in expected.items():
+        p = by_id.get(pid)
+        if p is None:
+            f.problem(f"{pid}: missing")
+            continue
+        if p.status.value not in TERMINAL:
+            f.lost += 1
+            f.problem(f"{pid}: still {p.status.value}")
+            continue
+        if p.status is not Status.COMPLETED:
+            f.failed += 1
+            f.problem(f"{pid}: {p.status.value}: {p.error}")
+            continue
+        check_one(f, p.job, steps, chaos.simple.get(pid), p.store, p.result, runs[pid], pid)
+    return f
+
+
+def check_one(
+    f: Figures,
+    job: str,
+    steps: int,
+    x: int | None,
+    store: dict[str, object],
+    result: object,
+    runs: dict[int, list[int]],
+    pid: str,
+) -> None:
+    audit = store.get("audit")
+    assert isinstance(audit, list), (pid, store)
+    entries = [(str(phase), int(n)) for phase, n, _ in audit]
+    tokens = [int(token) for _, _, token in audit]
+    f.committed += len(entries)
+    want = expected_entries(job, steps)
+    f.duplicate_commits += len(entries) - len(set(entries))
+    f.missing_commits += len(set(want) - set(entries))
+    right_result = result == (x * x if x is not None else steps)
+    counter_ok = job == "square" or (
+        store.get("count") == steps == sum(1 for phase, _ in entries if phase == "step")
+    )
+    if entries != want or not right_result or not counter_ok:
+        f.wrong += 1
+        f.problem(f"{pid} ({job}, {steps} steps): store {store}, result {result!r}")
+    if any(b <= a for a, b in itertools.pairwise(tokens)):
+        f.tokens_not_increasing += 1
+        f.problem(f"{pid}: tokens {tokens}")
+    for index, token in enumerate(tokens):
+        ran_here = runs.get(index, [])
+        if token not in ran_here:
+            f.unaudited += 1
+            f.problem(f"{pid}: entry {index} committed by token {token}, which never ran it")
+        later = [t for t in ran_here if t > token]
+        if later:
+            # Another claim ran this same iteration on the store as it was before this
+            # entry: this one's lease had been taken over, yet its commit landed.
+            f.stale_commits += 1
+            f.problem(f"{pid}: entry {index} by token {token}, also run later by {later}")
+
+
+def history_counts(url: str) -> Counter[str]:
+    return Counter(dict(query(url, "SELECT kind, count(*) FROM corral_history GROUP BY kind")))
+
+
+@contextmanager
+def chaos_on(backend: str, tmp_path: Path) -> Iterator[Chaos]:
+    """A private database with corral's tables, the command line on it with the chaos app,
+    and the test's own app for submitting; every worker left running is killed at the end."""
+    seed = int(os.environ.get("CHAOS_SEED") or random.randrange(2**32))
+    print(f"\nchaos {backend}: CHAOS_SEED={seed}")
+    with ExitStack() as stack:
+        url = stack.enter_context(backend_url(backend, tmp_path))
+        audit = tmp_path / "audit"
+        audit.mkdir()
+        corral = Corral(tmp_path, CHAOS_APP)
+        corral.url = url
+        corral.extra_env.update(
+            CHAOS_LEASE_SECONDS=str(LEASE), CHAOS_AUDIT_DIR=str(audit), CHAOS_MAX_SLEEP_MS="20"
+        )
+        stack.callback(corral.cleanup)
+        app = load_app(str(CHAOS_APP))
+        app.use_database(url)
+        stack.callback(app.close)
+        app.storage.migrate()  # the schema exists before the workers race to open it
+        yield Chaos(backend, corral, app, url, audit, random.Random(seed))
+
+
+def report(chaos: Chaos) -> Figures:
+    """Check the run, print its figures, then assert them."""
+    f = check(chaos)
+    events = history_counts(chaos.url)
+    restarted_at = "/".join(str(n) for n in chaos.restarted_at)
+    print(
+        f"chaos {chaos.backend}: processes={f.processes} kills={chaos.kills} "
+        f"restarts={chaos.restarts} lost={f.lost} duplicate_commits={f.duplicate_commits} "
+        f"stale_commits={f.stale_commits} failed={f.failed} crashed={len(chaos.crashed)} "
+        f"lease_expired={events['lease_expired']} lease_lost={events['lease_lost']} "
+        f"iterations_committed={f.committed} iterations_ran={f.ran} seconds={chaos.seconds:.1f}"
+        + (f" restarted_after={restarted_at}" if restarted_at else "")
+    )
+    assert chaos.crashed == [], "\n\n".join(chaos.crashed)
+    assert f.examples == [], "\n".join(f.examples)
+    assert (f.lost, f.failed, f.wrong) == (0, 0, 0)
+    assert (f.duplicate_commits, f.missing_commits, f.stale_commits) == (0, 0, 0)
+    assert (f.tokens_not_increasing, f.unaudited) == (0, 0)
+    assert f.processes >= 5_000
+    assert chaos.kills >= 10, "the work ended before the killer could disturb it"
+    assert events["lease_expired"] >= 1, "no kill landed in the middle of an iteration"
+    return f
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.timeout(200)
+def test_chaos_sqlite(tmp_path: Path) -> None:
+    with chaos_on("sqlite", tmp_path) as chaos:
+        chaos.run()
+        report(chaos)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.postgres
+@pytest.mark.timeout(200)
+def test_chaos_postgres(tmp_path: Path) -> None:
+    require_restartable_postgres()
+    with chaos_on("postgres", tmp_path) as chaos, postgres_left_running():
+        chaos.run(restarts_at=RESTARTS_AT)
+        report(chaos)
+        assert chaos.restarts == 2
+
+
+def test_the_checker_sees_stale_duplicate_and_lost_commits() -> None:
+    """The checker is not blind: fabricated stores and audit lines, each with one fault."""
+
+    def figures(audit: list[list[object]], runs: dict[int, list[int]], count: int = 2) -> Figures:
+        f = Figures()
+        store = {"count": count, "audit": audit}
+        check_one(f, "counter", 2, None, store, count, runs, "p")
+        return f
+
+    good = [["start", 0, 1], ["step", 1, 3], ["step", 2, 4], ["finish", 0, 6]]
+    ran = {0: [1], 1: [2, 3], 2: [4], 3: [5, 6]}  # tokens 2 and 5: killed tries
+    f = figures(good, ran)
+    assert (f.wrong, f.stale_commits, f.unaudited, f.tokens_not_increasing) == (0, 0, 0, 0)
+    assert (f.duplicate_commits, f.missing_commits, f.committed, f.examples) == (0, 0, 4, [])
+    # Token 3 committed step 1 after token 4 had claimed the process and run step 1 again.
+    assert figures(good, {**ran, 1: [3, 4]}).stale_commits == 1
+    # A committed entry that no iteration ran.
+    assert figures(good, {**ran, 2: [7]}).unaudited == 1
+    dup = figures([*good[:2], ["step", 1, 4], ["step", 2, 5], ["finish", 0, 6]], ran, count=2)
+    assert (dup.duplicate_commits, dup.wrong) == (1, 1)
+    lost = figures([good[0], good[2], good[3]], ran, count=1)
+    assert (lost.missing_commits, lost.wrong) == (1, 1)
+    assert figures([good[0], good[1], ["step", 2, 2], good[3]], ran).tokens_not_increasing == 1
+    assert figures(good, ran, count=3).wrong == 1
