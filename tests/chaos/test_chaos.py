@@ -3,9 +3,12 @@ processes, on SQLite and on PostgreSQL (whose server is also restarted twice mid
 
 A killer picks a random worker every 0.5 to 2 s, kills it with SIGKILL (most likely in
 the middle of iterations: each does 1 to 20 ms of "work") and starts a replacement. Most
-processes are submitted in bulk before the workers start, the rest while they run. Once
-every process has ended, the checker reads the database and the workers' audit files
-(see apps/chaos_app.py) and asserts:
+processes are submitted in bulk before the workers start, the rest in batches while they
+run. After about one kill in three, another worker is also frozen (SIGSTOP) for 1.5 to 3 s,
+longer than its lease: when it wakes up, others have taken its processes over and the
+iterations it finished try to commit with stale tokens, which must be refused. Once every
+process has ended, the checker reads the database and the workers' audit files (see
+apps/chaos_app.py) and asserts:
 
 - lost = 0: every submitted process exists and is terminal, and nothing else appeared;
 - failed = 0: every process completed (the jobs allow 50 attempts an iteration, far more
@@ -30,6 +33,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -60,9 +64,13 @@ WORKERS = 3
 CONCURRENCY = 4
 SIMPLE = 3_500  # simple jobs: one iteration each
 MULTI = 1_500  # multi-step processes of 2 to 4 steps: start, steps, finish
-LATE = 0.2  # the share of both submitted while the workers run
+LATE = 0.2  # the share of both submitted while the workers run,
+LATE_BATCHES = 5  # in this many batches,
+LATE_EVERY = 5.0  # one every so many seconds: the chaos lasts 25 s at least
 KILL_EVERY = (0.5, 2.0)  # seconds between two kills
 LEASE = 1.0  # seconds: a killed worker's iterations are taken over about a second later
+FREEZE_CHANCE = 0.3  # after a kill, the chance that another worker is frozen (SIGSTOP)
+FREEZE_FOR = (1.5, 3.0)  # seconds: longer than the lease
 RESTARTS_AT = (0.3, 0.6)  # PostgreSQL restarts once this share of the processes has ended
 #: Seconds from the first worker's start to the last process's end, at most. Measured on
 #: the 2-core machine: 32 s on SQLite, 41 to 54 s on PostgreSQL (with its two restarts).
@@ -84,6 +92,8 @@ class Chaos:
     multi: dict[str, int] = field(default_factory=dict)  # id -> steps
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kills: int = 0
+    freezes: int = 0
+    frozen: dict[int, float] = field(default_factory=dict)  # pid -> when to thaw it
     restarts: int = 0
     crashed: list[str] = field(default_factory=list)  # the last lines of their logs
     restarted_at: list[int] = field(default_factory=list)  # processes ended by then
@@ -129,16 +139,39 @@ class Chaos:
 
     def kill_one(self) -> None:
         i = self.rng.randrange(len(self.workers))
-        self.corral.kill(self.workers[i])  # SIGKILL, and reap it
+        victim = self.workers[i]
+        self.frozen.pop(victim.pid, None)  # SIGKILL ends a stopped process too
+        self.corral.kill(victim)  # SIGKILL, and reap it
         self.kills += 1
         self.workers[i] = self.start_worker()
+
+    def freeze_or_thaw(self) -> None:
+        """Thaw the workers whose time is up; now and then freeze one (SIGSTOP) for longer
+        than its lease: when it wakes up, others have taken its processes over, and the
+        commits of the iterations it finished must not land."""
+        now = time.monotonic()
+        for pid, until in list(self.frozen.items()):
+            if until <= now:
+                os.kill(pid, signal.SIGCONT)
+                del self.frozen[pid]
+        awake = [w for w in self.workers if w.pid not in self.frozen and w.poll() is None]
+        if len(awake) > 1 and self.rng.random() < FREEZE_CHANCE:
+            w = self.rng.choice(awake)
+            os.kill(w.pid, signal.SIGSTOP)
+            self.frozen[w.pid] = now + self.rng.uniform(*FREEZE_FOR)
+            self.freezes += 1
+
+    def thaw_all(self) -> None:
+        for pid in self.frozen:
+            os.kill(pid, signal.SIGCONT)
+        self.frozen.clear()
 
     def run(self, restarts_at: tuple[float, ...] = ()) -> None:
         """Start the workers, kill one every 0.5 to 2 s until every process has ended,
         submitting the late share and restarting PostgreSQL on the way; then stop the rest."""
         total = SIMPLE + MULTI
-        late = (round(SIMPLE * LATE), round(MULTI * LATE))
-        self.submit(SIMPLE - late[0], MULTI - late[1])
+        batch = (round(SIMPLE * LATE / LATE_BATCHES), round(MULTI * LATE / LATE_BATCHES))
+        self.submit(SIMPLE - batch[0] * LATE_BATCHES, MULTI - batch[1] * LATE_BATCHES)
         self.workers = [self.start_worker() for _ in range(WORKERS)]
         began = time.monotonic()
         pending = [round(share * total) for share in restarts_at]
@@ -148,8 +181,9 @@ class Chaos:
             done = self.finished()
             if done == total == self.submitted:
                 break
-            if self.submitted < total and done >= self.submitted // 4:
-                self.submit(*late)
+            batches = (self.submitted - total) // sum(batch) + LATE_BATCHES  # submitted so far
+            if batches < LATE_BATCHES and time.monotonic() - began >= LATE_EVERY * (batches + 1):
+                self.submit(*batch)
             while pending and done >= pending[0]:
                 pending.pop(0)
                 restart_postgres()
@@ -161,14 +195,19 @@ class Chaos:
                 f"{self.figures_so_far()}"
             )
             self.kill_one()
+            self.freeze_or_thaw()
         self.seconds = time.monotonic() - began
+        self.thaw_all()
         codes = {w.pid: self.corral.stop(w) for w in self.workers}
         assert set(codes.values()) == {0}, {
             pid: (code, self.corral.logs[pid].read_text()[-3000:]) for pid, code in codes.items()
         }
 
     def figures_so_far(self) -> str:
-        return f"kills={self.kills} restarts={self.restarts} crashed={len(self.crashed)}"
+        return (
+            f"kills={self.kills} freezes={self.freezes} restarts={self.restarts} "
+            f"crashed={len(self.crashed)}"
+        )
 
 
 @dataclass
@@ -306,6 +345,7 @@ def report(chaos: Chaos) -> Figures:
     restarted_at = "/".join(str(n) for n in chaos.restarted_at)
     print(
         f"chaos {chaos.backend}: processes={f.processes} kills={chaos.kills} "
+        f"freezes={chaos.freezes} "
         f"restarts={chaos.restarts} lost={f.lost} duplicate_commits={f.duplicate_commits} "
         f"stale_commits={f.stale_commits} failed={f.failed} crashed={len(chaos.crashed)} "
         f"lease_expired={events['lease_expired']} lease_lost={events['lease_lost']} "
