@@ -53,8 +53,16 @@ class Fleet:
         return len(self.simple) + sum(n + 2 for n in self.multi.values())
 
     def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-            return conn.execute(sql, args).fetchall()
+        """A read on a connection of its own; retried while the server restarts."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    return conn.execute(sql, args).fetchall()
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def unfinished(self) -> int:
         [(n,)] = self.query(
