@@ -73,6 +73,10 @@ class WorkerOptions:
     sweep_interval: float = 1.0
     process_ids: Sequence[str] | None = None
     queues: Sequence[str] | None = None
+    #: Who holds the leases this worker takes: host, pid and a random part.
+    owner: str = field(
+        default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
 
     def check(self) -> None:
         """Raise UsageError naming the first option that is wrong."""
@@ -86,10 +90,6 @@ class WorkerOptions:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
             if not ok and not (name == "grace" and value == 0):
                 raise UsageError(f"{name} must be a number > 0, not {value!r}")
-
-    owner: str = field(
-        default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    )
 
 
 class Worker:
