@@ -90,7 +90,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--w4-depths", type=ints, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--w4-claims", type=int, default=200)
     p.add_argument("--w6-jobs", type=ints, default=[10_000, 100_000])
-    p.add_argument("--w6-budget", type=float, default=120.0, help="seconds W6 lets one worker run")
+    p.add_argument(
+        "--w6-budget", type=float, default=120.0, help="seconds W6 lets a peer's worker run"
+    )
+    p.add_argument(
+        "--w6-budget-corral",
+        type=float,
+        default=300.0,
+        help="seconds W6 lets corral's worker run (its memory target is at 100k jobs)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="re-runs of a system/workload that errored (the table marks them)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="max seconds per system/workload")
     p.add_argument("--no-install", action="store_true", help="use bench/.peers/venv as it is")
     p.add_argument(
@@ -106,7 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.w1_jobs, args.w2_jobs = 200, 400
         args.w3_jobs, args.w3_interval_ms = 20, 10.0
         args.w4_depths, args.w4_claims = [200, 2000], 20
-        args.w6_jobs, args.w6_budget = [200, 1000], 20.0
+        args.w6_jobs, args.w6_budget, args.w6_budget_corral = [200, 1000], 20.0, 20.0
+        args.retries = 0
         args.concurrency = min(args.concurrency, 8)
         args.timeout = min(args.timeout, 60.0)
     args.systems = (args.systems or ",".join(s.name for s in SYSTEMS)).split(",")
@@ -164,7 +179,7 @@ class Run:
     peers_broken: str | None = None
     peer_versions: str = ""
 
-    def params(self, workload: str) -> tuple[dict[str, Any], float]:
+    def params(self, system: str, workload: str) -> tuple[dict[str, Any], float]:
         a = self.args
         if workload == "w1":
             return {"jobs": a.w1_jobs}, a.timeout
@@ -188,11 +203,12 @@ class Run:
         if workload == "w4":
             return {"depths": a.w4_depths, "claims": a.w4_claims}, max(a.timeout, 900.0)
         if workload == "w6":
+            budget = a.w6_budget_corral if system in CORRAL else a.w6_budget
             return {
                 "checkpoints": a.w6_jobs,
                 "concurrency": a.concurrency,
-                "timeout": a.w6_budget,
-            }, a.timeout + a.w6_budget
+                "timeout": budget,
+            }, a.timeout + budget
         raise ValueError(workload)
 
     def one(self, system: str, workload: str) -> dict[str, Any]:
@@ -205,7 +221,7 @@ class Run:
             python = str(VENV_PYTHON)
         else:
             python = sys.executable
-        params, limit = self.params(workload)
+        params, limit = self.params(system, workload)
         cmd = [
             python,
             str(BENCH / "workloads" / "driver.py"),
@@ -246,6 +262,13 @@ class Run:
                     continue  # graphs are compared once corral has them
                 t0 = time.monotonic()
                 result = self.one(system, workload)
+                for _ in range(self.args.retries):
+                    if "error" not in result:
+                        break
+                    log(f"{workload} {system}: {summary(result)}; trying once more")
+                    first = result["error"]
+                    result = self.one(system, workload)
+                    result["_retried_after"] = first
                 self.results.setdefault(system, {})[workload] = result
                 log(
                     f"[{time.monotonic() - began:6.0f}s] {workload} {system:14s} "
@@ -591,13 +614,14 @@ def report(run: Run, info: dict[str, str]) -> str:
     args, results = run.args, run.results
     systems = list(args.systems)
     labels = [BY_NAME[s].label for s in systems]
-    table_rows = rows(args)
+    table_rows = [r for r in rows(args) if r.label[:2].lower() in args.workloads]
     parts = [
         f"Run of {info['date']} on {info['cpus']} CPUs ({info['cpu']}), {info['memory']}, "
         f"{info['os']}; Python {info['python']}, SQLite {info['sqlite']}, "
         f"PostgreSQL {info['postgresql']}, Redis {info['redis']}; corral {info['corral']}"
         + (f"; peers: {run.peer_versions}" if run.peer_versions else "")
-        + ".",
+        + f". The run took {info['minutes']} min; 1-minute load average {info['load']} "
+        "(other work on the machine shows here).",
         f"Every system: {args.workers} worker processes in W2 and W3 (1 in W6), "
         f"{args.concurrency} jobs in flight per process (threads or async tasks), "
         "logging at WARNING; otherwise its defaults.",
@@ -610,6 +634,20 @@ def report(run: Run, info: dict[str, str]) -> str:
             ],
         ),
     ]
+    retried = [
+        f"{BY_NAME[s].label} {w.upper()} (first try: {clean(r['_retried_after'], 120)})"
+        for w in args.workloads
+        for s in systems
+        if "_retried_after" in (r := results.get(s, {}).get(w, {}))
+    ]
+    if retried:
+        parts += ["", "Run a second time after an error: " + "; ".join(retried) + "."]
+    if args.w6_budget_corral != args.w6_budget and any(s in CORRAL for s in systems):
+        parts += [
+            "",
+            f"W6 budget: {args.w6_budget_corral:g} s for corral, {args.w6_budget:g} s for "
+            "each peer; a value read when the budget ran out shows the jobs done by then.",
+        ]
     peers = [s for s in systems if s in PEERS]
     for corral in [s for s in systems if s in CORRAL]:
         if not peers:
@@ -703,8 +741,13 @@ def main(argv: list[str] | None = None) -> int:
             run.peers_broken = install_peers()
         run.peer_versions = "" if run.peers_broken else peer_versions()
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
+    started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     run.all()
     info = machine()
+    info["date"] = started_at
+    info["load"] = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    info["minutes"] = f"{(time.monotonic() - began) / 60:.0f}"
     text = report(run, info)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("smoke.md" if args.smoke else "latest.md")).write_text(text)
