@@ -749,13 +749,14 @@ def main(argv: list[str] | None = None) -> int:
     info["load"] = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     info["minutes"] = f"{(time.monotonic() - began) / 60:.0f}"
     text = report(run, info)
+    full = not args.smoke and set(args.systems) == set(BY_NAME) and len(args.workloads) == 6
+    name = "smoke" if args.smoke else "latest" if full else "partial"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("smoke.md" if args.smoke else "latest.md")).write_text(text)
-    (RESULTS / ("smoke.json" if args.smoke else "latest.json")).write_text(
+    (RESULTS / f"{name}.md").write_text(text)
+    (RESULTS / f"{name}.json").write_text(
         json.dumps({"machine": info, "results": run.results}, indent=1, default=str)
     )
     print(text)
-    full = not args.smoke and set(args.systems) == set(BY_NAME) and len(args.workloads) == 6
     if args.readme == "yes" or (args.readme == "auto" and full):
         log("bench/README.md updated" if update_readme(text) else "README markers missing")
     log(f"done in {time.monotonic() - began:.0f}s")

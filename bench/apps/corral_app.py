@@ -192,6 +192,8 @@ class CorralSQLite(Corral):
                 (add, add),
             )
             conn.execute("COMMIT")
+            # Leave no loading behind in the WAL for the timed claims to checkpoint.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
         self._finished = finished

@@ -182,12 +182,14 @@ class Workers:
         self.stop()
 
 
-def tail(path: Path, lines: int = 3) -> str:
+def tail(path: Path) -> str:
+    """The last line of a worker's log: usually the error that ended it."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "(no log)"
-    return " | ".join(line.strip() for line in text[-lines:])[-400:] or "(empty log)"
+    lines = [line.strip() for line in text if line.strip() and not line.startswith(" ")]
+    return lines[-1][-300:] if lines else "(empty log)"
 
 
 def descendants(pid: int) -> list[int]:
