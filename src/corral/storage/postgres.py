@@ -166,11 +166,19 @@ class PostgresStorage(Storage):
         if self._down:
             self._health(None)
 
-    def _rows(self, query: str | sql.Composed, args: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run one statement, a transaction of its own, and fetch what it returns."""
-        with self._connection() as conn:
+    def _rows(
+        self,
+        query: str | sql.Composed,
+        args: Mapping[str, Any],
+        conn: Connection | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement and fetch what it returns: a transaction of its own, or a
+        part of the caller's on `conn`."""
+        if conn is not None:
             cur = conn.execute(query, {**args, "notify": self._notify_param})
             return cur.fetchall() if cur.description else []
+        with self._connection() as own:
+            return self._rows(query, args, own)
 
     def _health(self, outage: BaseException | None) -> None:
         """Log once when an outage starts (given its error) and once when it ends (None)."""
@@ -306,7 +314,20 @@ class PostgresStorage(Storage):
         )
         return [codec.process_from_row(r) for r in self._rows(query, args)]
 
+    def process_commit_and_claim(
+        self, commits: Sequence[IterationCommit], claim: Claim
+    ) -> tuple[list[str], list[Claimed]]:
+        if not commits:
+            return [], self.process_claim(claim)
+        # One transaction on one connection: one WAL flush for the worker's exchange.
+        with self._connection() as conn, conn.transaction():
+            lost = self._commit_many(commits, conn)
+            return lost, self._claim(claim, conn)
+
     def process_claim(self, claim: Claim) -> list[Claimed]:
+        return self._claim(claim, None)
+
+    def _claim(self, claim: Claim, conn: Connection | None) -> list[Claimed]:
         if claim.limit <= 0:
             return []
         filters = []
@@ -323,7 +344,7 @@ class PostgresStorage(Storage):
             "ids": list(claim.process_ids or ()),
             "queues": list(claim.queues or ()),
         }
-        rows = self._rows(query, args)
+        rows = self._rows(query, args, conn)
         # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
         claimed = []
         for row in rows:
@@ -333,6 +354,11 @@ class PostgresStorage(Storage):
         return claimed
 
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        return self._commit_many(commits, None)
+
+    def _commit_many(
+        self, commits: Sequence[IterationCommit], conn: Connection | None
+    ) -> list[str]:
         if not commits:
             return []
         # One commit per process: a second one for the same id finds the lease released.
@@ -348,7 +374,8 @@ class PostgresStorage(Storage):
             for key, value in _change_args(commit.change).items():
                 columns.setdefault(key, []).append(value)
         events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]
-        landed = {r[0] for r in self._rows(Q["process_commit_many"], columns | _event_args(events))}
+        args = columns | _event_args(events)
+        landed = {r[0] for r in self._rows(Q["process_commit_many"], args, conn)}
         if landed:
             self.notify_local()
         return [
