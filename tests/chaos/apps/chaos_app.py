@@ -23,6 +23,7 @@ import os
 import random
 import threading
 import time
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -54,7 +55,7 @@ def _audit_line(line: str) -> None:
     os.write(_audit_fd, (line + "\n").encode())
 
 
-def iteration(ctx: Context, phase: str, n: int) -> None:
+def iteration(ctx: Context[Any], phase: str, n: int) -> None:
     """Record this iteration (file now, store with the commit), then do a little work."""
     entries = ctx.store.setdefault("audit", [])
     assert isinstance(entries, list)
@@ -64,7 +65,7 @@ def iteration(ctx: Context, phase: str, n: int) -> None:
 
 
 @app.job(retry=RETRY)
-def square(ctx: Context, x: int) -> int:
+def square(ctx: Context[Any], x: int) -> int:
     iteration(ctx, "run", 0)
     return x * x
 
