@@ -20,8 +20,11 @@ apps/chaos_app.py) and asserts:
   landed from a lease that another claim had already taken over;
 - no worker died of anything but our SIGKILL (crashed = 0; on PostgreSQL the workers ride
   the restarts out), and the last ones stop with exit 0 on SIGTERM. A replacement that
-  cannot connect to start with exits 2, as documented: on PostgreSQL, whose server other
-  tests may restart at any moment, that is counted apart (refused_to_start).
+  cannot connect to start with exits 2, as documented for an unreachable database: on
+  PostgreSQL (a replacement still importing when the server goes down, or another test
+  restarting the shared server) that is counted apart, as refused_to_start;
+- each completed process's history holds each of its status transitions exactly once
+  (they are written in the same transaction as the commit that makes them).
 
 Task graphs are not part of the mix yet: `submit(depends_on=...)` still answers that
 they are not available.
@@ -138,7 +141,8 @@ class Chaos:
         """A worker that exited without our SIGKILL crashed: note it and start another.
 
         Except one that never started because it could not reach PostgreSQL (exit 2, as
-        documented): the server is shared, and other tests restart it too."""
+        documented): it was still starting when the server went down (restarted by this
+        test, or by another: the server is shared)."""
         for i, w in enumerate(self.workers):
             if w.poll() is None:
                 continue
@@ -241,6 +245,7 @@ class Figures:
     lost: int = 0  # missing, not terminal, or never submitted
     failed: int = 0  # failed or canceled
     wrong: int = 0  # completed with a wrong result, store counter or store audit
+    wrong_history: int = 0  # a status transition missing or recorded twice
     duplicate_commits: int = 0  # an iteration committed twice
     missing_commits: int = 0  # an iteration of a completed process never committed
     tokens_not_increasing: int = 0
@@ -253,6 +258,12 @@ class Figures:
     def problem(self, what: str) -> None:
         if len(self.examples) < 10:
             self.examples.append(what)
+
+
+TRANSITIONS = {
+    "square": [("starting", "completed")],
+    "counter": [("starting", "running"), ("running", "ending"), ("ending", "completed")],
+}
 
 
 def expected_entries(job: str, steps: int) -> list[tuple[str, int]]:
@@ -270,6 +281,12 @@ def check(chaos: Chaos) -> Figures:
     for pid, _phase, _n, index, token in read_audit(chaos.audit):
         runs[pid][index].append(token)
         ran += 1
+    # The history's transitions are written in the same transactions as the commits that
+    # make them: each must be there exactly once.
+    transitions: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    sql = "SELECT process_id, from_status, to_status FROM corral_history WHERE kind = 'transition'"
+    for pid, src, dst in query(chaos.url, sql + " ORDER BY id"):
+        transitions[pid].append((src, dst))
     f = Figures(processes=chaos.submitted, ran=ran)
     by_id = {p.id: p for p in processes}
     expected = {**{pid: 0 for pid in chaos.simple}, **chaos.multi}
@@ -292,6 +309,9 @@ def check(chaos: Chaos) -> Figures:
             f.problem(f"{pid}: {p.status.value}: {p.error}")
             continue
         check_one(f, p.job, steps, chaos.simple.get(pid), p.store, p.result, runs[pid], pid)
+        if transitions[pid] != TRANSITIONS[p.job]:
+            f.wrong_history += 1
+            f.problem(f"{pid}: transitions {transitions[pid]}")
     return f
 
 
@@ -382,7 +402,7 @@ def report(chaos: Chaos) -> Figures:
     )
     assert chaos.crashed == [], "\n\n".join(chaos.crashed)
     assert f.examples == [], "\n".join(f.examples)
-    assert (f.lost, f.failed, f.wrong) == (0, 0, 0)
+    assert (f.lost, f.failed, f.wrong, f.wrong_history) == (0, 0, 0, 0)
     assert (f.duplicate_commits, f.missing_commits, f.stale_commits) == (0, 0, 0)
     assert (f.tokens_not_increasing, f.unaudited) == (0, 0)
     assert f.processes >= 5_000
