@@ -309,6 +309,10 @@ def check(chaos: Chaos) -> Figures:
             f.problem(f"{pid}: {p.status.value}: {p.error}")
             continue
         check_one(f, p.job, steps, chaos.simple.get(pid), p.store, p.result, runs[pid], pid)
+        if p.lease_owner is not None or p.lease_expires_at is not None or p.attempt != 0:
+            # Its last commit released the lease and reset the attempts (DESIGN §4).
+            f.wrong += 1
+            f.problem(f"{pid}: completed, yet {p.lease_owner=} {p.lease_expires_at=} {p.attempt=}")
         if transitions[pid] != TRANSITIONS[p.job]:
             f.wrong_history += 1
             f.problem(f"{pid}: transitions {transitions[pid]}")
