@@ -79,7 +79,7 @@ FREEZE_CHANCE = 0.3  # after a kill, the chance that another worker is frozen (S
 FREEZE_FOR = (1.5, 3.0)  # seconds: longer than the lease
 RESTARTS_AT = (0.3, 0.6)  # PostgreSQL restarts once this share of the processes has ended
 #: Seconds from the first worker's start to the last process's end, at most. Measured on
-#: the 2-core machine: 25 to 34 s on SQLite, 30 to 55 s on PostgreSQL (two restarts).
+#: the 2-core machine: 25 to 44 s on SQLite, 30 to 57 s on PostgreSQL (two restarts).
 BUDGET = 120.0
 TERMINAL = ("completed", "failed", "canceled")
 
