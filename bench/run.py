@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -113,7 +114,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="write the table into bench/README.md (auto: full runs of every system)",
     )
-    p.add_argument("--workdir", default=str(RESULTS / "work"), help="databases, records, logs")
+    p.add_argument(
+        "--workdir",
+        help="databases, records, logs (default: bench/results/work, smoke-work with --smoke)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.systems = args.systems or ",".join(CORRAL)
@@ -122,8 +126,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.w4_depths, args.w4_claims = [200, 2000], 20
         args.w6_jobs, args.w6_budget, args.w6_budget_corral = [200, 1000], 20.0, 20.0
         args.retries = 0
+        # Its own files and PostgreSQL database: a smoke run may overlap a full one.
+        os.environ.setdefault("BENCH_CORRAL_DATABASE", "corral_bench_smoke")
         args.concurrency = min(args.concurrency, 8)
         args.timeout = min(args.timeout, 60.0)
+    args.workdir = args.workdir or str(RESULTS / ("smoke-work" if args.smoke else "work"))
     args.systems = (args.systems or ",".join(s.name for s in SYSTEMS)).split(",")
     unknown = [s for s in args.systems if s not in BY_NAME]
     if unknown:
@@ -655,7 +662,11 @@ def report(run: Run, info: dict[str, str]) -> str:
     ]
     if retried:
         parts += ["", "Run a second time after an error: " + "; ".join(retried) + "."]
-    if args.w6_budget_corral != args.w6_budget and any(s in CORRAL for s in systems):
+    if (
+        "w6" in args.workloads
+        and args.w6_budget_corral != args.w6_budget
+        and any(s in CORRAL for s in systems)
+    ):
         parts += [
             "",
             f"W6 budget: {args.w6_budget_corral:g} s for corral, {args.w6_budget:g} s for "
@@ -742,8 +753,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
+    # One run at a time per working directory, and one full run at a time (they share the
+    # peers' databases and Redis): a second one stops here instead of wrecking the first.
+    locks = [workdir / ".lock"] + ([] if args.smoke else [RESULTS / ".full-run.lock"])
+    held = []
+    for path in locks:
+        handle = open(path, "w")  # noqa: SIM115 - held until the process exits
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another bench run holds {path}; wait for it to finish")
+            return 2
+        held.append(handle)
     for old in workdir.iterdir():
-        if old.is_file():
+        if old.is_file() and old.name != ".lock":
             old.unlink()
     run = Run(args, workdir)
     if any(s in PEERS for s in args.systems):

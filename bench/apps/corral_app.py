@@ -7,6 +7,7 @@ The job `noop` appends its record (see bench/workloads/record.py) and returns no
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 import time
@@ -201,7 +202,7 @@ class CorralSQLite(Corral):
 
 class CorralPostgres(Corral):
     name = "corral-pg"
-    database = "corral_bench"
+    database = os.environ.get("BENCH_CORRAL_DATABASE", "corral_bench")
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
