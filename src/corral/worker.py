@@ -380,7 +380,7 @@ class Worker:
                     # start_to_close or heartbeat_timeout: stop proving this one alive.
                     f.signals.lose_lease()
                 if f.signals.lost:
-                    self._abandon(pid)
+                    self._abandon(pid, f)
                     continue
                 held[pid] = f.claimed.token
                 beats[pid] = now - (mono - f.signals.last_heartbeat)
@@ -395,12 +395,13 @@ class Worker:
             except Exception:  # the database may be briefly away; try again next round
                 log.exception("could not renew leases")
                 continue
-            for pid in renewal.lost:
-                flights[pid].signals.lose_lease()
-                self._abandon(pid)
-            if renewal.lost:
+            # A refused renewal is a lost lease only for an iteration still running. One
+            # that finished meanwhile was committed by the loop (which released the lease:
+            # hence the refusal) or is being committed, fenced: the loop notes a real loss.
+            lost = [pid for pid in renewal.lost if self._abandon(pid, flights[pid])]
+            if lost:
                 self._note_lost(
-                    [(pid, flights[pid].claimed.token, "renewal refused") for pid in renewal.lost]
+                    [(pid, flights[pid].claimed.token, "renewal refused") for pid in lost]
                 )
             for pid in renewal.cancel_requested:
                 flights[pid].signals.request_cancel()
@@ -419,11 +420,18 @@ class Worker:
         except StorageUnavailable:  # only notes: the process itself is safe either way
             log.debug("%d lease_lost notes not written: the database is unavailable", len(events))
 
-    def _abandon(self, pid: str) -> None:
+    def _abandon(self, pid: str, flight: _InFlight) -> bool:
+        """Give up on a running iteration whose lease is gone: its handler is told, and its
+        slot stays busy until the handler returns. False if it is no longer running
+        (finished, or followed by the process's next iteration): then nothing changes."""
         with self._lock:
-            if self._in_flight.pop(pid, None) is not None:
-                self._abandoned += 1
+            if self._in_flight.get(pid) is not flight:
+                return False
+            flight.signals.lose_lease()  # before it leaves _in_flight: see _collect_finished
+            del self._in_flight[pid]
+            self._abandoned += 1
         self.storage.notify_local()
+        return True
 
     # --- stopping ------------------------------------------------------------------------
     def _budget_spent(self, started: float) -> str:

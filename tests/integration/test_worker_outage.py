@@ -33,6 +33,7 @@ class Flaky:
     def __init__(self, real: Storage) -> None:
         self.real = real
         self.down = False
+        self.slow_renewals = 0.0  # seconds each lease renewal takes before it runs
         self.answers_to_lose = 0
         self.refused: Counter[str] = Counter()
         self.answers_lost: list[list[str]] = []
@@ -46,6 +47,8 @@ class Flaky:
             if self.down:
                 self.refused[name] += 1
                 raise StorageUnavailable(f"test outage ({name})")
+            if name == "lease_renew_many":
+                time.sleep(self.slow_renewals)
             result = attr(*args, **kwargs)
             commits = args[0] if name.startswith("process_commit") and args else None
             if commits and self.answers_to_lose > 0:
@@ -126,9 +129,10 @@ def running() -> Iterator[Callable[[App], tuple[Worker, list[WorkerStats]]]]:
         assert not thread.is_alive(), "the worker loop is stuck"
 
 
-def submit(app: App) -> tuple[list[str], list[str]]:
-    simple = [s.id for s in app.submit_many("square", [{"x": x} for x in range(20)])]
-    multi = [s.id for s in app.submit_many("steps", [{"steps": 3 + i % 3} for i in range(6)])]
+def submit(app: App, simple_jobs: int = 20, multi_step: int = 6) -> tuple[list[str], list[str]]:
+    simple = [s.id for s in app.submit_many("square", [{"x": x} for x in range(simple_jobs)])]
+    params = [{"steps": 3 + i % 3} for i in range(multi_step)]
+    multi = [s.id for s in app.submit_many("steps", params)]
     return simple, multi
 
 
@@ -201,3 +205,25 @@ def test_a_commit_whose_answer_was_lost_is_retried_and_counted_once(
     assert stats[0].lost == 0
     warnings = [r.getMessage() for r in caplog_info.records if r.levelno >= logging.WARNING]
     assert not [m for m in warnings if "lease lost" in m], warnings
+
+
+def test_a_commit_landing_while_a_renewal_is_on_its_way_is_not_a_lease_loss(
+    running: Callable[[App], tuple[Worker, list[WorkerStats]]],
+) -> None:
+    # A slow database: each renewal takes 0.15 s to arrive, and renewals come every 0.2 s
+    # (lease 0.6 s), so iterations of 10 ms keep committing, releasing their leases, between
+    # the renewer's look at what runs and its renewal arriving.
+    app, flaky = make_app(lease_seconds=0.6)
+    flaky.slow_renewals = 0.15
+    worker, stats = running(app)
+    simple, multi = submit(app, simple_jobs=200, multi_step=30)
+    ids = simple + multi
+    wait_until(lambda: unfinished(app, ids) == 0, timeout=30, interval=0.05)
+    check_exactly_once(app, simple, multi)
+    # The renewal refused for an iteration that had just committed is no lease loss: no
+    # history says so.
+    noted = {pid: [e.detail for e in app.history(pid) if e.kind == "lease_lost"] for pid in ids}
+    assert {pid: n for pid, n in noted.items() if n} == {}
+    worker.stop()
+    wait_until(lambda: stats, timeout=10)
+    assert stats[0].lost == 0
