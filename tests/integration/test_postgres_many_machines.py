@@ -20,8 +20,9 @@ CONCURRENCY = 4
 SIMPLE = 8_000
 MULTI = 2_000  # of 3, 4 or 5 steps: 2 + steps iterations each
 BATCHES = 10
-#: Measured 28 s from the first submit to the last completion on the 2-core CI machine
-#: (about 720 iterations/s); the bound leaves room for a loaded machine.
+#: Measured from the first submit to the last completion on the 2-core CI machine: 28 s at
+#: first, 11 to 25 s since workers commit and claim in one round trip (800 to 1,800
+#: iterations/s, depending on what else runs); the bound leaves room for a loaded machine.
 BUDGET = 90.0
 
 
