@@ -185,6 +185,8 @@ class Run:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     peers_broken: str | None = None
     peer_versions: str = ""
+    #: 1-minute load average after each measurement: how busy the machine was.
+    loads: list[float] = field(default_factory=list)
 
     def params(self, system: str, workload: str) -> tuple[dict[str, Any], float]:
         a = self.args
@@ -267,6 +269,7 @@ class Run:
         def measure(system: str, workload: str) -> dict[str, Any]:
             t0 = time.monotonic()
             result = self.one(system, workload)
+            self.loads.append(os.getloadavg()[0])
             log(
                 f"[{time.monotonic() - began:6.0f}s] {workload} {system:14s} "
                 f"{time.monotonic() - t0:6.1f}s  {summary(result)}"
@@ -640,8 +643,8 @@ def report(run: Run, info: dict[str, str]) -> str:
         f"{info['os']}; Python {info['python']}, SQLite {info['sqlite']}, "
         f"PostgreSQL {info['postgresql']}, Redis {info['redis']}; corral {info['corral']}"
         + (f"; peers: {run.peer_versions}" if run.peer_versions else "")
-        + f". The run took {info['minutes']} min; 1-minute load average {info['load']} "
-        "(other work on the machine shows here).",
+        + f". The run took {info['minutes']} min; 1-minute load average after each "
+        f"measurement: {info['load']} (2 would mean both cores busy all the time).",
         f"Every system: {args.workers} worker processes in W2 and W3 (1 in W6), "
         f"{args.concurrency} jobs in flight per process (threads or async tasks), "
         "logging at WARNING; otherwise its defaults.",
@@ -778,12 +781,12 @@ def main(argv: list[str] | None = None) -> int:
             run.peers_broken = install_peers()
         run.peer_versions = "" if run.peers_broken else peer_versions()
     began = time.monotonic()
-    load_before = os.getloadavg()[0]
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     run.all()
     info = machine()
     info["date"] = started_at
-    info["load"] = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    loads = sorted(run.loads) or [os.getloadavg()[0]]
+    info["load"] = f"median {loads[len(loads) // 2]:.1f}, max {loads[-1]:.1f}"
     info["minutes"] = f"{(time.monotonic() - began) / 60:.0f}"
     text = report(run, info)
     full = not args.smoke and set(args.systems) == set(BY_NAME) and len(args.workloads) == 6

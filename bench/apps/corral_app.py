@@ -259,4 +259,6 @@ class CorralPostgres(Corral):
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE corral_process")
             conn.execute("VACUUM ANALYZE corral_history")
+            # Flush the load now, not during the timed claims (a checkpoint slows commits).
+            conn.execute("CHECKPOINT")
         self._finished = finished

@@ -119,6 +119,8 @@ class Procrastinate(System):
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE procrastinate_jobs")
             conn.execute("VACUUM ANALYZE procrastinate_events")
+            # Flush the load now, not during the timed claims (a checkpoint slows commits).
+            conn.execute("CHECKPOINT")
         self._finished = finished
 
     def depth_claim(self) -> None:
