@@ -34,6 +34,19 @@ def drain(app: App) -> None:
     Worker(app, WorkerOptions(once=True, poll_interval=0.02, sweep_interval=0.05)).run()
 
 
+def run_until_ended(app: App, pid: str) -> None:
+    """Run a worker (sweeping often) until the process is terminal; at most 15 s."""
+    worker = Worker(
+        app,
+        WorkerOptions(poll_interval=0.05, sweep_interval=0.1),
+        until=lambda: app.get(pid).status.terminal,
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(15)
+    assert not thread.is_alive(), "the worker did not stop: the process never ended"
+
+
 def timeout_events(app: App, pid: str) -> list[str]:
     return [str(e.detail["cause"]) for e in app.history(pid) if e.kind == "timeout"]
 
@@ -103,16 +116,8 @@ def test_start_to_close_revokes_the_lease_of_a_stuck_iteration(app: App) -> None
         return "too late"
 
     p = app.submit("stuck")
-    worker = Worker(
-        app,
-        WorkerOptions(poll_interval=0.05, sweep_interval=0.1),
-        until=lambda: app.get(p.id).status.terminal,
-    )
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    thread.join(15)
+    run_until_ended(app, p.id)
     release.set()
-    assert not thread.is_alive()
     done = app.get(p.id)
     assert done.status is Status.FAILED and done.result is None
     assert done.error is not None and done.error.reason == "timeout"
@@ -133,16 +138,8 @@ def test_heartbeat_timeout_catches_a_handler_that_stopped_beating(app: App) -> N
         release.wait(10)  # hangs without heartbeats
 
     p = app.submit("goes_quiet")
-    worker = Worker(
-        app,
-        WorkerOptions(poll_interval=0.05, sweep_interval=0.1),
-        until=lambda: app.get(p.id).status.terminal,
-    )
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    thread.join(15)
+    run_until_ended(app, p.id)
     release.set()
-    assert not thread.is_alive()
     assert beats == [0, 1, 2, 3, 4]  # heartbeats kept it alive past 0.4 s
     assert timeout_events(app, p.id) == ["heartbeat_timeout"]
     assert app.get(p.id).status is Status.FAILED
