@@ -38,9 +38,11 @@ from corral.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 _CLAIMABLE_SQL = ", ".join(f"'{s.value}'" for s in CLAIMABLE)
 _COLS = codec.PROCESS_COLUMNS
 
-# Expired leases first (DESIGN §3 class 1): few rows, found by the lease index.
+# Expired leases first (DESIGN §3 class 1): few rows, found by the lease index. Named,
+# because SQLite's planner otherwise prefers corral_process_status and walks every
+# runnable row (milliseconds per claim with 20,000 queued).
 _SELECT_EXPIRED = f"""
-SELECT id, lease_owner FROM corral_process
+SELECT id, lease_owner FROM corral_process {{leased}}
 WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?
   AND status IN ({_CLAIMABLE_SQL}) {{queues}}
 ORDER BY priority DESC, run_at LIMIT ?
@@ -300,8 +302,12 @@ class SQLiteStorage(Storage):
             if need <= 0:
                 break
             # Driving one named process needs no ordered walk of the runnable index.
-            indexed = "" if claim.process_ids else "INDEXED BY corral_process_runnable"
-            sql = template.format(queues=filters, indexed=indexed)
+            by_index = not claim.process_ids
+            sql = template.format(
+                queues=filters,
+                indexed="INDEXED BY corral_process_runnable" if by_index else "",
+                leased="INDEXED BY corral_process_leased" if by_index else "",
+            )
             chosen.extend((r[0], r[1]) for r in conn.execute(sql, (claim.now, *fargs, need)))
         if not chosen:
             return []

@@ -1,0 +1,164 @@
+"""A claim's cost must not grow with the number of queued or finished processes.
+
+Timing would be noisy here, so the work is counted instead: SQLite virtual-machine
+steps (a progress handler) and PostgreSQL buffer accesses (EXPLAIN ANALYZE BUFFERS).
+Both are the same for the same plan and data, whatever else the machine is doing. A
+claim that walks every runnable row, or every finished one, multiplies them by the
+ratio of the two depths below; one that follows its partial indexes does not.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.model import Status
+from corral.storage import open_storage
+from corral.storage.base import Claim, IterationCommit, NewProcess, Storage
+from corral.storage.sqlite import SQLiteStorage
+from tests.backends import backend_url
+
+SHALLOW, DEEP = 200, 20_000
+#: Allowed growth of a claim's work from SHALLOW to DEEP rows (100x more rows): each
+#: index descent of the claimed rows' updates is a level deeper (PostgreSQL: 173 -> 271
+#: buffers); a walk of the rows would be ~100x (SQLite before its fix: ~100x the steps).
+GROWTH = 2.0
+
+
+def _fill(storage: Storage, runnable: int, finished: int) -> None:
+    """`runnable` queued processes and `finished` completed ones, in batches."""
+    now = 1_000.0
+    for start in range(0, runnable + finished, 5_000):
+        batch = [
+            NewProcess(id=str(uuid.uuid4()), job="noop", params={"i": i}, created_at=now,
+                       run_at=now)
+            for i in range(start, min(start + 5_000, runnable + finished))
+        ]  # fmt: skip
+        storage.process_insert_many(batch)
+    done = finished
+    while done > 0:
+        # Claim and complete the oldest: what a worker leaves behind.
+        claimed = storage.process_claim(
+            Claim(owner="fill", now=now + 1, lease_seconds=60, limit=min(done, 1_000))
+        )
+        commits = []
+        for c in claimed:
+            change = _completed(c.process)
+            commits.append(IterationCommit(c.process.id, c.token, change, now + 1))
+        assert not storage.process_commit_many(commits)
+        done -= len(claimed)
+
+
+def _completed(process: Any) -> Any:
+    from corral.model import Change
+
+    return Change.of(process).with_(status=Status.COMPLETED, finished_at=1_001.0, result=None)
+
+
+def _one_claim_with_leases(storage: Storage) -> Claim:
+    """Hold a few leases (some expired), so that both halves of the claim have rows to
+    look at, and return the claim to measure."""
+    storage.process_claim(Claim(owner="other", now=1_002.0, lease_seconds=1.0, limit=8))
+    return Claim(owner="measured", now=1_010.0, lease_seconds=60.0, limit=16)
+
+
+@pytest.fixture
+def sqlite_steps(tmp_path: Path) -> Iterator[Callable[[int, int], int]]:
+    opened: list[Storage] = []
+
+    def measure(runnable: int, finished: int) -> int:
+        path = tmp_path / f"cost-{runnable}-{finished}.db"
+        storage = open_storage(f"sqlite:///{path}")
+        opened.append(storage)
+        assert isinstance(storage, SQLiteStorage)
+        _fill(storage, runnable, finished)
+        claim = _one_claim_with_leases(storage)
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        conn = storage._conn
+        conn.set_progress_handler(count, 100)
+        try:
+            claimed = storage.process_claim(claim)
+        finally:
+            conn.set_progress_handler(None, 0)
+        assert len(claimed) == 16
+        return steps
+
+    yield measure
+    for s in opened:
+        s.close()
+
+
+@pytest.mark.parametrize("depth", ["runnable", "finished"])
+def test_sqlite_claim_work_does_not_grow_with_depth(
+    sqlite_steps: Callable[[int, int], int], depth: str
+) -> None:
+    if depth == "runnable":
+        shallow, deep = sqlite_steps(SHALLOW, 0), sqlite_steps(DEEP, 0)
+    else:
+        shallow, deep = sqlite_steps(SHALLOW, SHALLOW), sqlite_steps(SHALLOW, DEEP)
+    assert deep <= shallow * GROWTH, (
+        f"a claim with {DEEP:,} {depth} rows took {deep} x100 VM steps, "
+        f"{deep / shallow:.1f}x the {shallow} with {SHALLOW}"
+    )
+
+
+def _pg_claim_buffers(url: str, runnable: int, finished: int) -> int:
+    import psycopg
+
+    from corral.storage.postgres import PostgresStorage, Q
+
+    storage = open_storage(url)
+    try:
+        assert isinstance(storage, PostgresStorage)
+        _fill(storage, runnable, finished)
+        claim = _one_claim_with_leases(storage)
+    finally:
+        storage.close()
+    args = {
+        "owner": claim.owner,
+        "now": claim.now,
+        "expires": claim.now + claim.lease_seconds,
+        "limit": claim.limit,
+    }
+    query = Q["process_claim"].replace("/* filters */", "")
+    with psycopg.connect(url, autocommit=False) as conn:
+        conn.execute("ANALYZE corral_process")
+        # The claim itself, as the worker sends it, rolled back after measuring.
+        [(plan,)] = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query, args
+        ).fetchall()
+        conn.rollback()
+    top = json.loads(plan) if isinstance(plan, str) else plan
+    assert top[0]["Plan"]["Actual Rows"] == claim.limit
+    return _buffers(top[0]["Plan"])
+
+
+def _buffers(plan: dict[str, Any]) -> int:
+    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+
+
+@pytest.mark.parametrize("depth", ["runnable", "finished"])
+def test_postgres_claim_work_does_not_grow_with_depth(tmp_path: Path, depth: str) -> None:
+    def measure(runnable: int, finished: int) -> int:
+        with backend_url("postgres", tmp_path) as url:
+            return _pg_claim_buffers(url, runnable, finished)
+
+    if depth == "runnable":
+        shallow, deep = measure(SHALLOW, 0), measure(DEEP, 0)
+    else:
+        shallow, deep = measure(SHALLOW, SHALLOW), measure(SHALLOW, DEEP)
+    assert deep <= shallow * GROWTH, (
+        f"a claim with {DEEP:,} {depth} rows touched {deep} buffers, "
+        f"{deep / shallow:.1f}x the {shallow} with {SHALLOW}"
+    )
