@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import threading
 import time
@@ -16,7 +15,7 @@ from typing import Any, Literal, TypeVar, overload
 import pydantic
 import pydantic_core
 
-from corral import model
+from corral import ids, model
 from corral.errors import (
     ConfigurationError,
     InvalidId,
@@ -36,13 +35,13 @@ from corral.jobs import (
     process_job,
 )
 from corral.model import Event, Process, Status
-from corral.storage import default_url, open_storage
+from corral.storage import codec, default_url, open_storage
 from corral.storage.base import NewProcess, ProcessFilter, Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
-#: The largest parameters document accepted, in bytes of JSON.
+#: The largest parameters document accepted: bytes of its stored JSON (canonical, UTF-8).
 MAX_PARAMS_BYTES = 1024 * 1024
 
 
@@ -93,6 +92,44 @@ class Submitted:
     @property
     def status(self) -> Status:
         return self.process.status
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What the processes of one submit call share: the job and the resolved options."""
+
+    job: str
+    created_at: float
+    run_at: float
+    priority: int
+    queue: str
+    client_id: str
+    tags: dict[str, str]
+    deadline_at: float | None
+    schedule_to_close: float | None
+    start_to_close: float | None
+    heartbeat_timeout: float | None
+
+    def new_process(
+        self, process_id: str, params: dict[str, Any], params_json: str, custom_id: str | None
+    ) -> NewProcess:
+        return NewProcess(
+            id=process_id,
+            job=self.job,
+            params=params,
+            created_at=self.created_at,
+            run_at=self.run_at,
+            priority=self.priority,
+            queue=self.queue,
+            custom_id=custom_id,
+            client_id=self.client_id,
+            tags=self.tags,
+            deadline_at=self.deadline_at,
+            schedule_to_close=self.schedule_to_close,
+            start_to_close=self.start_to_close,
+            heartbeat_timeout=self.heartbeat_timeout,
+            params_json=params_json,
+        )
 
 
 class App:
@@ -302,7 +339,14 @@ class App:
                 "heartbeat_timeout": heartbeat_timeout,
             },
         )
-        new = self._new_process(job, params, custom_id, options, self.clock())
+        target = self.get_job(job)
+        shared = self._shared(target, options, self.clock())
+        data, text = self._params(target, params)
+        if custom_id is not None and (
+            not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255
+        ):
+            raise UsageError("custom_id must be a non-empty string of at most 255 characters")
+        new = shared.new_process(ids.new_id(), data, text, custom_id)
         [inserted] = self.storage.process_insert_many([new], connection=connection)
         return Submitted(inserted.process, inserted.outcome)
 
@@ -320,47 +364,35 @@ class App:
         """Create one process of `job` per parameters, in one transaction: all or none.
         Every parameters document is validated before anything is written.
         `connection`: transactional enqueue, as for `submit`."""
-        options = SubmitOptions(priority=priority, run_at=run_at, queue=queue, tags=tags)
-        now = self.clock()
-        batch = [self._new_process(job, p, None, options, now) for p in params]
-        if not batch:
+        items = list(params)
+        if not items:
             return []
+        options = SubmitOptions(priority=priority, run_at=run_at, queue=queue, tags=tags)
+        target = self.get_job(job)
+        # What every process of the batch shares is checked and computed once.
+        shared = self._shared(target, options, self.clock())
+        encoded = [self._params(target, p) for p in items]
+        new = shared.new_process
+        batch = [
+            new(pid, data, text, None)
+            for pid, (data, text) in zip(ids.new_ids(len(encoded)), encoded, strict=True)
+        ]
         inserted = self.storage.process_insert_many(batch, connection=connection)
         return [Submitted(i.process, i.outcome) for i in inserted]
 
-    def _new_process(
-        self,
-        job_name: str,
-        params: Any,
-        custom_id: str | None,
-        options: SubmitOptions,
-        now: float,
-    ) -> NewProcess:
-        job = self.get_job(job_name)
-        parsed = job.parse_params(params)
-        try:
-            data = parsed.model_dump(mode="json")
-        except pydantic_core.PydanticSerializationError as exc:
-            raise InvalidParams(f"job {job_name!r}: parameters are not JSON: {exc}") from None
-        self._check_size(job_name, data)
-        if custom_id is not None and (
-            not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255
-        ):
-            raise UsageError("custom_id must be a non-empty string of at most 255 characters")
+    def _shared(self, job: Job, options: SubmitOptions, now: float) -> _Shared:
+        """Check the options of a submit and resolve them against the job's defaults."""
         options.check()
         try:
             timeouts = job.timeouts.merged(options.timeouts)
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
-        return NewProcess(
-            id=str(uuid.uuid4()),
+        return _Shared(
             job=job.name,
-            params=data,
             created_at=now,
             run_at=_epoch(options.run_at, now),
             priority=job.priority if options.priority is None else options.priority,
             queue=options.queue or job.queue,
-            custom_id=custom_id,
             client_id=self.client_id if options.client_id is None else options.client_id,
             tags=dict(options.tags or {}),
             deadline_at=None
@@ -371,13 +403,22 @@ class App:
             heartbeat_timeout=timeouts.heartbeat_timeout,
         )
 
-    def _check_size(self, job: str, data: Any) -> None:
-        size = len(json.dumps(data).encode())
+    def _params(self, job: Job, params: Any) -> tuple[dict[str, Any], str]:
+        """Validated parameters as JSON data and as their canonical text (what is stored),
+        whose size is checked against `max_params_bytes`."""
+        parsed = job.parse_params(params)
+        try:
+            data = job.params_model.__pydantic_serializer__.to_python(parsed, mode="json")
+        except pydantic_core.PydanticSerializationError as exc:
+            raise InvalidParams(f"job {job.name!r}: parameters are not JSON: {exc}") from None
+        text = codec.dumps(data)
+        size = len(text) if text.isascii() else len(text.encode())
         if size > self.max_params_bytes:
             raise InvalidParams(
-                f"job {job!r}: parameters are {size} bytes of JSON, over the limit of "
+                f"job {job.name!r}: parameters are {size} bytes of JSON, over the limit of "
                 f"{self.max_params_bytes}"
             )
+        return data, text
 
     # --- reading -------------------------------------------------------------------------
     def get(self, process_id: str) -> Process:

@@ -37,6 +37,9 @@ class NewProcess:
     schedule_to_close: float | None = None
     start_to_close: float | None = None
     heartbeat_timeout: float | None = None
+    #: `codec.dumps(params)` when the caller has it already (the App does: it measures the
+    #: parameters' size from it), so that a backend need not encode them again.
+    params_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from corral.model import JSON, ErrorInfo, Event, Process, Status
@@ -112,15 +113,37 @@ def new_process_record(new: NewProcess) -> Process:
 
 def submitted_event(new: NewProcess) -> Event:
     """The first line of every process's history."""
-    return Event(
-        "submitted",
-        new.created_at,
-        None,
-        new.status,
-        0,
-        {"job": new.job, "custom_id": new.custom_id},
-        new.id,
-    )
+    return Event("submitted", new.created_at, None, new.status, 0, submitted_detail(new), new.id)
+
+
+def submitted_detail(new: NewProcess) -> dict[str, JSON]:
+    return {"job": new.job, "custom_id": new.custom_id}
+
+
+def params_json(new: NewProcess) -> str:
+    """The stored text of a new process's parameters."""
+    return dumps(new.params) if new.params_json is None else new.params_json
+
+
+class JsonCache:
+    """`dumps` of the value given last time, when this one is equal: what the processes of
+    one batch share (their tags, their first event's detail) is encoded once. For mappings
+    whose values are strings or None, where equal values have equal text (unlike 1 and 1.0)."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self) -> None:
+        self._value: object = _NOTHING
+        self._text = ""
+
+    def dumps(self, value: Mapping[str, JSON]) -> str:
+        if value is not self._value and value != self._value:
+            self._text = dumps(dict(value))
+            self._value = value
+        return self._text
+
+
+_NOTHING = object()
 
 
 HISTORY_COLUMNS = "process_id, at, kind, from_status, to_status, attempt, detail"
