@@ -11,6 +11,7 @@ any other connection commits, and reading it costs no disk I/O.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -195,13 +196,15 @@ class SQLiteStorage(Storage):
         if connection is not None:
             raise UsageError("transactional enqueue needs the PostgreSQL backend")
         out: list[Inserted] = []
-        rows: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
+        rows: list[Any] = []  # flat: _PROCESS_PARAMS values per process
+        events: list[Any] = []  # flat: _HISTORY_PARAMS values per process
         edges: list[tuple[str, str]] = []
         in_batch: dict[tuple[str, str], Process] = {}
+        tags_json = codec.JsonCache()
+        detail_json = codec.JsonCache()
         with self._write() as conn:
             for new in processes:
-                params = codec.dumps(new.params)
+                params = codec.params_json(new)
                 if new.custom_id is not None:
                     key = (new.client_id, new.custom_id)
                     existing = in_batch.get(key) or self._get_by_custom_id(conn, *key)
@@ -216,19 +219,21 @@ class SQLiteStorage(Storage):
                 process = codec.new_process_record(new)
                 if new.custom_id is not None:
                     in_batch[(new.client_id, new.custom_id)] = process
-                rows.append(
-                    (
-                        new.id, new.job, params, new.status.value, new.priority, new.queue,
-                        new.run_at, new.custom_id, new.client_id, codec.dumps(dict(new.tags)),
-                        new.created_at, new.created_at, new.deadline_at, new.schedule_to_close,
-                        new.start_to_close, new.heartbeat_timeout, new.run_at,
-                    )
-                )  # fmt: skip
-                events.append(codec.event_to_row(codec.submitted_event(new)))
+                status = new.status.value
+                rows.extend((
+                    new.id, new.job, params, status, new.priority, new.queue, new.run_at,
+                    new.custom_id, new.client_id, tags_json.dumps(new.tags), new.created_at,
+                    new.created_at, new.deadline_at, new.schedule_to_close, new.start_to_close,
+                    new.heartbeat_timeout, new.run_at,
+                ))  # fmt: skip
+                events.extend((
+                    new.id, new.created_at, "submitted", None, status, 0,
+                    detail_json.dumps(codec.submitted_detail(new)),
+                ))  # fmt: skip
                 edges.extend((new.id, dep) for dep in new.depends_on)
                 out.append(Inserted(process, "created"))
-            conn.executemany(_INSERT_PROCESS, rows)
-            conn.executemany(_INSERT_HISTORY, events)
+            _insert_rows(conn, _INSERT_PROCESS, _PROCESS_PARAMS, rows)
+            _insert_rows(conn, _INSERT_HISTORY, _HISTORY_PARAMS, events)
             if edges:
                 conn.executemany(
                     "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)", edges
@@ -531,6 +536,41 @@ class SQLiteStorage(Storage):
         changed = self._data_version not in (-1, version)
         self._data_version = version
         return bool(changed)
+
+
+#: Values bound per row by _INSERT_PROCESS and _INSERT_HISTORY.
+_PROCESS_PARAMS = _INSERT_PROCESS.count("?")
+_HISTORY_PARAMS = _INSERT_HISTORY.count("?")
+#: Rows per multi-row INSERT. One statement for many rows costs about 4 us less per row
+#: than `executemany` (whose every row is one step of the statement), and the gain stops
+#: growing at a few hundred rows (measured: 100 to 500 alike; a statement binds at most
+#: 32,766 values).
+_INSERT_CHUNK = 256
+
+
+def _insert_rows(conn: sqlite3.Connection, one_row: str, width: int, flat: Sequence[Any]) -> None:
+    """Insert rows given as one flat list of `width` values each, with the single-row
+    INSERT `one_row`: whole chunks by one multi-row statement, the rest row by row."""
+    count = len(flat) // width
+    whole = count - count % _INSERT_CHUNK
+    if whole:
+        chunk = _multi_row(one_row, _INSERT_CHUNK)
+        step = _INSERT_CHUNK * width
+        for start in range(0, whole * width, step):
+            conn.execute(chunk, flat[start : start + step])
+    if whole == count - 1:  # a single submit: one row
+        conn.execute(one_row, flat[whole * width :])
+    elif whole < count:
+        conn.executemany(
+            one_row,
+            [flat[i : i + width] for i in range(whole * width, count * width, width)],
+        )
+
+
+@functools.cache
+def _multi_row(one_row: str, rows: int) -> str:
+    head, _, values = one_row.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([values] * rows)}"
 
 
 def _change_values(c: Change) -> tuple[Any, ...]:
