@@ -11,7 +11,9 @@ any other connection commits, and reading it costs no disk I/O.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import sqlite3
 import threading
 import time
@@ -107,6 +109,7 @@ class SQLiteStorage(Storage):
         self._changed = threading.Condition()
         self._local_changes = 0
         self._conn = self._connect()
+        self._turn_fd = self._open_turn_file()
         self._watch: sqlite3.Connection | None = None
         self._data_version = -1
         if migrate:
@@ -138,11 +141,21 @@ class SQLiteStorage(Storage):
             ) from None
         return conn
 
+    def _open_turn_file(self) -> int | None:
+        if self.path is None:
+            return None  # private in-memory database: one connection, self._lock suffices
+        try:
+            return os.open(f"{self.path}-corral-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot open the SQLite database {self.path}: lock file: {exc}"
+            ) from None
+
     @contextmanager
     def _write(self, *, wakes: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction holding SQLite's write lock from its first statement.
         `wakes`: the write may create work, so local waiters are woken after it."""
-        with self._lock:
+        with self._lock, self._writer_turn():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -155,6 +168,26 @@ class SQLiteStorage(Storage):
             self.notify_local()
 
     @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Queue for the write lock on a kernel file lock beside the database.
+
+        Two corral processes writing one file would otherwise meet SQLite's busy handler,
+        which sleeps 1, 2, 5, 10... ms between tries: with a worker's short transactions
+        most of a waiting writer's time was sleep. A blocked flock() wakes the moment the
+        holder lets go, and the kernel drops it if the holder dies. Other programs writing
+        the database still coordinate through SQLite's own lock and busy timeout.
+        """
+        fd = self._turn_fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             yield self._conn
@@ -164,6 +197,9 @@ class SQLiteStorage(Storage):
             self._conn.close()
             if self._watch is not None:
                 self._watch.close()
+            if self._turn_fd is not None:
+                os.close(self._turn_fd)
+                self._turn_fd = None
 
     # --- schema --------------------------------------------------------------------------
     def migrate(self) -> int:
@@ -280,26 +316,33 @@ class SQLiteStorage(Storage):
         with self._read() as conn:
             return [codec.process_from_row(r) for r in conn.execute(sql, args)]
 
+    # Claims and commits do their Python work (JSON, building records) outside the write
+    # transaction: other processes wait for SQLite's one write lock while it is held.
     def process_claim(self, claim: Claim) -> list[Claimed]:
         with self._write(wakes=False) as conn:
-            return self._claim(conn, claim)
+            chosen = self._claim(conn, claim)
+        return _claimed(chosen)
 
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        rows = _commit_rows(commits)
         with self._write() as conn:
-            return self._commit(conn, commits)
+            return self._commit(conn, rows)
 
     def process_commit_and_claim(
         self, commits: Sequence[IterationCommit], claim: Claim
     ) -> tuple[list[str], list[Claimed]]:
         # One transaction, so one fsync of the WAL, for a worker's whole exchange.
+        rows = _commit_rows(commits)
         with self._write(wakes=bool(commits)) as conn:
-            lost = self._commit(conn, commits)
-            return lost, self._claim(conn, claim)
+            lost = self._commit(conn, rows)
+            chosen = self._claim(conn, claim)
+        return lost, _claimed(chosen)
 
-    def _claim(self, conn: sqlite3.Connection, claim: Claim) -> list[Claimed]:
+    def _claim(self, conn: sqlite3.Connection, claim: Claim) -> _Chosen:
+        """Lease the processes to claim; their rows, and the previous owner of each."""
         paused = {r[0] for r in conn.execute("SELECT queue FROM corral_paused_queue")}
         if "*" in paused:
-            return []
+            return [], {}
         filters, fargs = _queue_filter(claim, paused)
         chosen: list[tuple[str, str | None]] = []
         for template in (_SELECT_EXPIRED, _SELECT_RUNNABLE):
@@ -315,7 +358,7 @@ class SQLiteStorage(Storage):
             )
             chosen.extend((r[0], r[1]) for r in conn.execute(sql, (claim.now, *fargs, need)))
         if not chosen:
-            return []
+            return [], {}
         previous = dict(chosen)
         marks = ", ".join("?" * len(chosen))
         rows = conn.execute(
@@ -326,27 +369,16 @@ class SQLiteStorage(Storage):
             (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
              *previous),
         ).fetchall()  # fmt: skip
-        claimed = []
-        for row in rows:
-            process = codec.process_from_row(row)
-            owner = previous[process.id]
-            claimed.append(Claimed(process, process.lease_token, owner is not None, owner))
-        # Keep DESIGN §3 order for the caller: recovered first, then as selected.
-        order = {pid: i for i, pid in enumerate(previous)}
-        claimed.sort(key=lambda c: order[c.process.id])
-        return claimed
+        return rows, previous
 
-    def _commit(self, conn: sqlite3.Connection, commits: Sequence[IterationCommit]) -> list[str]:
+    def _commit(self, conn: sqlite3.Connection, commits: _CommitRows) -> list[str]:
         lost: list[str] = []
         events: list[tuple[Any, ...]] = []
-        for commit in commits:
-            c = commit.change
-            cur = conn.execute(_COMMIT, (*_change_values(c), commit.now, commit.process_id,
-                                         commit.token))  # fmt: skip
-            if cur.rowcount != 1:
-                lost.append(commit.process_id)
+        for process_id, values, rows in commits:
+            if conn.execute(_COMMIT, values).rowcount != 1:
+                lost.append(process_id)
             else:
-                events.extend(codec.event_to_row(e, commit.process_id) for e in c.events)
+                events.extend(rows)
         if events:
             conn.executemany(_INSERT_HISTORY, events)
         return lost
@@ -571,6 +603,36 @@ def _insert_rows(conn: sqlite3.Connection, one_row: str, width: int, flat: Seque
 def _multi_row(one_row: str, rows: int) -> str:
     head, _, values = one_row.partition(" VALUES ")
     return f"{head} VALUES {', '.join([values] * rows)}"
+
+
+#: Claimed rows and, per process id, the owner of the lease it had (None: unleased).
+_Chosen = tuple[list[Any], dict[str, str | None]]
+#: Per commit: process id, the UPDATE's parameters, the history rows if it lands.
+_CommitRows = list[tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]]
+
+
+def _claimed(chosen: _Chosen) -> list[Claimed]:
+    rows, previous = chosen
+    claimed = []
+    for row in rows:
+        process = codec.process_from_row(row)
+        owner = previous[process.id]
+        claimed.append(Claimed(process, process.lease_token, owner is not None, owner))
+    # Keep DESIGN §3 order for the caller: recovered first, then as selected.
+    order = {pid: i for i, pid in enumerate(previous)}
+    claimed.sort(key=lambda c: order[c.process.id])
+    return claimed
+
+
+def _commit_rows(commits: Sequence[IterationCommit]) -> _CommitRows:
+    return [
+        (
+            commit.process_id,
+            (*_change_values(commit.change), commit.now, commit.process_id, commit.token),
+            [codec.event_to_row(e, commit.process_id) for e in commit.change.events],
+        )
+        for commit in commits
+    ]
 
 
 def _change_values(c: Change) -> tuple[Any, ...]:
