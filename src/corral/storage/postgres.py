@@ -236,10 +236,10 @@ class PostgresStorage(Storage):
             return self._insert_in(connection, processes)
         if not processes:
             return []
-        args = _insert_args(processes, self._notify_param)
+        query, args = _insert_args(processes, self._notify_param)
         for attempt in (1, 2, 3):
             try:
-                out = self._insert(processes, args)
+                out = self._insert(processes, query, args)
                 break
             except psycopg.errors.DeadlockDetected:
                 # Two batches taking the same custom ids in opposite orders: the other one
@@ -249,12 +249,14 @@ class PostgresStorage(Storage):
         self.notify_local()
         return out
 
-    def _insert(self, processes: Sequence[NewProcess], args: dict[str, Any]) -> list[Inserted]:
+    def _insert(
+        self, processes: Sequence[NewProcess], query: str, args: dict[str, Any]
+    ) -> list[Inserted]:
         # Without custom ids the one statement is the whole transaction; with them, the
         # batch must roll back as a whole on a conflict found by the second statement.
-        atomic = any(n.custom_id is not None for n in processes)
+        atomic = query != "process_insert_new"
         with self._connection() as conn, conn.transaction() if atomic else nullcontext():
-            return _insert_rows(conn, processes, args)
+            return _insert_rows(conn, processes, query, args)
 
     def _insert_in(self, connection: object, processes: Sequence[NewProcess]) -> list[Inserted]:
         """Transactional enqueue: insert through the caller's connection, in the caller's
@@ -285,7 +287,7 @@ class PostgresStorage(Storage):
         # A savepoint: a custom id conflict undoes this submit and leaves the caller's
         # transaction usable.
         with connection.transaction():
-            return _insert_rows(cur, processes, _insert_args(processes, self._notify_param))
+            return _insert_rows(cur, processes, *_insert_args(processes, self._notify_param))
 
     def process_get(self, process_id: str) -> Process | None:
         rows = self._rows(Q["process_get"], {"id": process_id})
@@ -589,20 +591,52 @@ def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
     }
 
 
-def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> dict[str, Any]:
-    return {
+def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> tuple[str, dict[str, Any]]:
+    """The insert query for a batch and its arguments: `process_insert_new` when no process
+    has a custom id and they all share what a submit call gives them all (job, queue,
+    client, tags, timeouts...), so that those go once rather than once per process; else
+    the general `process_insert_many`."""
+    first = processes[0]
+    shared = _shared_columns(first)
+    if first.custom_id is None and all(
+        n.custom_id is None and _shared_columns(n) == shared for n in processes
+    ):
+        args: dict[str, Any] = {
+            "ids": [n.id for n in processes],
+            "params": [codec.params_json(n) for n in processes],
+            "run_at": [float(n.run_at) for n in processes],
+            "priorities": [n.priority for n in processes],
+            "job": first.job,
+            "status": first.status.value,
+            "queue": first.queue,
+            "client_id": first.client_id,
+            "tags": codec.dumps(dict(first.tags)),
+            "created_at": float(first.created_at),
+            "detail": codec.dumps(codec.submitted_detail(first)),
+            "deadline_at": _float(first.deadline_at),
+            "schedule_to_close": _float(first.schedule_to_close),
+            "start_to_close": _float(first.start_to_close),
+            "heartbeat_timeout": _float(first.heartbeat_timeout),
+            "edge_ids": [n.id for n in processes for _ in n.depends_on],
+            "edge_deps": [d for n in processes for d in n.depends_on],
+            "notify": notify,
+        }
+        return "process_insert_new", args
+    tags = codec.JsonCache()
+    details = codec.JsonCache()
+    return "process_insert_many", {
         "ids": [n.id for n in processes],
         "jobs": [n.job for n in processes],
-        "params": [codec.dumps(n.params) for n in processes],
+        "params": [codec.params_json(n) for n in processes],
         "statuses": [n.status.value for n in processes],
         "priorities": [n.priority for n in processes],
         "queues": [n.queue for n in processes],
         "run_at": [float(n.run_at) for n in processes],
         "custom_ids": [n.custom_id for n in processes],
         "client_ids": [n.client_id for n in processes],
-        "tags": [codec.dumps(dict(n.tags)) for n in processes],
+        "tags": [tags.dumps(n.tags) for n in processes],
         "created_at": [float(n.created_at) for n in processes],
-        "details": [codec.dumps({"job": n.job, "custom_id": n.custom_id}) for n in processes],
+        "details": [details.dumps(codec.submitted_detail(n)) for n in processes],
         "deadline_at": [_float(n.deadline_at) for n in processes],
         "schedule_to_close": [_float(n.schedule_to_close) for n in processes],
         "start_to_close": [_float(n.start_to_close) for n in processes],
@@ -613,15 +647,27 @@ def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> dict[st
     }
 
 
+def _shared_columns(n: NewProcess) -> tuple[Any, ...]:
+    """What `process_insert_new` takes once for a whole batch (priority and run_at aside)."""
+    return (
+        n.job, n.status, n.queue, n.client_id, n.tags, n.created_at, n.deadline_at,
+        n.schedule_to_close, n.start_to_close, n.heartbeat_timeout,
+    )  # fmt: skip
+
+
 def _insert_rows(
     cur: Connection | psycopg.Cursor[tuple[Any, ...]],
     processes: Sequence[NewProcess],
+    query: str,
     args: dict[str, Any],
 ) -> list[Inserted]:
     """The insert itself, in a transaction its caller manages: one multi-row statement
-    for the whole batch, and one more when custom ids were already taken."""
-    rows = cur.execute(Q["process_insert_many"], args).fetchall()
-    created = {p.id: p for p in map(codec.process_from_row, rows)}
+    for the whole batch, and one more when custom ids were already taken. The records
+    returned for new processes are built from what was inserted, not read back."""
+    rows = cur.execute(Q[query], args).fetchall()
+    if query == "process_insert_new":  # every process was inserted, or the statement failed
+        return [Inserted(codec.new_process_record(n), "created") for n in processes]
+    created = set(rows[0][0] or ())
     taken = [n for n in processes if n.id not in created]
     existing: dict[tuple[str, str | None], Process] = {}
     if taken:
@@ -641,15 +687,15 @@ def _insert_rows(
 
 def _outcome(
     new: NewProcess,
-    created: Mapping[str, Process],
+    created: set[str],
     existing: Mapping[tuple[str, str | None], Process],
 ) -> Inserted:
     if new.id in created:
-        return Inserted(created[new.id], "created")
+        return Inserted(codec.new_process_record(new), "created")
     found = existing.get((new.client_id, new.custom_id))
     if found is None:  # only a custom id conflict skips an insert
         raise AssertionError(f"process {new.id} was neither inserted nor found")
-    if found.job != new.job or codec.dumps(found.params) != codec.dumps(new.params):
+    if found.job != new.job or codec.dumps(found.params) != codec.params_json(new):
         raise CustomIdConflict(
             f"custom id {new.custom_id!r} already names process {found.id} of job "
             f"{found.job!r} with other parameters"

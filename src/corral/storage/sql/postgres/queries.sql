@@ -29,15 +29,16 @@ SELECT left('corral_' || coalesce(current_schema(), 'public'), 63), current_data
 
 -- process_insert_many --
 -- Insert new processes, skipping taken custom ids, with their edges and first history event.
+-- Binary parameters: no text array to quote here and parse there.
 WITH input AS (
     SELECT *
     FROM unnest(
-        %(ids)s::text[], %(jobs)s::text[], %(params)s::text[], %(statuses)s::text[],
-        %(priorities)s::integer[], %(queues)s::text[], %(run_at)s::float8[],
-        %(custom_ids)s::text[], %(client_ids)s::text[], %(tags)s::jsonb[],
-        %(created_at)s::float8[], %(details)s::text[], %(deadline_at)s::float8[],
-        %(schedule_to_close)s::float8[], %(start_to_close)s::float8[],
-        %(heartbeat_timeout)s::float8[]
+        %(ids)b::text[], %(jobs)b::text[], %(params)b::text[], %(statuses)b::text[],
+        %(priorities)b::integer[], %(queues)b::text[], %(run_at)b::float8[],
+        %(custom_ids)b::text[], %(client_ids)b::text[], %(tags)b::jsonb[],
+        %(created_at)b::float8[], %(details)b::text[], %(deadline_at)b::float8[],
+        %(schedule_to_close)b::float8[], %(start_to_close)b::float8[],
+        %(heartbeat_timeout)b::float8[]
     ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
                             client_id, tags, created_at, detail, deadline_at,
                             schedule_to_close, start_to_close, heartbeat_timeout, ord)
@@ -51,19 +52,50 @@ WITH input AS (
            heartbeat_timeout, run_at
     FROM input ORDER BY ord
     ON CONFLICT (client_id, custom_id) WHERE custom_id IS NOT NULL DO NOTHING
-    RETURNING /* process_columns */,
-              CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+    RETURNING id
 ), edges AS (
     INSERT INTO corral_dependency (process_id, depends_on)
     SELECT d.process_id, d.depends_on
-    FROM unnest(%(edge_ids)s::text[], %(edge_deps)s::text[]) AS d (process_id, depends_on)
+    FROM unnest(%(edge_ids)b::text[], %(edge_deps)b::text[]) AS d (process_id, depends_on)
     WHERE d.process_id IN (SELECT id FROM inserted)
 ), submitted AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
     SELECT i.id, i.created_at, 'submitted', NULL, i.status, 0, i.detail
     FROM input i WHERE i.id IN (SELECT id FROM inserted) ORDER BY i.ord
 )
-SELECT /* process_columns */ FROM inserted
+-- The ids inserted (the others' custom ids were taken), and one wake-up if any.
+SELECT (SELECT array_agg(id) FROM inserted),
+       CASE WHEN %(notify)b::text IS NOT NULL AND EXISTS (SELECT FROM inserted)
+            THEN pg_notify(%(notify)b, '') END
+
+-- process_insert_new --
+-- Insert processes that have no custom id (none can be taken: every row is inserted), with
+-- their edges and first history event, and wake workers once. Binary parameters; only the
+-- columns that differ between processes of a batch come as arrays, the rest once.
+WITH input AS MATERIALIZED (
+    SELECT *
+    FROM unnest(
+        %(ids)b::text[], %(params)b::text[], %(run_at)b::float8[], %(priorities)b::integer[]
+    ) AS i (id, params, run_at, priority)
+), inserted AS (
+    INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, client_id,
+                                tags, created_at, updated_at, deadline_at, schedule_to_close,
+                                start_to_close, heartbeat_timeout, iteration_since)
+    SELECT id, %(job)b::text, params, %(status)b::text, priority, %(queue)b::text, run_at,
+           %(client_id)b::text, %(tags)b::text::jsonb, %(created_at)b::float8,
+           %(created_at)b::float8, %(deadline_at)b::float8, %(schedule_to_close)b::float8,
+           %(start_to_close)b::float8, %(heartbeat_timeout)b::float8, run_at
+    FROM input
+), edges AS (
+    INSERT INTO corral_dependency (process_id, depends_on)
+    SELECT process_id, depends_on
+    FROM unnest(%(edge_ids)b::text[], %(edge_deps)b::text[]) AS d (process_id, depends_on)
+), submitted AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    SELECT id, %(created_at)b::float8, 'submitted', NULL, %(status)b::text, 0, %(detail)b::text
+    FROM input
+)
+SELECT CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
 
 -- process_get_by_custom_ids --
 -- The processes holding some (client, custom id) pairs.
