@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from corral.errors import CustomIdConflict, StorageUnavailable, UsageError
 from corral.model import CLAIMABLE, Change, Event, Process
@@ -37,6 +38,13 @@ from corral.storage.base import (
     TimedOut,
 )
 from corral.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+
+try:  # Linux only: elsewhere idle workers poll
+    import inotify_simple
+except ImportError:  # pragma: no cover - not Linux
+    inotify_simple = None
+
+log = logging.getLogger("corral.storage.sqlite")
 
 _CLAIMABLE_SQL = ", ".join(f"'{s.value}'" for s in CLAIMABLE)
 _COLS = codec.PROCESS_COLUMNS
@@ -111,6 +119,7 @@ class SQLiteStorage(Storage):
         self._conn = self._connect()
         self._turn_fd = self._open_turn_file()
         self._watch: sqlite3.Connection | None = None
+        self._watcher: _WalWatcher | Literal[False] | None = None
         self._data_version = -1
         if migrate:
             self.migrate()
@@ -197,6 +206,8 @@ class SQLiteStorage(Storage):
             self._conn.close()
             if self._watch is not None:
                 self._watch.close()
+            if self._watcher:
+                self._watcher.stop()
             if self._turn_fd is not None:
                 os.close(self._turn_fd)
                 self._turn_fd = None
@@ -545,6 +556,10 @@ class SQLiteStorage(Storage):
         deadline = time.monotonic() + timeout
         with self._changed:
             seen = self._local_changes
+        # How often data_version is read while idle (no disk I/O, no lock): often when
+        # nothing else tells us of other processes' commits, rarely (a safety net) when
+        # the file watcher does.
+        step = _POLL_WATCHED if self._file_watcher() else _POLL
         while True:
             if self._other_connection_wrote():
                 return True
@@ -552,12 +567,19 @@ class SQLiteStorage(Storage):
             if remaining <= 0:
                 return False
             with self._changed:
-                # 2 ms: how often data_version is read while idle (no disk I/O, no lock).
                 self._changed.wait_for(
-                    lambda: self._local_changes != seen, timeout=min(remaining, 0.002)
+                    lambda: self._local_changes != seen, timeout=min(remaining, step)
                 )
                 if self._local_changes != seen:
                     return True
+
+    def _file_watcher(self) -> bool:
+        """Start, once, a thread that wakes local waiters when another process writes
+        the database: inotify on its directory, for the WAL file (Linux). False when
+        there is none (in-memory, other systems, no inotify): then waiters poll."""
+        if self._watcher is None:
+            self._watcher = _WalWatcher.start(self.path, self.notify_local) or False
+        return bool(self._watcher)
 
     def _other_connection_wrote(self) -> bool:
         if self.path is None:
@@ -568,6 +590,56 @@ class SQLiteStorage(Storage):
         changed = self._data_version not in (-1, version)
         self._data_version = version
         return bool(changed)
+
+
+#: Idle wait between reads of data_version, without and with a file watcher (seconds).
+_POLL = 0.002
+_POLL_WATCHED = 0.05
+
+
+class _WalWatcher:
+    """A daemon thread blocked on inotify, calling `wake` when the database's WAL (or the
+    database file) is written: another process committed, so there may be work. Waking
+    costs one read of data_version; an idle worker costs nothing between commits."""
+
+    def __init__(self, inotify: Any, names: set[str], wake: Callable[[], None]) -> None:
+        self._inotify = inotify
+        self._names = names
+        self._wake = wake
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="corral-sqlite-watch", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, path: str | None, wake: Callable[[], None]) -> _WalWatcher | None:
+        if path is None or inotify_simple is None:
+            return None
+        target = Path(path).resolve()
+        try:
+            inotify = inotify_simple.INotify()
+            # The directory, not the WAL file: SQLite deletes and recreates that file.
+            inotify.add_watch(
+                str(target.parent), inotify_simple.flags.MODIFY | inotify_simple.flags.CREATE
+            )
+        except OSError as exc:  # e.g. the per-user limit of watches: fall back to polling
+            log.debug("no inotify on %s (%s): idle waits poll", target.parent, exc)
+            return None
+        return cls(inotify, {target.name, f"{target.name}-wal"}, wake)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped:
+                # A timeout so that stop() is seen; no event: nothing to do.
+                events = self._inotify.read(timeout=200)
+                if any(e.name in self._names for e in events):
+                    self._wake()
+        except (OSError, ValueError):  # closed under us by stop()
+            pass
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._thread.join(timeout=1.0)
+        self._inotify.close()
 
 
 #: Values bound per row by _INSERT_PROCESS and _INSERT_HISTORY.
