@@ -123,6 +123,8 @@ class Job:
 
     def parse_params(self, params: Mapping[str, Any] | pydantic.BaseModel | None) -> Any:
         """Validate parameters against the schema; raise InvalidParams naming the field."""
+        if type(params) is dict:  # the common case, first: a submit_many validates thousands
+            return self._validate(params)
         if isinstance(params, pydantic.BaseModel):
             params = params.model_dump(mode="json")
         if params is None:
@@ -132,8 +134,11 @@ class Job:
                 f"job {self.name!r}: parameters must be a mapping of names to values, "
                 f"not {type(params).__name__}"
             )
+        return self._validate(dict(params))
+
+    def _validate(self, params: dict[str, Any]) -> Any:
         try:
-            return self.params_model.model_validate(dict(params))
+            return self.params_model.__pydantic_validator__.validate_python(params)
         except pydantic.ValidationError as exc:
             raise InvalidParams(f"job {self.name!r}: {describe_validation_error(exc)}") from None
 

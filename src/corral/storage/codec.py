@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from corral.model import JSON, ErrorInfo, Event, Process, Status
 
 if TYPE_CHECKING:
     from corral.storage.base import NewProcess
+
+T = TypeVar("T")
 
 
 # One encoder for every call: json.dumps with options builds a new one each time.
@@ -23,6 +27,25 @@ def dumps(value: JSON) -> str:
     if value == {} and isinstance(value, dict):
         return "{}"
     return _ENCODER.encode(value)
+
+
+# The C encoder behind _ENCODER, made once and without its cycle check: json's own
+# encode() makes one per call (the larger part of the time for small documents).
+_TREE_ENCODER = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(
+        None, _ENCODER.default, encode_basestring, None, ":", ",", True, False, True
+    )
+)
+
+
+def dumps_tree(value: dict[str, JSON]) -> str:
+    """`dumps` of a document that is a tree, no list or dict inside itself (parameters fresh
+    from pydantic's JSON serialization are): the same text, faster."""
+    if _TREE_ENCODER is None or not value:
+        return dumps(value)
+    return "".join(_TREE_ENCODER(value, 0))
 
 
 def loads(text: str | None) -> JSON:
@@ -88,27 +111,43 @@ def process_from_row(row: Any) -> Process:
     )
 
 
+def positional_constructor(cls: type[T]) -> Callable[..., T]:
+    """`cls(*values)` for a frozen dataclass with slots, every field given in declaration
+    order, in half the time: the dataclass's own __init__ sets each field through
+    `object.__setattr__` (the class is frozen); this sets the slots directly. For the
+    records a batch insert makes by the thousand, from values already checked."""
+    if not (dataclasses.is_dataclass(cls) and hasattr(cls, "__slots__")):
+        raise TypeError(f"{cls.__name__} is not a dataclass with slots")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}.__post_init__ would be skipped")
+    setters = tuple(getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
+    new = object.__new__
+
+    count = len(setters)
+
+    def construct(*values: Any) -> T:
+        if len(values) != count:
+            raise TypeError(f"{cls.__name__} takes {count} values, not {len(values)}")
+        obj = new(cls)
+        for set_value, value in zip(setters, values):  # noqa: B905 - lengths checked above
+            set_value(obj, value)
+        return obj
+
+    return construct
+
+
+_process = positional_constructor(Process)
+
+
 def new_process_record(new: NewProcess) -> Process:
     """The Process a backend stores for a NewProcess, without reading it back."""
-    return Process(
-        id=new.id,
-        job=new.job,
-        params=new.params,
-        status=new.status,
-        priority=new.priority,
-        queue=new.queue,
-        run_at=new.run_at,
-        custom_id=new.custom_id,
-        client_id=new.client_id,
-        tags=dict(new.tags),
-        created_at=new.created_at,
-        updated_at=new.created_at,
-        deadline_at=new.deadline_at,
-        schedule_to_close=new.schedule_to_close,
-        start_to_close=new.start_to_close,
-        heartbeat_timeout=new.heartbeat_timeout,
-        iteration_since=new.run_at,
-    )
+    return _process(
+        new.id, new.job, new.params, new.status, {}, None, None, None, None, new.priority,
+        new.queue, new.run_at, 0, None, 0, None, False, None, new.custom_id, new.client_id,
+        dict(new.tags), new.created_at, new.created_at, None, 0, new.deadline_at,
+        new.schedule_to_close, new.start_to_close, new.heartbeat_timeout, new.run_at, None,
+        None,
+    )  # fmt: skip
 
 
 def submitted_event(new: NewProcess) -> Event:
