@@ -321,70 +321,34 @@ class PostgresStorage(Storage):
     ) -> tuple[list[str], list[Claimed]]:
         if not commits:
             return [], self.process_claim(claim)
-        # One transaction on one connection: one WAL flush for the worker's exchange.
-        with self._connection() as conn, conn.transaction():
-            lost = self._commit_many(commits, conn)
-            return lost, self._claim(claim, conn)
+        commit = _CommitStatement(commits)
+        claim_query, claim_args = _claim_statement(claim)
+        notify = {"notify": self._notify_param}
+        # One transaction, so one WAL flush, sent as a pipeline: BEGIN, the commit, the
+        # claim and COMMIT go out together and come back together, one round trip.
+        with self._connection() as conn:
+            with conn.pipeline(), conn.transaction():
+                committed = conn.execute(commit.query, commit.args | notify)
+                claimed = conn.execute(claim_query, claim_args | notify)
+            lost = commit.lost(committed.fetchall())
+            rows = claimed.fetchall()
+        if len(lost) < len(commits):
+            self.notify_local()
+        return lost, _claimed(rows)
 
     def process_claim(self, claim: Claim) -> list[Claimed]:
-        return self._claim(claim, None)
-
-    def _claim(self, claim: Claim, conn: Connection | None) -> list[Claimed]:
         if claim.limit <= 0:
             return []
-        filters = []
-        if claim.process_ids is not None:
-            filters.append("AND id = ANY(%(ids)s::text[])")
-        if claim.queues is not None:
-            filters.append("AND queue = ANY(%(queues)s::text[])")
-        query = Q["process_claim"].replace("/* filters */", " ".join(filters))
-        args = {
-            "owner": claim.owner,
-            "now": float(claim.now),
-            "expires": float(claim.now + claim.lease_seconds),
-            "limit": claim.limit,
-            "ids": list(claim.process_ids or ()),
-            "queues": list(claim.queues or ()),
-        }
-        rows = self._rows(query, args, conn)
-        # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
-        claimed = []
-        for row in rows:
-            process = codec.process_from_row(row)
-            previous_owner, claim_class = row[-2], row[-1]
-            claimed.append(Claimed(process, process.lease_token, claim_class == 1, previous_owner))
-        return claimed
+        return _claimed(self._rows(*_claim_statement(claim)))
 
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
-        return self._commit_many(commits, None)
-
-    def _commit_many(
-        self, commits: Sequence[IterationCommit], conn: Connection | None
-    ) -> list[str]:
         if not commits:
             return []
-        # One commit per process: a second one for the same id finds the lease released.
-        first: dict[str, int] = {}
-        for i, commit in enumerate(commits):
-            first.setdefault(commit.process_id, i)
-        batch = [commits[i] for i in first.values()]
-        columns: dict[str, list[Any]] = {"ids": [], "tokens": [], "now": []}
-        for commit in batch:
-            columns["ids"].append(commit.process_id)
-            columns["tokens"].append(commit.token)
-            columns["now"].append(float(commit.now))
-            for key, value in _change_args(commit.change).items():
-                columns.setdefault(key, []).append(value)
-        events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]
-        args = columns | _event_args(events)
-        landed = {r[0] for r in self._rows(Q["process_commit_many"], args, conn)}
-        if landed:
+        commit = _CommitStatement(commits)
+        lost = commit.lost(self._rows(commit.query, commit.args))
+        if len(lost) < len(commits):
             self.notify_local()
-        return [
-            c.process_id
-            for i, c in enumerate(commits)
-            if c.process_id not in landed or first[c.process_id] != i
-        ]
+        return lost
 
     def process_update(
         self,
@@ -589,6 +553,64 @@ def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
         "e_attempts": list(cols[5]),
         "e_details": list(cols[6]),
     }
+
+
+def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
+    filters = []
+    if claim.process_ids is not None:
+        filters.append("AND id = ANY(%(ids)s::text[])")
+    if claim.queues is not None:
+        filters.append("AND queue = ANY(%(queues)s::text[])")
+    query = Q["process_claim"].replace("/* filters */", " ".join(filters))
+    args = {
+        "owner": claim.owner,
+        "now": float(claim.now),
+        "expires": float(claim.now + claim.lease_seconds),
+        "limit": max(claim.limit, 0),
+        "ids": list(claim.process_ids or ()),
+        "queues": list(claim.queues or ()),
+    }
+    return query, args
+
+
+def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[Claimed]:
+    # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
+    claimed = []
+    for row in rows:
+        process = codec.process_from_row(row)
+        previous_owner, claim_class = row[-2], row[-1]
+        claimed.append(Claimed(process, process.lease_token, claim_class == 1, previous_owner))
+    return claimed
+
+
+class _CommitStatement:
+    """process_commit_many's statement for a batch, and which commits it refused."""
+
+    def __init__(self, commits: Sequence[IterationCommit]) -> None:
+        self.commits = commits
+        # One commit per process: a second one for the same id finds the lease released.
+        self.first: dict[str, int] = {}
+        for i, commit in enumerate(commits):
+            self.first.setdefault(commit.process_id, i)
+        batch = [commits[i] for i in self.first.values()]
+        columns: dict[str, list[Any]] = {"ids": [], "tokens": [], "now": []}
+        for commit in batch:
+            columns["ids"].append(commit.process_id)
+            columns["tokens"].append(commit.token)
+            columns["now"].append(float(commit.now))
+            for key, value in _change_args(commit.change).items():
+                columns.setdefault(key, []).append(value)
+        events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]
+        self.query = Q["process_commit_many"]
+        self.args: dict[str, Any] = columns | _event_args(events)
+
+    def lost(self, landed_rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        landed = {r[0] for r in landed_rows}
+        return [
+            c.process_id
+            for i, c in enumerate(self.commits)
+            if c.process_id not in landed or self.first[c.process_id] != i
+        ]
 
 
 def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> tuple[str, dict[str, Any]]:
