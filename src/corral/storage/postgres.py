@@ -254,7 +254,7 @@ class PostgresStorage(Storage):
     ) -> list[Inserted]:
         # Without custom ids the one statement is the whole transaction; with them, the
         # batch must roll back as a whole on a conflict found by the second statement.
-        atomic = query != "process_insert_new"
+        atomic = query == "process_insert_many"
         with self._connection() as conn, conn.transaction() if atomic else nullcontext():
             return _insert_rows(conn, processes, query, args)
 
@@ -616,18 +616,15 @@ class _CommitStatement:
 def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> tuple[str, dict[str, Any]]:
     """The insert query for a batch and its arguments: `process_insert_new` when no process
     has a custom id and they all share what a submit call gives them all (job, queue,
-    client, tags, timeouts...), so that those go once rather than once per process; else
-    the general `process_insert_many`."""
+    client, tags, timeouts...), so that those go once rather than once per process
+    (`process_insert_one` for a single one: no arrays at all); else the general
+    `process_insert_many`."""
     first = processes[0]
     shared = _shared_columns(first)
     if first.custom_id is None and all(
         n.custom_id is None and _shared_columns(n) == shared for n in processes
     ):
         args: dict[str, Any] = {
-            "ids": [n.id for n in processes],
-            "params": [codec.params_json(n) for n in processes],
-            "run_at": [float(n.run_at) for n in processes],
-            "priorities": [n.priority for n in processes],
             "job": first.job,
             "status": first.status.value,
             "queue": first.queue,
@@ -639,9 +636,23 @@ def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> tuple[s
             "schedule_to_close": _float(first.schedule_to_close),
             "start_to_close": _float(first.start_to_close),
             "heartbeat_timeout": _float(first.heartbeat_timeout),
-            "edge_ids": [n.id for n in processes for _ in n.depends_on],
             "edge_deps": [d for n in processes for d in n.depends_on],
             "notify": notify,
+        }
+        if len(processes) == 1:
+            args |= {
+                "id": first.id,
+                "params": codec.params_json(first),
+                "run_at": float(first.run_at),
+                "priority": first.priority,
+            }
+            return "process_insert_one", args
+        args |= {
+            "ids": [n.id for n in processes],
+            "params": [codec.params_json(n) for n in processes],
+            "run_at": [float(n.run_at) for n in processes],
+            "priorities": [n.priority for n in processes],
+            "edge_ids": [n.id for n in processes for _ in n.depends_on],
         }
         return "process_insert_new", args
     tags = codec.JsonCache()
@@ -687,7 +698,7 @@ def _insert_rows(
     for the whole batch, and one more when custom ids were already taken. The records
     returned for new processes are built from what was inserted, not read back."""
     rows = cur.execute(Q[query], args).fetchall()
-    if query == "process_insert_new":  # every process was inserted, or the statement failed
+    if query != "process_insert_many":  # every process was inserted, or the statement failed
         return [Inserted(codec.new_process_record(n), "created") for n in processes]
     created = set(rows[0][0] or ())
     taken = [n for n in processes if n.id not in created]

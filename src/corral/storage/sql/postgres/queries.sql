@@ -97,6 +97,27 @@ WITH input AS MATERIALIZED (
 )
 SELECT CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
 
+-- process_insert_one --
+-- process_insert_new for one process (a plain submit): scalar parameters, no arrays to unnest.
+WITH inserted AS (
+    INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, client_id,
+                                tags, created_at, updated_at, deadline_at, schedule_to_close,
+                                start_to_close, heartbeat_timeout, iteration_since)
+    VALUES (%(id)b::text, %(job)b::text, %(params)b::text, %(status)b::text,
+            %(priority)b::integer, %(queue)b::text, %(run_at)b::float8, %(client_id)b::text,
+            %(tags)b::text::jsonb, %(created_at)b::float8, %(created_at)b::float8,
+            %(deadline_at)b::float8, %(schedule_to_close)b::float8, %(start_to_close)b::float8,
+            %(heartbeat_timeout)b::float8, %(run_at)b::float8)
+), edges AS (
+    INSERT INTO corral_dependency (process_id, depends_on)
+    SELECT %(id)b::text, depends_on FROM unnest(%(edge_deps)b::text[]) AS d (depends_on)
+), submitted AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    VALUES (%(id)b::text, %(created_at)b::float8, 'submitted', NULL, %(status)b::text, 0,
+            %(detail)b::text)
+)
+SELECT CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
+
 -- process_get_by_custom_ids --
 -- The processes holding some (client, custom id) pairs.
 SELECT /* process_columns */
