@@ -248,44 +248,79 @@ class SQLiteStorage(Storage):
         edges: list[tuple[str, str]] = []
         in_batch: dict[tuple[str, str], Process] = {}
         tags_json = codec.JsonCache()
-        detail_json = codec.JsonCache()
+        details: dict[tuple[str, str | None], str] = {}  # the submitted event's, by job and id
+        # Many processes of one job and no custom ids (a submit_many): their history rows
+        # are made by SQL from the process rows, rather than built and bound one by one.
+        derived = len(processes) > 1 and all(
+            n.custom_id is None and n.job == processes[0].job for n in processes
+        )
         with self._write() as conn:
+            last_rowid = 0
+            if derived:
+                last_rowid = conn.execute("SELECT max(rowid) FROM corral_process").fetchone()[0]
+                # New rows get rowids above every existing one, until the largest is taken.
+                derived = (last_rowid or 0) < _ROWID_LIMIT
             for new in processes:
                 params = codec.params_json(new)
                 if new.custom_id is not None:
-                    key = (new.client_id, new.custom_id)
-                    existing = in_batch.get(key) or self._get_by_custom_id(conn, *key)
+                    existing = self._existing(conn, new, params, in_batch)
                     if existing is not None:
-                        if existing.job != new.job or codec.dumps(existing.params) != params:
-                            raise CustomIdConflict(
-                                f"custom id {new.custom_id!r} already names process "
-                                f"{existing.id} of job {existing.job!r} with other parameters"
-                            )
                         out.append(Inserted(existing, "existing"))
                         continue
                 process = codec.new_process_record(new)
                 if new.custom_id is not None:
                     in_batch[(new.client_id, new.custom_id)] = process
-                status = new.status.value
+                status = new.status._value_  # not .value: a Python-level property
+                detail = details.get((new.job, new.custom_id))
+                if detail is None:
+                    detail = details[new.job, new.custom_id] = codec.dumps(
+                        codec.submitted_detail(new)
+                    )
+                if not derived:
+                    events.extend((
+                        new.id, new.created_at, "submitted", None, status, 0, detail,
+                    ))  # fmt: skip
                 rows.extend((
                     new.id, new.job, params, status, new.priority, new.queue, new.run_at,
                     new.custom_id, new.client_id, tags_json.dumps(new.tags), new.created_at,
                     new.created_at, new.deadline_at, new.schedule_to_close, new.start_to_close,
                     new.heartbeat_timeout, new.run_at,
                 ))  # fmt: skip
-                events.extend((
-                    new.id, new.created_at, "submitted", None, status, 0,
-                    detail_json.dumps(codec.submitted_detail(new)),
-                ))  # fmt: skip
-                edges.extend((new.id, dep) for dep in new.depends_on)
+                if new.depends_on:
+                    edges.extend((new.id, dep) for dep in new.depends_on)
                 out.append(Inserted(process, "created"))
             _insert_rows(conn, _INSERT_PROCESS, _PROCESS_PARAMS, rows)
-            _insert_rows(conn, _INSERT_HISTORY, _HISTORY_PARAMS, events)
+            if derived:
+                [detail] = details.values()
+                conn.execute(_INSERT_SUBMITTED, (detail, last_rowid or 0))
+            else:
+                _insert_rows(conn, _INSERT_HISTORY, _HISTORY_PARAMS, events)
             if edges:
                 conn.executemany(
                     "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)", edges
                 )
         return out
+
+    def _existing(
+        self,
+        conn: sqlite3.Connection,
+        new: NewProcess,
+        params: str,
+        in_batch: Mapping[tuple[str, str], Process],
+    ) -> Process | None:
+        """The process that already holds `new`'s custom id, if it is the same submit;
+        CustomIdConflict if it is another job or other parameters."""
+        assert new.custom_id is not None
+        key = (new.client_id, new.custom_id)
+        existing = in_batch.get(key) or self._get_by_custom_id(conn, *key)
+        if existing is not None and (
+            existing.job != new.job or codec.dumps(existing.params) != params
+        ):
+            raise CustomIdConflict(
+                f"custom id {new.custom_id!r} already names process "
+                f"{existing.id} of job {existing.job!r} with other parameters"
+            )
+        return existing
 
     def _get_by_custom_id(
         self, conn: sqlite3.Connection, client_id: str, custom_id: str
@@ -641,6 +676,15 @@ class _WalWatcher:
         self._thread.join(timeout=1.0)
         self._inotify.close()
 
+
+# The submitted events of the processes just inserted (rowids above the largest before),
+# in their order, all with the same detail.
+_INSERT_SUBMITTED = (
+    f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
+    "SELECT id, created_at, 'submitted', NULL, status, 0, ? FROM corral_process "
+    "WHERE rowid > ? ORDER BY rowid"
+)
+_ROWID_LIMIT = 2**62
 
 #: Values bound per row by _INSERT_PROCESS and _INSERT_HISTORY.
 _PROCESS_PARAMS = _INSERT_PROCESS.count("?")
