@@ -208,6 +208,9 @@ class ExplainingConnection:
     def transaction(self) -> Any:
         return self._conn.transaction()
 
+    def pipeline(self) -> Any:
+        return self._conn.pipeline()
+
 
 def test_worker_verbs_never_scan_the_process_or_history_table(
     storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
@@ -237,8 +240,8 @@ def test_worker_verbs_never_scan_the_process_or_history_table(
     original = storage._connection
 
     @contextmanager
-    def explaining() -> Iterator[ExplainingConnection]:
-        with original() as conn:
+    def explaining(*, hot: bool = False) -> Iterator[ExplainingConnection]:
+        with original(hot=hot) as conn:
             yield ExplainingConnection(conn, plans)
 
     monkeypatch.setattr(storage, "_connection", explaining)
@@ -257,7 +260,8 @@ def test_worker_verbs_never_scan_the_process_or_history_table(
         )
         for c in claimed[1:]
     ]
-    storage.process_commit_many(commits)
+    storage.process_commit_many(commits[1:])
+    storage.process_commit_and_claim(commits[:1], Claim("w", T0 + 2, 30, limit=2))
     p = storage.process_get(claimed[1].process.id)
     assert p is not None
     storage.process_update(p.id, p.version, model.cancel(p, T0 + 3), T0 + 3)

@@ -19,6 +19,8 @@ import re
 import select
 import socket
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from importlib import resources
@@ -58,6 +60,8 @@ _CONNECT_TIMEOUT = 5
 _POOL_TIMEOUT = 10.0
 #: Seconds of silence after which the listener pings the server, to notice a dead one.
 _LISTEN_PING = 30.0
+#: A pooled connection used within this many seconds is handed out without a check.
+_CHECK_AFTER = 1.0
 #: Polling interval of `wait_for_change` when LISTEN/NOTIFY is off.
 _POLL = 0.05
 _FALSE = ("0", "false", "no", "off")
@@ -111,6 +115,9 @@ class PostgresStorage(Storage):
         self._listen_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = False
+        #: When each pooled connection last finished a statement without error.
+        self._used: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
+        self._hot = threading.local()
         self._database = ""
         self._channel = self._probe()  # sets _database too
         self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
@@ -122,7 +129,7 @@ class PostgresStorage(Storage):
             max_size=10,
             open=False,
             configure=_configure,
-            check=ConnectionPool.check_connection,
+            check=self._check,
             name=f"corral-{self._channel}",
             timeout=_POOL_TIMEOUT,
         )
@@ -148,12 +155,25 @@ class PostgresStorage(Storage):
         self._database = str(row[1])
         return str(row[0])
 
+    def _check(self, conn: Connection) -> None:
+        """The pool's check of a connection it hands out: a round trip to the server, so
+        that a connection the server dropped (a restart) is replaced before use. A worker's
+        exchange skips it for a connection used in the last _CHECK_AFTER seconds: it would
+        cost a round trip per exchange, and the worker retries an exchange that fails."""
+        recent = time.monotonic() - self._used.get(conn, -_CHECK_AFTER) < _CHECK_AFTER
+        if not (recent and getattr(self._hot, "path", False)):
+            ConnectionPool.check_connection(conn)
+
     @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """A pooled connection; a lost server becomes `StorageUnavailable`, logged once."""
+    def _connection(self, *, hot: bool = False) -> Iterator[Connection]:
+        """A pooled connection; a lost server becomes `StorageUnavailable`, logged once.
+        `hot`: a worker's exchange, retried by the worker if it fails (see _check)."""
         try:
+            self._hot.path = hot
             with self._pool.connection() as conn:
+                self._hot.path = False
                 yield conn
+                self._used[conn] = time.monotonic()
         except PoolClosed:
             raise StorageUnavailable(f"the storage of {self._where} is closed") from None
         except psycopg.OperationalError as exc:  # PoolTimeout is one
@@ -171,13 +191,15 @@ class PostgresStorage(Storage):
         query: str | sql.Composed,
         args: Mapping[str, Any],
         conn: Connection | None = None,
+        *,
+        hot: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run one statement and fetch what it returns: a transaction of its own, or a
-        part of the caller's on `conn`."""
+        part of the caller's on `conn`. `hot`: see _connection."""
         if conn is not None:
             cur = conn.execute(query, {**args, "notify": self._notify_param})
             return cur.fetchall() if cur.description else []
-        with self._connection() as own:
+        with self._connection(hot=hot) as own:
             return self._rows(query, args, own)
 
     def _health(self, outage: BaseException | None) -> None:
@@ -326,7 +348,7 @@ class PostgresStorage(Storage):
         notify = {"notify": self._notify_param}
         # One transaction, so one WAL flush, sent as a pipeline: BEGIN, the commit, the
         # claim and COMMIT go out together and come back together, one round trip.
-        with self._connection() as conn:
+        with self._connection(hot=True) as conn:
             with conn.pipeline(), conn.transaction():
                 committed = conn.execute(commit.query, commit.args | notify)
                 claimed = conn.execute(claim_query, claim_args | notify)
@@ -339,13 +361,13 @@ class PostgresStorage(Storage):
     def process_claim(self, claim: Claim) -> list[Claimed]:
         if claim.limit <= 0:
             return []
-        return _claimed(self._rows(*_claim_statement(claim)))
+        return _claimed(self._rows(*_claim_statement(claim), hot=True))
 
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
         if not commits:
             return []
         commit = _CommitStatement(commits)
-        lost = commit.lost(self._rows(commit.query, commit.args))
+        lost = commit.lost(self._rows(commit.query, commit.args, hot=True))
         if len(lost) < len(commits):
             self.notify_local()
         return lost
@@ -396,7 +418,7 @@ class PostgresStorage(Storage):
             "owner": owner,
             "expires": float(now + lease_seconds),
         }
-        rows = self._rows(Q["lease_renew_many"], args)
+        rows = self._rows(Q["lease_renew_many"], args, hot=True)
         held = {r[0] for r in rows}
         cancel = {r[0] for r in rows if r[1]}
         return Renewal(frozenset(set(tokens) - held), frozenset(cancel))
@@ -558,9 +580,9 @@ def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
 def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
     filters = []
     if claim.process_ids is not None:
-        filters.append("AND id = ANY(%(ids)s::text[])")
+        filters.append("AND id = ANY(%(ids)b::text[])")
     if claim.queues is not None:
-        filters.append("AND queue = ANY(%(queues)s::text[])")
+        filters.append("AND queue = ANY(%(queues)b::text[])")
     query = Q["process_claim"].replace("/* filters */", " ".join(filters))
     args = {
         "owner": claim.owner,

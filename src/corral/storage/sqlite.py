@@ -242,63 +242,65 @@ class SQLiteStorage(Storage):
     ) -> list[Inserted]:
         if connection is not None:
             raise UsageError("transactional enqueue needs the PostgreSQL backend")
+        shared = _shared_values(processes)
+        with self._write() as conn:
+            if shared is not None:
+                return self._insert_batch(conn, processes, shared)
+            return self._insert_each(conn, processes)
+
+    def _insert_batch(
+        self, conn: sqlite3.Connection, processes: Sequence[NewProcess], shared: tuple[Any, ...]
+    ) -> list[Inserted]:
+        """Processes of one submit call (one job, no custom ids, the same options): what
+        they share is bound once per statement, four values per process; their submitted
+        events are made by SQL from the rows just inserted."""
+        last_rowid = conn.execute("SELECT max(rowid) FROM corral_process").fetchone()[0] or 0
+        rows: list[Any] = []
         out: list[Inserted] = []
-        rows: list[Any] = []  # flat: _PROCESS_PARAMS values per process
-        events: list[Any] = []  # flat: _HISTORY_PARAMS values per process
-        edges: list[tuple[str, str]] = []
+        for new in processes:
+            rows.extend((new.id, codec.params_json(new), new.run_at, new.priority))
+            out.append(Inserted(codec.new_process_record(new), "created"))
+        _insert_rows(conn, _INSERT_SHARED, rows, shared)
+        if last_rowid < _ROWID_LIMIT:  # new rows get rowids above every existing one
+            detail = codec.dumps(codec.submitted_detail(processes[0]))
+            conn.execute(_INSERT_SUBMITTED, (detail, last_rowid))
+        else:  # near the top SQLite picks rowids at random
+            _insert_rows(conn, _INSERT_HISTORY, [v for n in processes for v in _event_row(n)])
+        _insert_edges(conn, processes)
+        return out
+
+    def _insert_each(
+        self, conn: sqlite3.Connection, processes: Sequence[NewProcess]
+    ) -> list[Inserted]:
+        """Any processes: custom ids (an existing process is returned, a conflict raises),
+        several jobs, options of their own."""
+        out: list[Inserted] = []
+        rows: list[Any] = []  # flat: the values of _INSERT_PROCESS, process after process
+        events: list[Any] = []  # flat: the values of _INSERT_HISTORY
         in_batch: dict[tuple[str, str], Process] = {}
         tags_json = codec.JsonCache()
-        details: dict[tuple[str, str | None], str] = {}  # the submitted event's, by job and id
-        # Many processes of one job and no custom ids (a submit_many): their history rows
-        # are made by SQL from the process rows, rather than built and bound one by one.
-        derived = len(processes) > 1 and all(
-            n.custom_id is None and n.job == processes[0].job for n in processes
-        )
-        with self._write() as conn:
-            last_rowid = 0
-            if derived:
-                last_rowid = conn.execute("SELECT max(rowid) FROM corral_process").fetchone()[0]
-                # New rows get rowids above every existing one, until the largest is taken.
-                derived = (last_rowid or 0) < _ROWID_LIMIT
-            for new in processes:
-                params = codec.params_json(new)
-                if new.custom_id is not None:
-                    existing = self._existing(conn, new, params, in_batch)
-                    if existing is not None:
-                        out.append(Inserted(existing, "existing"))
-                        continue
-                process = codec.new_process_record(new)
-                if new.custom_id is not None:
-                    in_batch[(new.client_id, new.custom_id)] = process
-                status = new.status._value_  # not .value: a Python-level property
-                detail = details.get((new.job, new.custom_id))
-                if detail is None:
-                    detail = details[new.job, new.custom_id] = codec.dumps(
-                        codec.submitted_detail(new)
-                    )
-                if not derived:
-                    events.extend((
-                        new.id, new.created_at, "submitted", None, status, 0, detail,
-                    ))  # fmt: skip
-                rows.extend((
-                    new.id, new.job, params, status, new.priority, new.queue, new.run_at,
-                    new.custom_id, new.client_id, tags_json.dumps(new.tags), new.created_at,
-                    new.created_at, new.deadline_at, new.schedule_to_close, new.start_to_close,
-                    new.heartbeat_timeout, new.run_at,
-                ))  # fmt: skip
-                if new.depends_on:
-                    edges.extend((new.id, dep) for dep in new.depends_on)
-                out.append(Inserted(process, "created"))
-            _insert_rows(conn, _INSERT_PROCESS, _PROCESS_PARAMS, rows)
-            if derived:
-                [detail] = details.values()
-                conn.execute(_INSERT_SUBMITTED, (detail, last_rowid or 0))
-            else:
-                _insert_rows(conn, _INSERT_HISTORY, _HISTORY_PARAMS, events)
-            if edges:
-                conn.executemany(
-                    "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)", edges
-                )
+        for new in processes:
+            params = codec.params_json(new)
+            if new.custom_id is not None:
+                existing = self._existing(conn, new, params, in_batch)
+                if existing is not None:
+                    out.append(Inserted(existing, "existing"))
+                    continue
+            process = codec.new_process_record(new)
+            if new.custom_id is not None:
+                in_batch[(new.client_id, new.custom_id)] = process
+            rows.extend((
+                new.id, new.job, params, new.status._value_, new.priority, new.queue,
+                new.run_at, new.custom_id, new.client_id, tags_json.dumps(new.tags),
+                new.created_at, new.created_at, new.deadline_at, new.schedule_to_close,
+                new.start_to_close, new.heartbeat_timeout, new.run_at,
+            ))  # fmt: skip
+            events.extend(_event_row(new))
+            out.append(Inserted(process, "created"))
+        _insert_rows(conn, _INSERT_PROCESS, rows)
+        _insert_rows(conn, _INSERT_HISTORY, events)
+        created = [n for n, i in zip(processes, out, strict=True) if i.outcome == "created"]
+        _insert_edges(conn, created)
         return out
 
     def _existing(
@@ -677,6 +679,15 @@ class _WalWatcher:
         self._inotify.close()
 
 
+# A submit call's processes: the values they share bound once (?1 to ?10, then four per
+# process), and the rest of the columns as _INSERT_PROCESS writes them.
+_INSERT_SHARED = (
+    "INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id, "
+    "client_id, tags, created_at, updated_at, deadline_at, schedule_to_close, start_to_close, "
+    "heartbeat_timeout, iteration_since, store, attempt, lease_token, cancel_requested, "
+    "version) SELECT column1, ?1, column2, ?2, column4, ?3, column3, NULL, ?4, ?5, ?6, ?6, ?7, "
+    "?8, ?9, ?10, column3, '{}', 0, 0, 0, 0 FROM (VALUES (?, ?, ?, ?))"
+)
 # The submitted events of the processes just inserted (rowids above the largest before),
 # in their order, all with the same detail.
 _INSERT_SUBMITTED = (
@@ -685,40 +696,76 @@ _INSERT_SUBMITTED = (
     "WHERE rowid > ? ORDER BY rowid"
 )
 _ROWID_LIMIT = 2**62
-
-#: Values bound per row by _INSERT_PROCESS and _INSERT_HISTORY.
-_PROCESS_PARAMS = _INSERT_PROCESS.count("?")
-_HISTORY_PARAMS = _INSERT_HISTORY.count("?")
-#: Rows per multi-row INSERT. One statement for many rows costs about 4 us less per row
-#: than `executemany` (whose every row is one step of the statement), and the gain stops
+#: Rows per multi-row INSERT at most. One statement for many rows costs about 4 us less per
+#: row than `executemany` (whose every row is one step of the statement), and the gain stops
 #: growing at a few hundred rows (measured: 100 to 500 alike; a statement binds at most
-#: 32,766 values).
+#: 32,766 values). A batch goes in statements of 256 rows, then of 128, 64... 1 for the
+#: rest: at most 9 statements of each kind are ever prepared.
 _INSERT_CHUNK = 256
 
 
-def _insert_rows(conn: sqlite3.Connection, one_row: str, width: int, flat: Sequence[Any]) -> None:
-    """Insert rows given as one flat list of `width` values each, with the single-row
-    INSERT `one_row`: whole chunks by one multi-row statement, the rest row by row."""
-    count = len(flat) // width
-    whole = count - count % _INSERT_CHUNK
-    if whole:
-        chunk = _multi_row(one_row, _INSERT_CHUNK)
-        step = _INSERT_CHUNK * width
-        for start in range(0, whole * width, step):
-            conn.execute(chunk, flat[start : start + step])
-    if whole == count - 1:  # a single submit: one row
-        conn.execute(one_row, flat[whole * width :])
-    elif whole < count:
+def _shared_values(processes: Sequence[NewProcess]) -> tuple[Any, ...] | None:
+    """What the processes share, in _INSERT_SHARED's order, when they are several from one
+    submit call (one job, no custom id, no dependency, the same options); else None."""
+    if len(processes) < 2:
+        return None
+    first = processes[0]
+    key = _shared_key(first)
+    if first.custom_id is not None or first.depends_on:
+        return None
+    if not all(_shared_key(n) == key for n in processes):
+        return None
+    return (
+        first.job, first.status._value_, first.queue, first.client_id,
+        codec.dumps(dict(first.tags)), first.created_at, first.deadline_at,
+        first.schedule_to_close, first.start_to_close, first.heartbeat_timeout,
+    )  # fmt: skip
+
+
+def _shared_key(n: NewProcess) -> tuple[Any, ...]:
+    return (
+        n.job, n.status, n.queue, n.client_id, n.tags, n.created_at, n.deadline_at,
+        n.schedule_to_close, n.start_to_close, n.heartbeat_timeout, n.custom_id, n.depends_on,
+    )  # fmt: skip
+
+
+def _event_row(new: NewProcess) -> tuple[Any, ...]:
+    """The values of _INSERT_HISTORY for a new process's submitted event."""
+    detail = codec.dumps(codec.submitted_detail(new))
+    return (new.id, new.created_at, "submitted", None, new.status._value_, 0, detail)
+
+
+def _insert_edges(conn: sqlite3.Connection, processes: Sequence[NewProcess]) -> None:
+    edges = [(n.id, dep) for n in processes for dep in n.depends_on]
+    if edges:
         conn.executemany(
-            one_row,
-            [flat[i : i + width] for i in range(whole * width, count * width, width)],
+            "INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)", edges
         )
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, one_row: str, flat: Sequence[Any], shared: Sequence[Any] = ()
+) -> None:
+    """Insert rows given as one flat list of values, row after row, with `one_row`, an
+    INSERT of one row whose last `(?, ...)` is the row; `shared`: the values bound before
+    the rows' in every statement."""
+    width = one_row[one_row.rindex("(?") :].count("?")
+    count = len(flat) // width
+    done, size = 0, _INSERT_CHUNK
+    while done < count:
+        while size > count - done:
+            size //= 2
+        values = flat[done * width : (done + size) * width]
+        conn.execute(_multi_row(one_row, size), [*shared, *values] if shared else values)
+        done += size
 
 
 @functools.cache
 def _multi_row(one_row: str, rows: int) -> str:
-    head, _, values = one_row.partition(" VALUES ")
-    return f"{head} VALUES {', '.join([values] * rows)}"
+    """`one_row` with its last `(...)` group repeated for `rows` rows."""
+    start = one_row.rindex("(?")
+    end = one_row.index(")", start) + 1
+    return f"{one_row[:start]}{', '.join([one_row[start:end]] * rows)}{one_row[end:]}"
 
 
 #: Claimed rows and, per process id, the owner of the lease it had (None: unleased).
