@@ -135,24 +135,24 @@ SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
 WITH expired AS MATERIALIZED (
     SELECT id, lease_owner
     FROM corral_process
-    WHERE lease_expires_at IS NOT NULL AND lease_expires_at < %(now)s
+    WHERE lease_expires_at IS NOT NULL AND lease_expires_at < %(now)b
       AND status IN ('failing', 'ending', 'running', 'starting')
       AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
     ORDER BY priority DESC, run_at
-    LIMIT %(limit)s
+    LIMIT %(limit)b
     FOR UPDATE SKIP LOCKED
 ), runnable AS MATERIALIZED (
     SELECT id
     FROM corral_process
     WHERE status IN ('failing', 'ending', 'running', 'starting') AND lease_expires_at IS NULL
-      AND run_at <= %(now)s
+      AND run_at <= %(now)b
       AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
     ORDER BY claim_rank, priority DESC, run_at
-    LIMIT greatest(%(limit)s - (SELECT count(*) FROM expired), 0)
+    LIMIT greatest(%(limit)b - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT id AS chosen_id, lease_owner AS previous_owner, 1 AS claim_class FROM expired
@@ -160,9 +160,9 @@ WITH expired AS MATERIALIZED (
     SELECT id, NULL, 2 FROM runnable
 ), claimed AS (
     UPDATE corral_process
-    SET lease_owner = %(owner)s, lease_token = lease_token + 1,
-        lease_expires_at = %(expires)s, attempt = attempt + 1, updated_at = %(now)s,
-        claimed_at = %(now)s, heartbeat_at = %(now)s, version = version + 1
+    SET lease_owner = %(owner)b, lease_token = lease_token + 1,
+        lease_expires_at = %(expires)b, attempt = attempt + 1, updated_at = %(now)b,
+        claimed_at = %(now)b, heartbeat_at = %(now)b, version = version + 1
     -- An array, not a join: the planner cannot guess how few rows `chosen` holds.
     WHERE id = ANY (ARRAY(SELECT chosen_id FROM chosen))
     RETURNING /* process_columns */, claim_rank
@@ -176,16 +176,16 @@ ORDER BY claim_class, CASE WHEN claim_class = 2 THEN claim_rank END, priority DE
 WITH input AS (
     SELECT *
     FROM unnest(
-        %(ids)s::text[], %(tokens)s::bigint[], %(status)s::text[], %(store)s::text[],
-        %(result)s::text[], %(error)s::text[], %(progress_done)s::float8[],
-        %(progress_total)s::float8[], %(run_at)s::float8[], %(attempt)s::integer[],
-        %(stopped)s::text[], %(finished_at)s::float8[], %(iteration_since)s::float8[],
-        %(now)s::float8[]
+        %(ids)b::text[], %(tokens)b::bigint[], %(status)b::text[], %(store)b::text[],
+        %(result)b::text[], %(error)b::text[], %(progress_done)b::float8[],
+        %(progress_total)b::float8[], %(run_at)b::float8[], %(attempt)b::integer[],
+        %(stopped)b::text[], %(finished_at)b::float8[], %(iteration_since)b::float8[],
+        %(now)b::float8[]
     ) AS i (id, token, status, store, result, error, progress_done, progress_total, run_at,
             attempt, stopped_status, finished_at, iteration_since, now)
 ), locked AS MATERIALIZED (
     -- Lock in id order, so that two batches over the same rows never deadlock.
-    SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
+    SELECT id FROM corral_process WHERE id = ANY(%(ids)b::text[]) ORDER BY id FOR UPDATE
 ), landed AS (
     UPDATE corral_process p
     SET status = i.status, store = i.store, result = i.result, error = i.error,
@@ -195,15 +195,15 @@ WITH input AS (
         lease_expires_at = NULL, claimed_at = NULL, heartbeat_at = NULL, updated_at = i.now,
         version = p.version + 1
     FROM input i JOIN locked l ON l.id = i.id
-    WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
+    WHERE p.id = i.id AND p.id = ANY(%(ids)b::text[]) AND p.lease_token = i.token
       AND p.lease_expires_at IS NOT NULL
-    RETURNING p.id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+    RETURNING p.id, CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
     SELECT process_id, at, kind, from_status, to_status, attempt, detail
     FROM unnest(
-        %(e_ids)s::text[], %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[],
-        %(e_to)s::text[], %(e_attempts)s::integer[], %(e_details)s::text[]
+        %(e_ids)b::text[], %(e_at)b::float8[], %(e_kinds)b::text[], %(e_from)b::text[],
+        %(e_to)b::text[], %(e_attempts)b::integer[], %(e_details)b::text[]
     ) WITH ORDINALITY AS e (process_id, at, kind, from_status, to_status, attempt, detail, ord)
     WHERE process_id IN (SELECT id FROM landed)
     ORDER BY ord
