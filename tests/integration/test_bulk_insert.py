@@ -92,3 +92,17 @@ def test_sqlite_bulk_history_with_rowids_near_the_top(app: App, tmp_path: Path) 
     many = app.submit_many("add", [{"a": i} for i in range(300)])
     for s in many:
         assert app.history(s.id) == [submitted("add", s.process.created_at, s.id)]
+
+
+def test_a_batch_the_database_refuses_writes_nothing_and_the_next_one_works(app: App) -> None:
+    now = app.clock()
+    pid = str(uuid.uuid4())
+    twice = [NewProcess(pid, "add", {"a": i, "b": 0}, now, now) for i in range(3)]
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        app.storage.process_insert_many(twice)
+    assert app.list() == []
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        app.storage.process_insert_many(twice[:1] * 2)
+    assert app.list() == []
+    after = app.submit_many("add", [{"a": 1}, {"a": 2}])
+    assert sorted(p.id for p in app.list()) == sorted(s.id for s in after)

@@ -278,6 +278,12 @@ class PostgresStorage(Storage):
         # batch must roll back as a whole on a conflict found by the second statement.
         atomic = query == "process_insert_many"
         with self._connection() as conn, conn.transaction() if atomic else nullcontext():
+            if query == "process_insert_new" and psycopg.Pipeline.is_supported():
+                # All or nothing: the records are built while the server inserts (it takes
+                # about as long), and leaving the pipeline raises the statement's error.
+                with conn.pipeline():
+                    conn.execute(Q[query], args)
+                    return [Inserted(codec.new_process_record(n), "created") for n in processes]
             return _insert_rows(conn, processes, query, args)
 
     def _insert_in(self, connection: object, processes: Sequence[NewProcess]) -> list[Inserted]:
