@@ -19,8 +19,6 @@ import re
 import select
 import socket
 import threading
-import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from importlib import resources
@@ -60,8 +58,6 @@ _CONNECT_TIMEOUT = 5
 _POOL_TIMEOUT = 10.0
 #: Seconds of silence after which the listener pings the server, to notice a dead one.
 _LISTEN_PING = 30.0
-#: A pooled connection used within this many seconds is handed out without a check.
-_CHECK_AFTER = 1.0
 #: Polling interval of `wait_for_change` when LISTEN/NOTIFY is off.
 _POLL = 0.05
 _FALSE = ("0", "false", "no", "off")
@@ -115,9 +111,6 @@ class PostgresStorage(Storage):
         self._listen_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = False
-        #: When each pooled connection last finished a statement without error.
-        self._used: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
-        self._hot = threading.local()
         self._database = ""
         self._channel = self._probe()  # sets _database too
         self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
@@ -155,25 +148,22 @@ class PostgresStorage(Storage):
         self._database = str(row[1])
         return str(row[0])
 
-    def _check(self, conn: Connection) -> None:
-        """The pool's check of a connection it hands out: a round trip to the server, so
-        that a connection the server dropped (a restart) is replaced before use. A worker's
-        exchange skips it for a connection used in the last _CHECK_AFTER seconds: it would
-        cost a round trip per exchange, and the worker retries an exchange that fails."""
-        recent = time.monotonic() - self._used.get(conn, -_CHECK_AFTER) < _CHECK_AFTER
-        if not (recent and getattr(self._hot, "path", False)):
+    @staticmethod
+    def _check(conn: Connection) -> None:
+        """The pool's check of a connection it hands out. A round trip to the server on
+        every checkout would cost a worker one more per exchange, so the round trip is
+        only made when the connection is suspect: closed, in a bad state, or with bytes
+        waiting while idle, which is what a server that dropped it (a restart, a
+        terminated backend) leaves: its last error message or end of file."""
+        if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK or _readable(conn):
             ConnectionPool.check_connection(conn)
 
     @contextmanager
-    def _connection(self, *, hot: bool = False) -> Iterator[Connection]:
-        """A pooled connection; a lost server becomes `StorageUnavailable`, logged once.
-        `hot`: a worker's exchange, retried by the worker if it fails (see _check)."""
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled connection; a lost server becomes `StorageUnavailable`, logged once."""
         try:
-            self._hot.path = hot
             with self._pool.connection() as conn:
-                self._hot.path = False
                 yield conn
-                self._used[conn] = time.monotonic()
         except PoolClosed:
             raise StorageUnavailable(f"the storage of {self._where} is closed") from None
         except psycopg.OperationalError as exc:  # PoolTimeout is one
@@ -191,15 +181,13 @@ class PostgresStorage(Storage):
         query: str | sql.Composed,
         args: Mapping[str, Any],
         conn: Connection | None = None,
-        *,
-        hot: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run one statement and fetch what it returns: a transaction of its own, or a
-        part of the caller's on `conn`. `hot`: see _connection."""
+        part of the caller's on `conn`."""
         if conn is not None:
             cur = conn.execute(query, {**args, "notify": self._notify_param})
             return cur.fetchall() if cur.description else []
-        with self._connection(hot=hot) as own:
+        with self._connection() as own:
             return self._rows(query, args, own)
 
     def _health(self, outage: BaseException | None) -> None:
@@ -261,7 +249,7 @@ class PostgresStorage(Storage):
         query, args = _insert_args(processes, self._notify_param)
         for attempt in (1, 2, 3):
             try:
-                out = self._insert(processes, query, args)
+                out = self._insert_again_if_lost(processes, query, args)
                 break
             except psycopg.errors.DeadlockDetected:
                 # Two batches taking the same custom ids in opposite orders: the other one
@@ -271,20 +259,70 @@ class PostgresStorage(Storage):
         self.notify_local()
         return out
 
-    def _insert(
+    def _insert_again_if_lost(
         self, processes: Sequence[NewProcess], query: str, args: dict[str, Any]
     ) -> list[Inserted]:
+        """Insert on a connection used in the last second without the pool's check (a
+        round trip: a sixth of a plain submit's time); if the server dropped it, insert
+        again on a checked one. An insert that committed before its connection broke is
+        found by its ids: the second try's unique violation then means done."""
+        used: list[Connection] = []
+        try:
+            return self._insert(processes, query, args, hot=used)
+        except StorageUnavailable:
+            if not used:  # no connection to be had (a pool timeout): no second try
+                raise
+        try:
+            return self._insert(processes, query, args)
+        except psycopg.errors.UniqueViolation:
+            landed = self._landed(processes)
+            if landed is None:
+                raise
+            return landed
+
+    def _landed(self, processes: Sequence[NewProcess]) -> list[Inserted] | None:
+        """The processes as created, if every one of them is stored as it was inserted."""
+        rows = self._rows(Q["process_get_many"], {"ids": [n.id for n in processes]})
+        stored = {p.id: p for p in map(codec.process_from_row, rows)}
+        ours = [stored.get(n.id) for n in processes]
+        if all(
+            p is not None
+            and (p.job, p.created_at, p.custom_id) == (n.job, n.created_at, n.custom_id)
+            and codec.dumps(p.params) == codec.params_json(n)
+            for p, n in zip(ours, processes, strict=True)
+        ):
+            return [Inserted(p, "created") for p in ours if p is not None]
+        return None
+
+    def _insert(
+        self,
+        processes: Sequence[NewProcess],
+        query: str,
+        args: dict[str, Any],
+        *,
+        hot: list[Connection] | None = None,
+    ) -> list[Inserted]:
+        """`hot`: skip the pool's check of a recently used connection (see _check), and
+        note the connection in this list once it is handed out."""
         # Without custom ids the one statement is the whole transaction; with them, the
         # batch must roll back as a whole on a conflict found by the second statement.
         atomic = query == "process_insert_many"
-        with self._connection() as conn, conn.transaction() if atomic else nullcontext():
-            if query == "process_insert_new" and psycopg.Pipeline.is_supported():
-                # All or nothing: the records are built while the server inserts (it takes
-                # about as long), and leaving the pipeline raises the statement's error.
-                with conn.pipeline():
-                    conn.execute(Q[query], args)
-                    return [Inserted(codec.new_process_record(n), "created") for n in processes]
-            return _insert_rows(conn, processes, query, args)
+        with self._connection(hot=hot is not None) as conn:
+            if hot is not None:
+                hot.append(conn)
+            with conn.transaction() if atomic else nullcontext():
+                return self._insert_on(conn, processes, query, args)
+
+    def _insert_on(
+        self, conn: Connection, processes: Sequence[NewProcess], query: str, args: dict[str, Any]
+    ) -> list[Inserted]:
+        if query == "process_insert_new" and psycopg.Pipeline.is_supported():
+            # All or nothing: the records are built while the server inserts (it takes
+            # about as long), and leaving the pipeline raises the statement's error.
+            with conn.pipeline():
+                conn.execute(Q[query], args)
+                return [Inserted(codec.new_process_record(n), "created") for n in processes]
+        return _insert_rows(conn, processes, query, args)
 
     def _insert_in(self, connection: object, processes: Sequence[NewProcess]) -> list[Inserted]:
         """Transactional enqueue: insert through the caller's connection, in the caller's
@@ -354,7 +392,7 @@ class PostgresStorage(Storage):
         notify = {"notify": self._notify_param}
         # One transaction, so one WAL flush, sent as a pipeline: BEGIN, the commit, the
         # claim and COMMIT go out together and come back together, one round trip.
-        with self._connection(hot=True) as conn:
+        with self._connection() as conn:
             with conn.pipeline(), conn.transaction():
                 committed = conn.execute(commit.query, commit.args | notify)
                 claimed = conn.execute(claim_query, claim_args | notify)
@@ -367,13 +405,13 @@ class PostgresStorage(Storage):
     def process_claim(self, claim: Claim) -> list[Claimed]:
         if claim.limit <= 0:
             return []
-        return _claimed(self._rows(*_claim_statement(claim), hot=True))
+        return _claimed(self._rows(*_claim_statement(claim)))
 
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
         if not commits:
             return []
         commit = _CommitStatement(commits)
-        lost = commit.lost(self._rows(commit.query, commit.args, hot=True))
+        lost = commit.lost(self._rows(commit.query, commit.args))
         if len(lost) < len(commits):
             self.notify_local()
         return lost
@@ -424,7 +462,7 @@ class PostgresStorage(Storage):
             "owner": owner,
             "expires": float(now + lease_seconds),
         }
-        rows = self._rows(Q["lease_renew_many"], args, hot=True)
+        rows = self._rows(Q["lease_renew_many"], args)
         held = {r[0] for r in rows}
         cancel = {r[0] for r in rows if r[1]}
         return Renewal(frozenset(set(tokens) - held), frozenset(cancel))
@@ -756,6 +794,8 @@ def _outcome(
     found = existing.get((new.client_id, new.custom_id))
     if found is None:  # only a custom id conflict skips an insert
         raise AssertionError(f"process {new.id} was neither inserted nor found")
+    if found.id == new.id:  # inserted by a first try whose connection broke after its commit
+        return Inserted(found, "created")
     if found.job != new.job or codec.dumps(found.params) != codec.params_json(new):
         raise CustomIdConflict(
             f"custom id {new.custom_id!r} already names process {found.id} of job "
@@ -766,6 +806,14 @@ def _outcome(
 
 def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _readable(conn: Connection) -> bool:
+    """True if the server sent something to this idle connection (select, no wait)."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):  # closed under us
+        return True
 
 
 def _configure(conn: Connection) -> None:

@@ -126,6 +126,10 @@ WHERE (client_id, custom_id) IN (
     SELECT * FROM unnest(%(client_ids)s::text[], %(custom_ids)s::text[])
 )
 
+-- process_get_many --
+-- Processes by id (an insert retried after a lost connection checks what landed).
+SELECT /* process_columns */ FROM corral_process WHERE id = ANY(%(ids)b::text[])
+
 -- process_get --
 -- One process by id.
 SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
