@@ -30,17 +30,24 @@ def new_ids(count: int, now_ns: int | None = None) -> list[str]:
     """
     if count <= 0:
         return []
-    ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
-    high = (ms & 0xFFFF_FFFF_FFFF) << 80 | _VERSION | _VARIANT
+    high = _high(time.time_ns() if now_ns is None else now_ns)
     raw = os.urandom(10 * count)  # 80 bits each, of which 74 are kept
     rands = sorted(int.from_bytes(raw[i : i + 10], "big") >> 6 for i in range(0, 10 * count, 10))
-    out = []
-    for r in rands:
-        h = f"{high | (r >> _LOW_BITS) << 64 | (r & _LOW_MASK):032x}"
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
+    return [_text(high, r) for r in rands]
 
 
 def new_id() -> str:
     """One new UUIDv7 string."""
-    return new_ids(1)[0]
+    return _text(_high(time.time_ns()), int.from_bytes(os.urandom(10), "big") >> 6)
+
+
+def _high(now_ns: int) -> int:
+    """The time, version and variant bits."""
+    return ((now_ns // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80 | _VERSION | _VARIANT
+
+
+def _text(high: int, rand: int) -> str:
+    """The id of `high` bits and 74 random bits: rand_a (12) above the variant, rand_b (62)
+    below it."""
+    h = f"{high | (rand >> _LOW_BITS) << 64 | (rand & _LOW_MASK):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

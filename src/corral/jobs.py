@@ -81,6 +81,8 @@ class Timeouts:
     def merged(self, overrides: Mapping[str, float | None]) -> Timeouts:
         """These timeouts with the ones given (not None) replacing them."""
         given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:  # most submits: nothing to check again
+            return self
         return Timeouts(**{**{n: getattr(self, n) for n in TIMEOUTS}, **given})
 
 
