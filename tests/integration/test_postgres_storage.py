@@ -240,8 +240,8 @@ def test_worker_verbs_never_scan_the_process_or_history_table(
     original = storage._connection
 
     @contextmanager
-    def explaining(*, hot: bool = False) -> Iterator[ExplainingConnection]:
-        with original(hot=hot) as conn:
+    def explaining() -> Iterator[ExplainingConnection]:
+        with original() as conn:
             yield ExplainingConnection(conn, plans)
 
     monkeypatch.setattr(storage, "_connection", explaining)

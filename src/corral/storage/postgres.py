@@ -262,10 +262,10 @@ class PostgresStorage(Storage):
     def _insert_again_if_lost(
         self, processes: Sequence[NewProcess], query: str, args: dict[str, Any]
     ) -> list[Inserted]:
-        """Insert on a connection used in the last second without the pool's check (a
-        round trip: a sixth of a plain submit's time); if the server dropped it, insert
-        again on a checked one. An insert that committed before its connection broke is
-        found by its ids: the second try's unique violation then means done."""
+        """Insert; if the connection turns out dead (the pool's check looks only for what a
+        dropped connection leaves behind, see _check, and a connection can break after
+        it), insert again on another one. An insert that committed before its connection
+        broke is found by its ids: the second try's unique violation then means done."""
         used: list[Connection] = []
         try:
             return self._insert(processes, query, args, hot=used)
@@ -302,12 +302,11 @@ class PostgresStorage(Storage):
         *,
         hot: list[Connection] | None = None,
     ) -> list[Inserted]:
-        """`hot`: skip the pool's check of a recently used connection (see _check), and
-        note the connection in this list once it is handed out."""
+        """`hot`: note the connection in this list once it is handed out."""
         # Without custom ids the one statement is the whole transaction; with them, the
         # batch must roll back as a whole on a conflict found by the second statement.
         atomic = query == "process_insert_many"
-        with self._connection(hot=hot is not None) as conn:
+        with self._connection() as conn:
             if hot is not None:
                 hot.append(conn)
             with conn.transaction() if atomic else nullcontext():
