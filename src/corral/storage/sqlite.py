@@ -88,6 +88,8 @@ _COMMIT = (
 )
 
 # Each timeout of DESIGN §6 by the index that finds it; the sweep runs this now and then.
+# schedule_to_close names its index: the planner preferred corral_process_status, i.e. a
+# walk of every queued process on each sweep.
 _SELECT_TIMED_OUT = f"""
 SELECT * FROM (
   SELECT {_COLS}, 'process_timeout' FROM corral_process
@@ -95,6 +97,7 @@ SELECT * FROM (
     AND status NOT IN ('failing', 'completed', 'failed', 'canceled')
   UNION ALL
   SELECT {_COLS}, 'schedule_to_close' FROM corral_process
+  INDEXED BY corral_process_schedule_to_close
   WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL
     AND status IN ({_CLAIMABLE_SQL}) AND iteration_since + schedule_to_close < :now
   UNION ALL

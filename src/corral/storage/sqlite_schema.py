@@ -97,5 +97,14 @@ CREATE TABLE corral_leader (
 )
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+# Version 3: the sweep's schedule_to_close branch searches by the expiry itself, as on
+# PostgreSQL: an index on iteration_since alone made it walk every such process.
+_V3 = """
+DROP INDEX corral_process_schedule_to_close;
+CREATE INDEX corral_process_schedule_to_close
+    ON corral_process (iteration_since + schedule_to_close)
+    WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

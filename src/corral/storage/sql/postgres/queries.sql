@@ -140,7 +140,9 @@ WITH expired AS MATERIALIZED (
     SELECT id, lease_owner
     FROM corral_process
     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < %(now)b
-      AND status IN ('failing', 'ending', 'running', 'starting')
+      -- Not a condition corral_process_status can serve (|| ''): the planner otherwise
+      -- ANDs that index in, and walks every queued row and its not yet vacuumed versions.
+      AND status || '' IN ('failing', 'ending', 'running', 'starting')
       AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */

@@ -80,6 +80,15 @@ CREATE INDEX corral_process_schedule_to_close
     ON corral_process ((iteration_since + schedule_to_close))
     WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL;
 
+-- ...and start_to_close and heartbeat timeouts of leased processes by these.
+CREATE INDEX corral_process_start_to_close
+    ON corral_process ((claimed_at + start_to_close))
+    WHERE lease_expires_at IS NOT NULL AND start_to_close IS NOT NULL;
+
+CREATE INDEX corral_process_heartbeat_timeout
+    ON corral_process ((heartbeat_at + heartbeat_timeout))
+    WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL;
+
 CREATE TABLE corral_history (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     process_id text NOT NULL,
