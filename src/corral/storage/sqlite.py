@@ -146,6 +146,11 @@ class SQLiteStorage(Storage):
                 conn.execute("PRAGMA journal_mode = WAL")
             # Durable by default: a commit survives power loss, not only a crash.
             conn.execute("PRAGMA synchronous = FULL")
+            # Checkpoint every ~40 MB of WAL, not SQLite's 4 MB: the pages a worker rewrites
+            # in every transaction (index roots, the newest leaves) are copied back once per
+            # checkpoint, and a checkpoint runs inside a commit, holding the writers' lock.
+            # Two workers draining no-op jobs: ~8,900 -> ~9,500 jobs/s.
+            conn.execute("PRAGMA wal_autocheckpoint = 10000")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             raise StorageUnavailable(
