@@ -169,18 +169,30 @@ class SQLiteStorage(Storage):
             ) from None
 
     @contextmanager
-    def _write(self, *, wakes: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, wakes: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction holding SQLite's write lock from its first statement.
-        `wakes`: the write may create work, so local waiters are woken after it."""
+        `wakes`: the write may create work, so local waiters are woken after it.
+        `durable=False`: commit without waiting for the disk (synchronous=NORMAL): for
+        leases only (claims, renewals, the sweep's leadership). A power loss or an OS crash
+        may then forget the newest of them, but it also stops every worker on this
+        machine, the only ones a SQLite file has: a forgotten lease was held by a dead
+        worker, and the process is claimed again, as after any crash. Every write of a
+        process's outcome stays durable, and its fsync covers the leases before it."""
         with self._lock, self._writer_turn():
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
         if wakes:
             self.notify_local()
 
@@ -375,7 +387,7 @@ class SQLiteStorage(Storage):
     # Claims and commits do their Python work (JSON, building records) outside the write
     # transaction: other processes wait for SQLite's one write lock while it is held.
     def process_claim(self, claim: Claim) -> list[Claimed]:
-        with self._write(wakes=False) as conn:
+        with self._write(wakes=False, durable=False) as conn:
             chosen = self._claim(conn, claim)
         return _claimed(chosen)
 
@@ -389,7 +401,7 @@ class SQLiteStorage(Storage):
     ) -> tuple[list[str], list[Claimed]]:
         # One transaction, so one fsync of the WAL, for a worker's whole exchange.
         rows = _commit_rows(commits)
-        with self._write(wakes=bool(commits)) as conn:
+        with self._write(wakes=bool(commits), durable=bool(commits)) as conn:
             lost = self._commit(conn, rows)
             chosen = self._claim(conn, claim)
         return lost, _claimed(chosen)
@@ -505,7 +517,7 @@ class SQLiteStorage(Storage):
         held: set[str] = set()
         cancel: set[str] = set()
         beats = heartbeats or {}
-        with self._write(wakes=False) as conn:
+        with self._write(wakes=False, durable=False) as conn:
             for pid, token in tokens.items():
                 row = conn.execute(
                     "UPDATE corral_process SET lease_expires_at = ?, "
@@ -537,7 +549,7 @@ class SQLiteStorage(Storage):
         return released
 
     def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
-        with self._write(wakes=False) as conn:
+        with self._write(wakes=False, durable=False) as conn:
             row = conn.execute(
                 "INSERT INTO corral_leader (name, owner, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
