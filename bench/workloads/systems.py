@@ -33,7 +33,8 @@ SYSTEMS: list[SystemInfo] = [
         "apps.corral_app:CorralSQLite",
         "project",
         "SQLite",
-        CORRAL_GUARANTEE + "; SQLite in WAL mode with synchronous=FULL (the default)",
+        CORRAL_GUARANTEE + "; SQLite in WAL mode, outcomes committed with synchronous=FULL, "
+        "leases alone without an fsync (the default)",
     ),
     SystemInfo(
         "corral-pg",
