@@ -225,10 +225,16 @@ class Change:
 
     def to(self, dst: Status, at: float, **detail: JSON) -> Change:
         """Move to `dst` if the rules allow it, recording the transition."""
-        check_transition(self.status, dst)
-        event = Event("transition", at, self.status, dst, self.attempt, detail)
-        finished = at if dst in TERMINAL else None
+        event, finished = _transition(self.status, dst, at, self.attempt, detail)
         return self.with_(status=dst, finished_at=finished, events=(*self.events, event))
+
+
+def _transition(
+    src: Status, dst: Status, at: float, attempt: int, detail: Mapping[str, JSON]
+) -> tuple[Event, float | None]:
+    """A checked move from `src` to `dst`: its history event and the new `finished_at`."""
+    check_transition(src, dst)
+    return Event("transition", at, src, dst, attempt, detail), (at if dst in TERMINAL else None)
 
 
 _CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(Change))
@@ -251,10 +257,9 @@ def committed(
     status, finished_at = process.status, process.finished_at
     events: tuple[Event, ...] = ()
     if to is not None and to != process.status:
-        check_transition(process.status, to)
         # Recorded with the attempt that made it.
-        events = (Event("transition", at, process.status, to, process.attempt, {}),)
-        status, finished_at = to, (at if to in TERMINAL else None)
+        event, finished_at = _transition(process.status, to, at, process.attempt, {})
+        status, events = to, (event,)
     return Change(
         status=status,
         store=store,

@@ -261,16 +261,15 @@ class Worker:
         return None
 
     def _gather(self) -> None:
-        """Wait, at most LINGER, until half the slots' iterations have finished, so that
-        the next exchange commits a batch rather than the first one or two to finish.
-        Handlers that take longer than LINGER are committed as they come, as before."""
+        """Wait, at most LINGER, until every running iteration has finished, so that the
+        next exchange commits them in one transaction rather than the first one or two
+        to finish. Handlers that take longer than LINGER are committed as they come."""
         running = len(self._in_flight)
         if not running:
             return
-        target = running
         with self._finished:
             self._finished.wait_for(
-                lambda: self._done.qsize() >= target or self._stop.is_set(), timeout=LINGER
+                lambda: self._done.qsize() >= running or self._stop.is_set(), timeout=LINGER
             )
 
     # --- committing ----------------------------------------------------------------------

@@ -83,3 +83,24 @@ def test_an_exchange_with_commits_waits_for_the_disk(storage: SQLiteStorage) -> 
     assert durability_of_each_commit(traced) == ["FULL"]
     assert storage.process_get(p.id).status is Status.COMPLETED  # type: ignore[union-attr]
     assert synchronous(storage) == 2
+
+
+def test_a_file_system_without_flock_falls_back_to_sqlites_own_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import corral.storage.sqlite as sqlite_backend
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(sqlite_backend.fcntl, "flock", no_flock)
+    s = open_storage(f"sqlite:///{tmp_path / 'corral.db'}")
+    try:
+        assert isinstance(s, SQLiteStorage) and s._turn_fd is None
+        p = NewProcess(id=str(uuid.uuid4()), job="j", params={}, created_at=T0, run_at=T0)
+        s.process_insert_many([p])
+        assert len(s.process_claim(Claim("w", T0, 30, limit=1))) == 1
+    finally:
+        s.close()

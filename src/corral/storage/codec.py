@@ -150,12 +150,8 @@ def new_process_record(new: NewProcess) -> Process:
     )  # fmt: skip
 
 
-def submitted_event(new: NewProcess) -> Event:
-    """The first line of every process's history."""
-    return Event("submitted", new.created_at, None, new.status, 0, submitted_detail(new), new.id)
-
-
 def submitted_detail(new: NewProcess) -> dict[str, JSON]:
+    """The detail of a new process's first history line, its `submitted` event."""
     return {"job": new.job, "custom_id": new.custom_id}
 
 

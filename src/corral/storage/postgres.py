@@ -268,7 +268,7 @@ class PostgresStorage(Storage):
         broke is found by its ids: the second try's unique violation then means done."""
         used: list[Connection] = []
         try:
-            return self._insert(processes, query, args, hot=used)
+            return self._insert(processes, query, args, handed_out=used)
         except StorageUnavailable:
             if not used:  # no connection to be had (a pool timeout): no second try
                 raise
@@ -300,15 +300,15 @@ class PostgresStorage(Storage):
         query: str,
         args: dict[str, Any],
         *,
-        hot: list[Connection] | None = None,
+        handed_out: list[Connection] | None = None,
     ) -> list[Inserted]:
-        """`hot`: note the connection in this list once it is handed out."""
+        """`handed_out`: note the connection in this list once the pool hands it out."""
         # Without custom ids the one statement is the whole transaction; with them, the
         # batch must roll back as a whole on a conflict found by the second statement.
         atomic = query == "process_insert_many"
         with self._connection() as conn:
-            if hot is not None:
-                hot.append(conn)
+            if handed_out is not None:
+                handed_out.append(conn)
             with conn.transaction() if atomic else nullcontext():
                 return self._insert_on(conn, processes, query, args)
 

@@ -162,11 +162,21 @@ class SQLiteStorage(Storage):
         if self.path is None:
             return None  # private in-memory database: one connection, self._lock suffices
         try:
-            return os.open(f"{self.path}-corral-lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(f"{self.path}-corral-lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StorageUnavailable(
                 f"cannot open the SQLite database {self.path}: lock file: {exc}"
             ) from None
+        try:  # a file system without flock(): SQLite's own lock and busy timeout suffice
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            pass  # a writer holds it right now: flock works
+        except OSError as exc:
+            log.debug("no flock() on %s (%s): writers use SQLite's busy timeout", self.path, exc)
+            os.close(fd)
+            return None
+        return fd
 
     @contextmanager
     def _write(self, *, wakes: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -570,11 +580,7 @@ class SQLiteStorage(Storage):
         self, conn: sqlite3.Connection, events: Sequence[Event], process_id: str | None = None
     ) -> None:
         if events:
-            conn.executemany(
-                f"INSERT INTO corral_history ({codec.HISTORY_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [codec.event_to_row(e, process_id) for e in events],
-            )
+            conn.executemany(_INSERT_HISTORY, [codec.event_to_row(e, process_id) for e in events])
 
     def history_list(self, process_id: str) -> list[Event]:
         with self._read() as conn:
