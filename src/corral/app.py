@@ -153,7 +153,12 @@ class App:
         self.registry = Registry()
         self._storage: Storage | None = None
         self._opening = threading.Lock()
-        self.clock: Callable[[], float] = time.time
+        #: Now, in seconds since the epoch, by the database's clock (see `Storage.now`).
+        #: Tests replace it to drive time.
+        self.clock: Callable[[], float] = self._database_now
+
+    def _database_now(self) -> float:
+        return self.storage.now()
 
     # --- the database --------------------------------------------------------------------
     @property

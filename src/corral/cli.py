@@ -26,7 +26,7 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from corral import cli_output as out
 from corral.app import App
-from corral.errors import CorralError, IllegalTransition, UsageError
+from corral.errors import CorralError, IllegalTransition, StorageUnavailable, UsageError
 from corral.loader import load_app
 from corral.model import Status
 from corral.worker import Worker, WorkerOptions
@@ -75,9 +75,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def guarded(action: Callable[[], T]) -> T:
-    """Run a command body; a user's mistake becomes one line and exit 2, never a traceback."""
+    """Run a command body; a user's mistake becomes one line and exit 2, an unreachable
+    database one line and exit 3 (transient: try again), never a traceback."""
     try:
         return action()
+    except StorageUnavailable as exc:
+        fail(str(exc), 3)
     except (UsageError, IllegalTransition) as exc:
         fail(str(exc))
     except sqlite3.DatabaseError as exc:

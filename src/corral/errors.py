@@ -35,8 +35,32 @@ class ConfigurationError(UsageError):
     """A job, handler or app was declared wrongly."""
 
 
-class StorageUnavailable(UsageError):
-    """The database cannot be reached, opened or read."""
+class NotStorable(UsageError):
+    """A value cannot be stored as JSON: its type, a non-finite number, a lone surrogate or a
+    NUL character, nesting past the bound, an integer past Python's digit limit."""
+
+
+class StorageError(CorralError):
+    """The database refused or failed, through no fault of the caller's input: a corrupt,
+    read-only, deleted or replaced file, or a schema newer than this corral. Permanent:
+    trying again does not help. The CLI exits 2 on these."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached right now: a server down or restarting, a network
+    cut, a lock held past the busy timeout, a full disk. Transient: try again. The CLI
+    exits 3 on these; a worker waits and retries."""
+
+
+class StorageLocked(StorageUnavailable):
+    """Another process holds the database's write lock past the busy timeout (a worker
+    stopped with Ctrl-Z or SIGSTOP, a debugger, a paused container)."""
+
+
+class ValueRejected(StorageError):
+    """The backend refused a value of one write (what the encoding checks let through).
+    A worker settles each commit of a batch on its own when it meets this, so that only
+    the process whose value it was fails."""
 
 
 class IllegalTransition(CorralError):

@@ -140,7 +140,7 @@ class Chaos:
     def replace_the_dead(self) -> None:
         """A worker that exited without our SIGKILL crashed: note it and start another.
 
-        Except one that never started because it could not reach PostgreSQL (exit 2, as
+        Except one that never started because it could not reach PostgreSQL (exit 3, as
         documented): it was still starting when the server went down (restarted by this
         test, or by another: the server is shared)."""
         for i, w in enumerate(self.workers):
@@ -148,7 +148,7 @@ class Chaos:
                 continue
             self.unfreeze(w, thaw=False)
             log = self.corral.log_of(w)
-            if w.returncode == 2 and "cannot connect" in log and " started (" not in log:
+            if w.returncode == 3 and "cannot connect" in log and " started (" not in log:
                 self.refused += 1
             else:
                 tail = "\n".join(log.splitlines()[-15:])

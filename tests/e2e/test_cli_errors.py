@@ -33,9 +33,12 @@ SHOW_FIELDS = {
 }
 
 
-def assert_usage_error(r: subprocess.CompletedProcess[str], *words: str) -> str:
-    """Exit 2, one line on stderr naming the problem (each of `words`), no traceback."""
-    assert r.returncode == 2, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+def assert_usage_error(
+    r: subprocess.CompletedProcess[str], *words: str, code: int = 2
+) -> str:
+    """Exit `code` (2: bad usage or input; 3: the database is unreachable, try again), one
+    line on stderr naming the problem (each of `words`), no traceback."""
+    assert r.returncode == code, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     assert "Traceback" not in r.stderr + r.stdout, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{r.stderr}"
@@ -60,6 +63,7 @@ class Case:
     words: tuple[str, ...]
     app: Any = DEFAULT
     env: dict[str, str] | None = None
+    code: int = 2
 
 
 def check_cases(corral: Corral, cases: dict[str, Case]) -> None:
@@ -74,7 +78,7 @@ def check_cases(corral: Corral, cases: dict[str, Case]) -> None:
     problems = []
     for (name, case), result in zip(cases.items(), results, strict=True):
         try:
-            assert_usage_error(result, *case.words)
+            assert_usage_error(result, *case.words, code=case.code)
         except AssertionError as exc:
             problems.append(f"{name} (corral {' '.join(case.args)}): {exc}")
     assert not problems, "\n\n".join(problems)
@@ -119,7 +123,7 @@ def test_malformed_or_unknown_id_exits_2(corral: Corral) -> None:
     assert_nothing_written(corral)
 
 
-def test_unusable_database_exits_2(corral: Corral, tmp_path: Path) -> None:
+def test_unusable_database_exits_2_and_unreachable_3(corral: Corral, tmp_path: Path) -> None:
     (tmp_path / "not-sqlite.db").write_text("this is not a database\n" * 100)
     before = (tmp_path / "not-sqlite.db").read_bytes()
     (tmp_path / "a-directory").mkdir()
@@ -135,13 +139,23 @@ def test_unusable_database_exits_2(corral: Corral, tmp_path: Path) -> None:
         "no scheme": ("corral.db", ("scheme",)),
     }
     cases = {}
+    # An unreachable server is transient (exit 3: try again); the rest will not get better.
+    codes = {"unreachable PostgreSQL": 3}
     for name, (url, words) in urls.items():
-        cases[f"{name}: submit"] = Case(("--database", url, "submit", "add", "-p", "a=1"), words)
-        cases[f"{name}: list (env)"] = Case(("list",), words, env={"CORRAL_DATABASE_URL": url})
+        code = codes.get(name, 2)
+        cases[f"{name}: submit"] = Case(
+            ("--database", url, "submit", "add", "-p", "a=1"), words, code=code
+        )
+        cases[f"{name}: list (env)"] = Case(
+            ("list",), words, env={"CORRAL_DATABASE_URL": url}, code=code
+        )
     for name in ("missing directory", "not a SQLite file", "unreachable PostgreSQL"):
         url, words = urls[name]
-        cases[f"{name}: work --once"] = Case(("--database", url, "work", "--once"), words)
-        cases[f"{name}: show"] = Case(("--database", url, "show", UNKNOWN_ID), words)
+        code = codes.get(name, 2)
+        cases[f"{name}: work --once"] = Case(
+            ("--database", url, "work", "--once"), words, code=code
+        )
+        cases[f"{name}: show"] = Case(("--database", url, "show", UNKNOWN_ID), words, code=code)
     check_cases(corral, cases)
     assert (tmp_path / "not-sqlite.db").read_bytes() == before
     assert not (tmp_path / "nonexistent_dir").exists()

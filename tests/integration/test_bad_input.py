@@ -17,6 +17,7 @@ from corral.errors import (
     InvalidId,
     InvalidParams,
     ProcessNotFound,
+    StorageError,
     StorageUnavailable,
     UnknownJob,
 )
@@ -171,19 +172,21 @@ def test_declarations_refuse_bad_policies() -> None:
         App("memory://", lease_seconds=0)
 
 
+# A bad URL is the caller's mistake; a file that cannot be used is a permanent storage
+# error; an unreachable server a transient one.
 @pytest.mark.parametrize(
-    "url",
+    ("url", "error"),
     [
-        "nope",
-        "foo://x",
-        "sqlite://",
-        "sqlite:////nonexistent-dir/x.db",
-        "postgresql://nobody@127.0.0.1:1/x",
+        ("nope", UsageError),
+        ("foo://x", UsageError),
+        ("sqlite://", UsageError),
+        ("sqlite:////nonexistent-dir/x.db", StorageError),
+        ("postgresql://nobody@127.0.0.1:1/x", StorageUnavailable),
     ],
 )
-def test_unusable_databases_are_one_clear_error(url: str) -> None:
+def test_unusable_databases_are_one_clear_error(url: str, error: type[Exception]) -> None:
     app = App(url)
     app.job()(lambda: None)
-    with pytest.raises(StorageUnavailable) as raised:
+    with pytest.raises(error) as raised:
         app.list()
     assert "\n" not in str(raised.value)

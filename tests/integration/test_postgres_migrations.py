@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from corral.errors import StorageUnavailable
+from corral.errors import StorageError
 from corral.storage.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage, Q
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.pg import isolated_schema_url
@@ -161,5 +161,5 @@ def test_a_schema_newer_than_this_corral_is_refused(empty_schema: str) -> None:
     PostgresStorage(empty_schema).close()
     with psycopg.connect(empty_schema, autocommit=True) as conn:
         conn.execute("INSERT INTO corral_schema_version (version) VALUES (%s)", (999,))
-    with pytest.raises(StorageUnavailable, match=r"schema version 999.*upgrade corral"):
+    with pytest.raises(StorageError, match=r"schema version 999.*upgrade corral"):
         PostgresStorage(empty_schema)

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from corral import model
-from corral.errors import StorageUnavailable
+from corral.errors import StorageUnavailable, UsageError
 from corral.model import Status
 from corral.storage import open_storage
 from corral.storage.base import Claim, Inserted, IterationCommit, NewProcess, ProcessFilter
@@ -291,7 +291,7 @@ def test_an_unreachable_server_is_one_clear_error_quickly() -> None:
 
 
 def test_a_bad_url_is_one_clear_error() -> None:
-    with pytest.raises(StorageUnavailable, match="invalid PostgreSQL URL"):
+    with pytest.raises(UsageError, match="invalid PostgreSQL URL"):
         PostgresStorage("postgresql://postgres@127.0.0.1/test?no_such_option=1")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from corral.errors import StorageUnavailable
+from corral.errors import StorageError, UsageError
 from corral.storage.base import Storage
 
 DEFAULT_URL = "sqlite:///corral.db"
@@ -19,7 +19,7 @@ def open_storage(url: str | None = None, *, migrate: bool = True) -> Storage:
     url = url or default_url()
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise StorageUnavailable(
+        raise UsageError(
             f"database URL {url!r} has no scheme; use memory://, sqlite:///path.db or "
             "postgresql://user@host/db"
         )
@@ -32,16 +32,16 @@ def open_storage(url: str | None = None, *, migrate: bool = True) -> Storage:
 
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
-            raise StorageUnavailable(f"database URL {url!r} names no file: use sqlite:///path.db")
+            raise UsageError(f"database URL {url!r} names no file: use sqlite:///path.db")
         return SQLiteStorage(url, path, migrate=migrate)
     if scheme in ("postgresql", "postgres"):
         try:
             from corral.storage.postgres import PostgresStorage
         except ImportError:
-            raise StorageUnavailable("the PostgreSQL backend is not available") from None
+            raise StorageError("the PostgreSQL backend is not available") from None
         storage: Storage = PostgresStorage(url, migrate=migrate)
         return storage
-    raise StorageUnavailable(
+    raise UsageError(
         f"unknown database scheme {scheme!r} in {url!r}; use memory://, sqlite:///path.db or "
         "postgresql://user@host/db"
     )

@@ -10,6 +10,7 @@ that tests can drive a clock of their own.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Self
@@ -57,6 +58,13 @@ class Claim:
     #: Only these processes (used by `execute` to drive one process).
     process_ids: Sequence[str] | None = None
     queues: Sequence[str] | None = None
+    #: Only processes of these jobs: the ones the claiming worker registers. A process of a
+    #: job no running worker knows stays queued until one that knows it comes. None: any.
+    jobs: Sequence[str] | None = None
+    #: At most this many processes whose lease expired (a worker died mid-iteration). A
+    #: worker takes one at a time, so that a process that kills its worker (os._exit, the
+    #: OOM killer) is not claimed again beside the ones it took down with it.
+    max_recovered: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +116,13 @@ class Storage(abc.ABC):
 
     url: str
 
+    def now(self) -> float:
+        """The time by the database's clock, in seconds since the epoch: what leases, `run_at`
+        and timeouts are compared with. Every worker of a database uses it, so that
+        machines whose clocks disagree still agree on who holds a lease. SQLite serves one
+        machine: its clock is the local one."""
+        return time.time()
+
     # --- schema ---------------------------------------------------------------------------
     @abc.abstractmethod
     def migrate(self) -> int:
@@ -151,7 +166,10 @@ class Storage(abc.ABC):
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
         """Apply each commit if its token still holds the lease, releasing the lease.
 
-        Returns the ids whose lease was lost (nothing of those was written).
+        Returns the ids whose lease was lost (nothing of those was written). All or nothing:
+        `StorageUnavailable` when the database is away (the outcome is unknown: the caller
+        tries again as it is), `ValueRejected` when the database refused a value of some
+        commit (nothing was written: the caller settles the commits one by one).
         """
 
     def process_commit_and_claim(

@@ -31,7 +31,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolClosed
 
-from corral.errors import CustomIdConflict, StorageUnavailable, UsageError
+from corral.errors import CustomIdConflict, StorageError, StorageUnavailable, UsageError
 from corral.model import Change, Event, Process
 from corral.storage import codec
 from corral.storage.base import (
@@ -219,7 +219,7 @@ class PostgresStorage(Storage):
                 row = conn.execute(Q["schema_version"]).fetchone()
                 current = int(row[0]) if row else 0
                 if current > SCHEMA_VERSION:
-                    raise StorageUnavailable(
+                    raise StorageError(
                         f"the database {self._where} has schema version {current}, newer than "
                         f"this corral ({SCHEMA_VERSION}); upgrade corral"
                     )
@@ -233,7 +233,7 @@ class PostgresStorage(Storage):
                             conn.execute(script.encode())
                         conn.execute(Q["schema_version_insert"], {"version": version})
         except psycopg.Error as exc:
-            raise StorageUnavailable(
+            raise StorageError(
                 f"cannot create or upgrade the corral schema in {self._where}: {_one_line(exc)}"
             ) from None
         return SCHEMA_VERSION
@@ -836,7 +836,7 @@ def _parse_url(url: str) -> tuple[str, dict[str, Any], bool]:
     try:
         given = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
-        raise StorageUnavailable(
+        raise UsageError(
             f"invalid PostgreSQL URL {_redact(url)}: {_one_line(exc)}"
         ) from None
     defaults = {"connect_timeout": _CONNECT_TIMEOUT, "application_name": "corral"}

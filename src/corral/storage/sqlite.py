@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from corral.errors import CustomIdConflict, StorageUnavailable, UsageError
+from corral.errors import CustomIdConflict, StorageError, UsageError
 from corral.model import CLAIMABLE, Change, Event, Process
 from corral.storage import codec
 from corral.storage.base import (
@@ -133,7 +133,7 @@ class SQLiteStorage(Storage):
         if self.path is not None:
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
-                raise StorageUnavailable(
+                raise StorageError(
                     f"cannot open the SQLite database {self.path}: directory {parent} does "
                     "not exist"
                 )
@@ -153,7 +153,7 @@ class SQLiteStorage(Storage):
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
-            raise StorageUnavailable(
+            raise StorageError(
                 f"cannot open the SQLite database {self.path}: {exc}"
             ) from None
         return conn
@@ -164,7 +164,7 @@ class SQLiteStorage(Storage):
         try:
             fd = os.open(f"{self.path}-corral-lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StorageUnavailable(
+            raise StorageError(
                 f"cannot open the SQLite database {self.path}: lock file: {exc}"
             ) from None
         try:  # a file system without flock(): SQLite's own lock and busy timeout suffice
@@ -252,7 +252,7 @@ class SQLiteStorage(Storage):
                 row = conn.execute("SELECT max(version) FROM corral_schema_version").fetchone()
                 current = row[0] or 0
                 if current > SCHEMA_VERSION:
-                    raise StorageUnavailable(
+                    raise StorageError(
                         f"the database {self.url} has schema version {current}, newer than "
                         f"this corral ({SCHEMA_VERSION}); upgrade corral"
                     )
@@ -263,7 +263,7 @@ class SQLiteStorage(Storage):
                                 conn.execute(statement)
                         conn.execute("INSERT INTO corral_schema_version VALUES (?)", (version,))
         except sqlite3.DatabaseError as exc:
-            raise StorageUnavailable(f"cannot use the SQLite database {self.url}: {exc}") from None
+            raise StorageError(f"cannot use the SQLite database {self.url}: {exc}") from None
         return SCHEMA_VERSION
 
     # --- processes -----------------------------------------------------------------------
