@@ -20,6 +20,7 @@ from corral.errors import (
     ConfigurationError,
     InvalidId,
     InvalidParams,
+    NotStorable,
     ProcessNotFound,
     UnknownJob,
     UsageError,
@@ -43,6 +44,8 @@ C = TypeVar("C", bound=type)
 
 #: The largest parameters document accepted: bytes of its stored JSON (canonical, UTF-8).
 MAX_PARAMS_BYTES = 1024 * 1024
+#: Priorities fit a 32-bit integer column on every backend.
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +62,14 @@ class SubmitOptions:
 
     def check(self) -> None:
         """Raise UsageError naming the first option that is wrong."""
-        if self.priority is not None and (
-            not isinstance(self.priority, int) or isinstance(self.priority, bool)
-        ):
-            raise UsageError(f"priority must be an integer, not {self.priority!r}")
-        if self.queue is not None and (
-            not isinstance(self.queue, str) or not self.queue or self.queue == "*"
-        ):
-            raise UsageError(f"queue must be a non-empty name other than '*', not {self.queue!r}")
+        check_priority(self.priority)
+        if self.queue is not None:
+            check_queue(self.queue, allow_all=False)
         _check_tags(self.tags)
-        if self.client_id is not None and not isinstance(self.client_id, str):
-            raise UsageError(f"client_id must be a string, not {self.client_id!r}")
+        if self.client_id is not None:
+            if not isinstance(self.client_id, str):
+                raise UsageError(f"client_id must be a string, not {self.client_id!r}")
+            check_text("client_id", self.client_id)
         if self.depends_on:
             raise UsageError("depends_on: task graphs are not available yet")
 
@@ -144,8 +144,8 @@ class App:
         lease_seconds: float = 30.0,
         max_params_bytes: int = MAX_PARAMS_BYTES,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ConfigurationError("lease_seconds must be > 0")
+        if not _positive_number(lease_seconds):
+            raise ConfigurationError(f"lease_seconds must be a number > 0, not {lease_seconds!r}")
         self.database_url = database_url
         self.client_id = client_id
         self.lease_seconds = lease_seconds
@@ -216,6 +216,7 @@ class App:
         return value is the result. Parameters come from the signature (after `ctx`).
         Timeouts (DESIGN §6) are in seconds; `submit` may override them."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
+        _check_job_options(priority, queue)
 
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
@@ -237,6 +238,9 @@ class App:
             return register(fn)
         return register
 
+    @overload
+    def process(self, cls: C, /) -> C: ...
+    @overload
     def process(
         self,
         name: str | None = None,
@@ -249,15 +253,32 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
-    ) -> Callable[[C], C]:
+    ) -> Callable[[C], C]: ...
+
+    def process(
+        self,
+        name: Any = None,
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        retry: Retry | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
+    ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
-        `rollback` methods handle the phases (DESIGN §2); `validate` runs before `start`."""
+        `rollback` methods handle the phases (DESIGN §2); `validate` runs before `start`.
+        Each iteration gets a fresh instance of the class: keep what must last in
+        `ctx.store`, not in attributes."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
+        _check_job_options(priority, queue)
 
         def register(cls: C) -> C:
             self.registry.add_job(
                 process_job(
-                    name or cls.__name__,
+                    name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
                     cls,
                     params=params,
                     retry=retry,
@@ -268,6 +289,9 @@ class App:
             )
             return cls
 
+        if name is not None and not isinstance(name, str):  # @app.process, no parentheses
+            cls, name = name, None
+            return register(cls)
         return register
 
     def handler(self, *, status: str | Status, priority: int = 100) -> Callable[[F], F]:
@@ -340,10 +364,10 @@ class App:
         target = self.get_job(job)
         shared = self._shared(target, options, self.clock())
         data, text = self._params(target, params)
-        if custom_id is not None and (
-            not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255
-        ):
-            raise UsageError("custom_id must be a non-empty string of at most 255 characters")
+        if custom_id is not None:
+            if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255:
+                raise UsageError("custom_id must be a non-empty string of at most 255 characters")
+            check_text("custom_id", custom_id)
         new = shared.new_process(ids.new_id(), data, text, custom_id)
         [inserted] = self.storage.process_insert_many([new], connection=connection)
         return Submitted(inserted.process, inserted.outcome)
@@ -409,7 +433,14 @@ class App:
             data = job.params_model.__pydantic_serializer__.to_python(parsed, mode="json")
         except pydantic_core.PydanticSerializationError as exc:
             raise InvalidParams(f"job {job.name!r}: parameters are not JSON: {exc}") from None
-        text = codec.dumps_tree(data)
+        except RecursionError:
+            raise InvalidParams(
+                f"job {job.name!r}: parameters nested more than {codec.MAX_DEPTH} levels deep"
+            ) from None
+        try:
+            text = codec.dumps_tree(data, "params")
+        except NotStorable as exc:
+            raise InvalidParams(f"job {job.name!r}: {exc}") from None
         size = len(text) if text.isascii() else len(text.encode())
         if size > self.max_params_bytes:
             raise InvalidParams(
@@ -511,17 +542,73 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
 
 
 def _queue_name(queue: object) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise UsageError(f"a queue is a non-empty name (or * for all), not {queue!r}")
-    return queue
+    return check_queue(queue, allow_all=True)
 
 
 def _check_tags(tags: object) -> None:
-    if tags is not None and not (
+    if tags is None:
+        return
+    if not (
         isinstance(tags, Mapping)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
     ):
         raise UsageError("tags must be a mapping of strings to strings")
+    for key, value in tags.items():
+        if not key:
+            raise UsageError("a tag's key must not be empty")
+        check_text(f"tag {key!r}", key)
+        check_text(f"tag {key!r}", value)
+
+
+def _check_job_options(priority: object, queue: object) -> None:
+    try:
+        check_priority(priority)
+        check_queue(queue, allow_all=False)
+    except UsageError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def check_text(name: str, text: str) -> None:
+    """Refuse text that a backend cannot store (a lone surrogate: bytes that were not
+    UTF-8, decoded with surrogateescape; a NUL character), naming where it was given."""
+    if "\x00" in text:
+        raise UsageError(f"{name} holds a NUL character (\\x00), which cannot be stored")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{name} holds a lone surrogate (bytes that are not UTF-8), which cannot be "
+                "stored; give it as valid UTF-8"
+            ) from None
+
+
+def check_priority(priority: object) -> None:
+    if priority is None:
+        return
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise UsageError(f"priority must be an integer, not {priority!r}")
+    low, high = PRIORITY_RANGE
+    if not low <= priority <= high:
+        raise UsageError(f"priority must be between {low} and {high}, not {priority}")
+
+
+def check_queue(queue: object, *, allow_all: bool) -> str:
+    """A queue's name, or `*` for every queue where `allow_all`."""
+    if not isinstance(queue, str) or not queue or (queue == "*" and not allow_all):
+        other = "" if allow_all else " other than '*'"
+        raise UsageError(f"queue must be a non-empty name{other}, not {queue!r}")
+    check_text("queue", queue)
+    return queue
+
+
+def _positive_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def parse_id(process_id: object) -> str:
@@ -546,5 +633,7 @@ def _epoch(when: float | datetime | None, now: float) -> float:
             raise UsageError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
         return when.timestamp()
     if isinstance(when, int | float) and not isinstance(when, bool):
+        if not math.isfinite(when):
+            raise UsageError(f"run_at must be a finite number of epoch seconds, not {when!r}")
         return float(when)
     raise UsageError(f"run_at must be a datetime or epoch seconds, not {when!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Generic, TypeVar
@@ -69,11 +70,18 @@ class Context(Generic[P]):
         self.dependency_results: Mapping[str, JSON] = dependency_results or {}
         self._progress = progress
         self._signals = signals or IterationSignals()
-        self.log = logging.LoggerAdapter(logger, {"process_id": process_id, "job": job})
+        self.log = logging.LoggerAdapter(
+            logger, {"process_id": process_id, "job": job, "attempt": attempt}
+        )
 
     def progress(self, done: float, total: float | None = None) -> None:
-        """Report progress; saved with the iteration's commit and shown by `corral show`."""
-        self._progress = (done, total if total is not None else self._progress[1])
+        """Report progress; saved with the iteration's commit and shown by `corral show`.
+        Finite numbers only: anything else raises TypeError or ValueError here, where
+        the mistake is, rather than when the iteration is saved."""
+        _check_progress("done", done)
+        if total is not None:
+            _check_progress("total", total)
+        self._progress = (float(done), float(total) if total is not None else self._progress[1])
 
     @property
     def progress_value(self) -> tuple[float | None, float | None]:
@@ -94,3 +102,10 @@ class Context(Generic[P]):
 
     def __repr__(self) -> str:
         return f"<Context {self.job} {self.process_id} {self.status.value} attempt={self.attempt}>"
+
+
+def _check_progress(name: str, value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"ctx.progress: {name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"ctx.progress: {name} must be a finite number, not {value!r}")

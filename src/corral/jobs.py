@@ -8,6 +8,7 @@ number (default 100). Two generic handlers may not share a status and a priority
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import pydantic
 from corral.context import Context
 from corral.errors import ConfigurationError, InvalidParams
 from corral.model import FORWARD, TIMEOUTS, Status, backoff
+from corral.settle import Policy
 
 HandlerFn = Callable[[Context[Any]], Any]
 #: The method names of a process class, by the status each one moves a process out of.
@@ -48,6 +50,9 @@ class Retry:
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
             raise ConfigurationError(f"Retry(attempts={self.attempts!r}): must be an int >= 1")
+        numbers = (self.backoff, self.max_delay, self.jitter)
+        if not all(isinstance(n, int | float) and math.isfinite(n) for n in numbers):
+            raise ConfigurationError("Retry: backoff, max_delay and jitter must be finite numbers")
         if self.backoff < 0 or self.max_delay < 0 or not 0 <= self.jitter <= 1:
             raise ConfigurationError(
                 "Retry: backoff and max_delay must be >= 0 and jitter between 0 and 1"
@@ -73,7 +78,10 @@ class Timeouts:
         for name in TIMEOUTS:
             value = getattr(self, name)
             ok = value is None or (
-                isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value > 0
             )
             if not ok:
                 raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
@@ -88,12 +96,24 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Handler:
+    """A function that handles a status, or (`method`) the method of that name of a
+    process class, called on the instance made for the iteration."""
+
     status: Status
-    fn: HandlerFn
+    fn: HandlerFn | None
     name: str
     is_async: bool
     generic: bool = False
     priority: int = 100
+    method: str | None = None
+
+    def call(self, ctx: Context[Any], instance: Callable[[], Any]) -> Any:
+        """Call the handler; `instance()` gives the iteration's instance of the process
+        class (made on first use, shared by the handlers of one iteration)."""
+        if self.method is not None:
+            return getattr(instance(), self.method)(ctx)
+        assert self.fn is not None
+        return self.fn(ctx)
 
     def describe(self) -> str:
         if self.generic:
@@ -112,16 +132,16 @@ class Job:
     priority: int = 0
     queue: str = "default"
     timeouts: Timeouts = field(default_factory=Timeouts)
+    #: A process job's class: a fresh instance serves each iteration.
+    cls: type[Any] | None = None
 
     @property
     def max_attempts(self) -> int:
         return self.retry.attempts if self.retry else DEFAULT_ATTEMPTS
 
-    def retry_delay(self, exc: BaseException, attempt: int) -> float | None:
-        """Seconds before trying again, or None if this error is not retried."""
-        if self.retry is None or not self.retry.retries(exc):
-            return None
-        return self.retry.delay(attempt)
+    def retries(self, exc: BaseException) -> bool:
+        """Whether the job's retry policy covers this error (none: nothing is retried)."""
+        return self.retry is not None and self.retry.retries(exc)
 
     def parse_params(self, params: Mapping[str, Any] | pydantic.BaseModel | None) -> Any:
         """Validate parameters against the schema; raise InvalidParams naming the field."""
@@ -248,40 +268,65 @@ def process_job(
     queue: str,
     timeouts: Timeouts | None = None,
 ) -> Job:
-    """A multi-step process: an instance of `cls` whose methods handle each phase."""
+    """A multi-step process: its class's methods handle each phase. Each iteration gets a
+    fresh instance (threads never share one), so the class keeps nothing between
+    iterations: what must last goes in `ctx.store`."""
+    if not isinstance(cls, type):
+        raise ConfigurationError(
+            f"process {name!r}: @app.process decorates a class, not {type(cls).__name__}"
+        )
+    _check_constructible(name, cls)
     if params is None:
         params = pydantic.create_model(
             f"{cls.__name__}Params", __config__=pydantic.ConfigDict(extra="forbid")
         )
-    instance = cls()
     handlers: dict[Status, Handler] = {}
     for status, method in PHASES.items():
-        fn = getattr(instance, method, None)
-        if fn is not None:
-            handlers[status] = Handler(status, fn, f"{handler_name(cls)}.{method}", _is_async(fn))
+        handler = _method_handler(cls, status, method)
+        if handler is not None:
+            handlers[status] = handler
     if not any(s in handlers for s in FORWARD):
         raise ConfigurationError(
             f"process {name!r}: class {cls.__qualname__} defines none of start, step, finish"
         )
-    validate_fn = getattr(instance, "validate", None)
-    validate = (
-        Handler(
-            Status.STARTING, validate_fn, f"{handler_name(cls)}.validate", _is_async(validate_fn)
-        )
-        if validate_fn is not None
-        else None
-    )
     return Job(
         name,
         "process",
         params,
         handlers,
-        validate=validate,
+        validate=_method_handler(cls, Status.STARTING, "validate"),
         retry=retry,
         priority=priority,
         queue=queue,
         timeouts=timeouts or Timeouts(),
+        cls=cls,
     )
+
+
+def _method_handler(cls: type[Any], status: Status, method: str) -> Handler | None:
+    fn = getattr(cls, method, None)
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise ConfigurationError(f"{cls.__qualname__}.{method} is not a method")
+    return Handler(status, None, f"{handler_name(cls)}.{method}", _is_async(fn), method=method)
+
+
+def _check_constructible(name: str, cls: type[Any]) -> None:
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a builtin or C class: assume it can
+        return
+    required = [
+        p.name
+        for p in signature.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise ConfigurationError(
+            f"process {name!r}: class {cls.__qualname__} must be constructible without "
+            f"arguments (each iteration makes one); it requires {', '.join(required)}"
+        )
 
 
 def handler_name(obj: Any) -> str:
@@ -301,11 +346,26 @@ class Registry:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.generic: dict[Status, list[Handler]] = {}
+        self._policies: dict[str, Policy] = {}
 
     def add_job(self, job: Job) -> None:
         if job.name in self.jobs:
             raise ConfigurationError(f"job {job.name!r} is registered twice")
         self.jobs[job.name] = job
+
+    def policy(self, job: Job) -> Policy:
+        """What the settle rule needs of `job` (cached: it depends on the generic handlers
+        too, which are all registered before a worker runs)."""
+        policy = self._policies.get(job.name)
+        if policy is None:
+            policy = Policy(
+                max_attempts=job.max_attempts,
+                backoff=job.retry.delay if job.retry is not None else None,
+                has_rollback=self.has_rollback(job),
+                next_phase={s: self.next_forward(job, s) for s in FORWARD},
+            )
+            self._policies[job.name] = policy
+        return policy
 
     def add_generic(self, handler: Handler) -> None:
         if handler.status.terminal or handler.status is Status.WAITING:
@@ -323,6 +383,7 @@ class Registry:
                 )
         same.append(handler)
         same.sort(key=lambda h: h.priority)
+        self._policies.clear()
 
     def resolve(self, job: Job, status: Status) -> Handler | None:
         """The handler that runs for a process of `job` in `status`, if any."""

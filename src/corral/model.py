@@ -289,13 +289,15 @@ def errored(
     """An iteration raised. Retry it later while attempts remain, else start failing.
 
     `retry_delay` is None when the error is not retryable. The store is left as it
-    was at the last committed iteration: a failed iteration writes nothing of it.
+    was at the last committed iteration: a failed iteration writes nothing of it. A retry
+    restarts the schedule_to_close clock when it may run: waiting out a backoff is not
+    time spent on the iteration.
     """
     change = Change.of(process).note(
         Event("error", at, process.status, process.status, process.attempt, error.to_json())
     )
     if retry_delay is not None and process.attempt < max_attempts:
-        return change.with_(run_at=at + retry_delay).note(
+        return change.with_(run_at=at + retry_delay, iteration_since=at + retry_delay).note(
             Event(
                 "retry_scheduled",
                 at,
@@ -320,7 +322,9 @@ def fail(change: Change, at: float, *, has_rollback: bool, reason: str) -> Chang
     change = change.with_(stopped_status=change.status, attempt=0, run_at=at, iteration_since=at)
     change = change.to(Status.FAILING, at, reason=reason)
     if not has_rollback:
-        change = change.to(_end_of_failure(change), at, reason="no rollback handler")
+        end = _end_of_failure(change)
+        why = "canceled" if end is Status.CANCELED else "no rollback handler"
+        change = change.to(end, at, reason=why)
     return change
 
 
@@ -338,11 +342,29 @@ def rolled_back(process: Process, at: float, *, store: dict[str, JSON], done: bo
     return change.to(_end_of_failure(change), at)
 
 
-def retry_later(process: Process, at: float, delay: float, reason: str) -> Change:
-    """The handler asked to be called again later; this try does not count as an attempt."""
+def retry_later(
+    process: Process,
+    at: float,
+    delay: float,
+    reason: str,
+    *,
+    store: dict[str, JSON] | None = None,
+    progress: tuple[float | None, float | None] | None = None,
+) -> Change:
+    """The handler asked to be called again later; this try does not count as an attempt.
+    What it wrote to its store and its progress are kept (None: left as they were), and
+    the schedule_to_close clock starts again when the wait is over."""
+    done, total = (process.progress_done, process.progress_total) if progress is None else progress
     return (
         Change.of(process)
-        .with_(run_at=at + delay, attempt=max(process.attempt - 1, 0))
+        .with_(
+            run_at=at + delay,
+            iteration_since=at + delay,
+            attempt=max(process.attempt - 1, 0),
+            store=process.store if store is None else store,
+            progress_done=done,
+            progress_total=total,
+        )
         .note(
             Event(
                 "retry_later",
@@ -453,8 +475,11 @@ def cancel(process: Process, at: float) -> Change:
     if process.status.terminal:
         raise ProcessTerminal(f"process {process.id} is already {process.status.value}")
     change = Change.of(process)
+    # Never claimed (its token is still 0): no handler of it ever ran, so there is nothing
+    # to roll back. Once claimed, its start may have run (even if it then asked to be
+    # called later, or its worker gave the lease back on a graceful stop): roll back.
     not_started = process.status is Status.WAITING or (
-        process.status is Status.STARTING and not process.leased and process.attempt == 0
+        process.status is Status.STARTING and process.lease_token == 0
     )
     if not_started:
         return change.with_(cancel_requested=True).to(Status.CANCELED, at, reason="canceled")

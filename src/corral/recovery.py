@@ -11,8 +11,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from corral import model
+from corral import settle
 from corral.jobs import DEFAULT_ATTEMPTS
+from corral.settle import Policy
 from corral.storage.base import TimedOut
 
 if TYPE_CHECKING:
@@ -56,15 +57,14 @@ class Recovery:
         p, now = t.process, self.app.clock()
         registry = self.app.registry
         job = registry.jobs.get(p.job)
-        retry_delay = job.retry.delay(max(p.attempt, 1)) if job and job.retry else 0.0
-        change = model.timed_out(
-            p,
-            now,
-            t.cause,
-            retry_delay=retry_delay,
-            max_attempts=job.max_attempts if job else DEFAULT_ATTEMPTS,
-            has_rollback=registry.has_rollback(job),
+        # A job this app does not know (another app shares the database): the default
+        # policy, and its generic rollback handlers if any.
+        policy = (
+            registry.policy(job)
+            if job is not None
+            else Policy(max_attempts=DEFAULT_ATTEMPTS, has_rollback=registry.has_rollback(None))
         )
+        change = settle.timed_out(p, policy, t.cause, now)
         if change is None:
             return False
         # A moved version means a worker committed meanwhile: the next sweep looks again.

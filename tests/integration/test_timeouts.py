@@ -89,11 +89,10 @@ def test_submit_overrides_the_jobs_timeouts(app: App, clock: list[float]) -> Non
 
 def test_schedule_to_close_retries_then_fails(app: App, clock: list[float]) -> None:
     @app.job(schedule_to_close=10, retry=Retry(attempts=2, backoff=0, jitter=0))
-    def waits() -> None:
-        raise RetryLater(after=3600)  # never gets anywhere in time
+    def waits() -> None: ...
 
+    app.pause()  # nobody runs it in time
     p = app.submit("waits")
-    drain(app)  # first try: asks to wait an hour
     clock[0] += 11
     drain(app)  # the sweep: schedule_to_close expired, one attempt left -> retried at once
     assert timeout_events(app, p.id) == ["schedule_to_close"]
@@ -104,6 +103,32 @@ def test_schedule_to_close_retries_then_fails(app: App, clock: list[float]) -> N
     assert done.status is Status.FAILED and done.error is not None
     assert done.error.reason == "timeout"
     assert timeout_events(app, p.id) == ["schedule_to_close", "schedule_to_close"]
+
+
+def test_a_deliberate_wait_restarts_the_schedule_to_close_clock(
+    app: App, clock: list[float]
+) -> None:
+    calls: list[float] = []
+
+    @app.job(schedule_to_close=10, retry=Retry(attempts=2, backoff=60, jitter=0))
+    def patient(ctx: Context) -> str:
+        calls.append(clock[0])
+        if len(calls) == 1:
+            raise RetryLater(after=3600)  # an hour: far past schedule_to_close
+        if len(calls) == 2:
+            raise KeyError("flaky")  # a retry after a 60 s backoff: past it too
+        return "done"
+
+    p = app.submit("patient")
+    drain(app)
+    clock[0] += 3600 + 5  # the wait is over, 5 s into the new window
+    drain(app)
+    clock[0] += 60 + 5  # the backoff is over, 5 s into the new window
+    drain(app)
+    done = app.get(p.id)
+    assert timeout_events(app, p.id) == []
+    assert done.status is Status.COMPLETED and done.result == "done"
+    assert len(calls) == 3 and calls[1] - calls[0] >= 3600 and calls[2] - calls[1] >= 60
 
 
 def test_start_to_close_revokes_the_lease_of_a_stuck_iteration(app: App) -> None:

@@ -10,18 +10,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corral.errors import NotStorable
 from corral.model import Process, Status
 from corral.storage import codec
 from corral.storage.base import NewProcess
 
+# Text every backend stores: no lone surrogate, no NUL (the codec refuses both).
+storable_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | storable_text,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(storable_text, inner, max_size=4),
     max_leaves=12,
 )
 
 
-@given(st.dictionaries(st.text(), json_values, max_size=6))
+@given(st.dictionaries(storable_text, json_values, max_size=6))
 def test_dumps_tree_is_dumps(document: dict[str, Any]) -> None:
     assert codec.dumps_tree(document) == codec.dumps(document)
 
@@ -31,12 +39,31 @@ def test_dumps_tree_is_dumps(document: dict[str, Any]) -> None:
     [
         {},
         {"b": 1, "a": [1.5, "é", None, True]},
-        {'quote"back\\slash': "\n\t\x00\x1f\u2028😀"},
-        {"big": 10**30, "tiny": 1e-300, "inf": math.inf},
+        {'quote"back\\slash': "\n\t\x01\x1f\u2028😀", "not a NUL": "\\u0000"},
+        {"big": 10**30, "tiny": 1e-300},
     ],
 )
 def test_dumps_tree_on_edge_cases(document: dict[str, Any]) -> None:
     assert codec.dumps_tree(document) == codec.dumps(document)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"inf": math.inf},
+        {"nan": [1, math.nan]},
+        {"nul": "a\x00b"},
+        {"surrogate": "file-\udcff.txt"},
+        {"deep": eval("[" * 150 + "]" * 150)},
+    ],
+)
+def test_dumps_and_dumps_tree_refuse_the_same_values(document: dict[str, Any]) -> None:
+    with pytest.raises(NotStorable) as plain:
+        codec.dumps(document, "params")
+    with pytest.raises(NotStorable) as tree:
+        codec.dumps_tree(document, "params")
+    assert str(plain.value) == str(tree.value)
+    assert str(plain.value).startswith("params")
 
 
 def test_new_process_record_is_the_dataclass_built_the_plain_way() -> None:

@@ -183,7 +183,10 @@ def test_only_errors_of_a_policy_are_retried() -> None:
     @app.job()
     def plain() -> None: ...
 
-    assert app.get_job("flaky").retry_delay(KeyError(), 1) == 2
-    assert app.get_job("flaky").retry_delay(ValueError(), 1) is None
-    assert app.get_job("plain").retry_delay(KeyError(), 1) is None
-    assert app.get_job("plain").max_attempts == 3
+    flaky_job, plain_job = app.get_job("flaky"), app.get_job("plain")
+    assert flaky_job.retries(KeyError()) and not flaky_job.retries(ValueError())
+    assert not plain_job.retries(KeyError())
+    backoff = app.registry.policy(flaky_job).backoff
+    assert backoff is not None and backoff(1) == 2
+    assert app.registry.policy(plain_job).backoff is None
+    assert plain_job.max_attempts == 3

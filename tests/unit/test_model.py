@@ -178,7 +178,8 @@ def test_cancel_of_a_started_process_only_requests_it() -> None:
 
 
 def test_a_leased_starting_process_has_started() -> None:
-    change = model.cancel(proc(Status.STARTING, lease_expires_at=T + 30, attempt=1), T)
+    leased = proc(Status.STARTING, lease_expires_at=T + 30, lease_token=1, attempt=1)
+    change = model.cancel(leased, T)
     assert change.status is Status.STARTING and change.cancel_requested
 
 

@@ -836,9 +836,7 @@ def _parse_url(url: str) -> tuple[str, dict[str, Any], bool]:
     try:
         given = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
-        raise UsageError(
-            f"invalid PostgreSQL URL {_redact(url)}: {_one_line(exc)}"
-        ) from None
+        raise UsageError(f"invalid PostgreSQL URL {_redact(url)}: {_one_line(exc)}") from None
     defaults = {"connect_timeout": _CONNECT_TIMEOUT, "application_name": "corral"}
     return conninfo, {k: v for k, v in defaults.items() if k not in given}, notify
 

@@ -153,9 +153,7 @@ class SQLiteStorage(Storage):
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
-            raise StorageError(
-                f"cannot open the SQLite database {self.path}: {exc}"
-            ) from None
+            raise StorageError(f"cannot open the SQLite database {self.path}: {exc}") from None
         return conn
 
     def _open_turn_file(self) -> int | None:
