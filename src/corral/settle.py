@@ -110,9 +110,9 @@ Outcome = Returned | Raised | RetryLaterOutcome | InvalidOutcome | CancelledOutc
 def outcome_to_json(outcome: Outcome) -> dict[str, JSON]:
     """An outcome as a JSON object with its `kind` (what the HTTP protocol carries)."""
     data: dict[str, Any] = {"kind": outcome.kind}
-    for name in outcome.__dataclass_fields__:
-        value = getattr(outcome, name)
-        data[name] = list(value) if isinstance(value, tuple) else value
+    for f in dataclasses.fields(outcome):
+        value = getattr(outcome, f.name)
+        data[f.name] = list(value) if isinstance(value, tuple) else value
     return data
 
 
@@ -125,7 +125,8 @@ def outcome_from_json(data: Mapping[str, Any]) -> Outcome:
     if cls is None:
         given = data.get("kind")
         raise ValueError(f"outcome kind must be one of {', '.join(kinds)}, not {given!r}")
-    fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: v for k, v in data.items() if k in names}
     if "progress" in fields:
         done, total = [*list(fields["progress"]), None, None][:2]
         fields["progress"] = (done, total)

@@ -175,6 +175,8 @@ class Worker:
             self.options.concurrency if self.options.max_stuck is None else self.options.max_stuck
         )
         self._wedged = False
+        #: When the grace given by the first stop request ends (monotonic seconds).
+        self._grace_ends: float | None = None
         self._renewer: threading.Thread | None = None
         self.recovery = Recovery(app, self.options.owner, self.options.sweep_interval)
         self._outage = _Outage()
@@ -182,6 +184,8 @@ class Worker:
     # --- control -------------------------------------------------------------------------
     def stop(self, *, immediately: bool = False) -> None:
         """Stop claiming; running iterations get `grace` seconds (none if `immediately`)."""
+        if self._grace_ends is None:
+            self._grace_ends = time.monotonic() + self.options.grace
         if self._stop.is_set() or immediately:
             self._halt.set()
             self._renew_wake.set()
@@ -282,7 +286,8 @@ class Worker:
             return 0
         except (ValueRejected, NotStorable):
             self._commit_each(finished)  # one by one: only the process at fault fails
-            return 0
+            finished, lost = [], []
+            claimed = self.storage.process_claim(claim)
         self._account(finished, set(lost), unknown=False)
         immediate = [f for c in claimed if (f := self._dispatch(c)) is not None]
         if immediate:
@@ -302,8 +307,8 @@ class Worker:
         flight = _InFlight(c, IterationSignals(), events)
         with self._lock:
             self._in_flight[process.id] = flight
-        if process.heartbeat_timeout is not None:
-            self._renew_wake.set()  # it may need renewals sooner than the renewer planned
+        if process.heartbeat_timeout is not None or process.start_to_close is not None:
+            self._renew_wake.set()  # it may need the renewer sooner than it planned
         self._tasks.put(flight)
         return None
 
@@ -386,6 +391,8 @@ class Worker:
                 lost = set(self.storage.process_commit_many(commits))
                 break
             except StorageUnavailable as exc:
+                if deadline is None:
+                    deadline = self._grace_ends  # a stop request came during the outage
                 if self._halt.is_set() or (deadline is not None and time.monotonic() >= deadline):
                     log.warning(
                         "%d finished iterations not committed, their leases will expire: %s",
@@ -395,7 +402,8 @@ class Worker:
                     self.stats.exit_code = max(self.stats.exit_code, EXIT_STORAGE)
                     return
                 unknown = True
-                self._outage.wait(exc, self._halt, deadline)
+                # Woken by a stop request, which sets the deadline; then only by a halt.
+                self._outage.wait(exc, self._halt if deadline else self._stop, deadline)
             except (ValueRejected, NotStorable) as exc:
                 if len(finished) > 1:
                     self._commit_each(finished, deadline)
@@ -547,6 +555,11 @@ class Worker:
             with self._lock:
                 flights = dict(self._in_flight)
             remaining = last + self._renew_interval(flights.values()) - time.monotonic()
+            # Wake up for the first start_to_close to pass, too: its handler is given up
+            # (and its timeout committed) then, not at the next renewal.
+            remaining = min(remaining, _until_first_deadline(flights.values(), self.app.clock()))
+            # Not more often than every 20 ms, whatever is overdue.
+            remaining = max(remaining, last + 0.02 - time.monotonic())
             if remaining > 0:
                 self._renew_wake.wait(remaining)
                 self._renew_wake.clear()
@@ -675,7 +688,7 @@ class Worker:
         """Let running iterations finish within `grace`, then give back the leases left.
         Nothing here waits past the grace: with the database away, what could not be
         committed or given back is left to expire."""
-        deadline = time.monotonic() + grace
+        deadline = self._grace_ends or time.monotonic() + grace
         while self._in_flight and not self._halt.is_set() and time.monotonic() < deadline:
             self._commit_finished(deadline)
             if self._in_flight:
@@ -724,6 +737,16 @@ class _Outage:
         if self.delay:
             log.info("database available again after %.1f s", time.monotonic() - self.since)
             self.delay = 0.0
+
+
+def _until_first_deadline(flights: Iterable[_InFlight], now: float) -> float:
+    """Seconds until the first running iteration passes its start_to_close (inf: none)."""
+    first = math.inf
+    for f in flights:
+        p = f.claimed.process
+        if p.start_to_close is not None and p.claimed_at is not None:
+            first = min(first, p.claimed_at + p.start_to_close - now)
+    return first
 
 
 def _over_time(flight: _InFlight, now: float, mono: float) -> str:

@@ -21,8 +21,8 @@ from corral.storage.base import Storage
 from corral.worker import WorkerStats
 from tests.e2e.conftest import wait_until
 
-#: Calls that do not reach the database.
-LOCAL = {"wait_for_change", "notify_local", "close", "url"}
+#: Calls that do not reach the database (`now` never raises: it is the clock).
+LOCAL = {"wait_for_change", "notify_local", "close", "url", "now"}
 
 
 class Flaky:
@@ -227,3 +227,34 @@ def test_a_commit_landing_while_a_renewal_is_on_its_way_is_not_a_lease_loss(
     worker.stop()
     wait_until(lambda: stats, timeout=10)
     assert stats[0].lost == 0
+
+
+def test_a_stop_during_an_outage_honours_the_grace(caplog_info: pytest.LogCaptureFixture) -> None:
+    # Given a worker whose database went away while it ran iterations...
+    app, flaky = make_app(lease_seconds=30)
+    worker = Worker(app, WorkerOptions(concurrency=4, poll_interval=0.05, grace=1.0))
+    out: list[WorkerStats] = []
+    thread = threading.Thread(target=lambda: out.append(worker.run()), daemon=True)
+    thread.start()
+    simple, multi = submit(app)
+    wait_until(lambda: worker.stats.iterations > 0 or worker._in_flight, timeout=10)
+    flaky.down = True
+    time.sleep(0.3)  # finished iterations now wait to be committed
+    # ...when it is told to stop (one SIGTERM), it exits once the grace has passed, its
+    # leases left to expire, rather than retry its last commit until a second signal.
+    began = time.monotonic()
+    worker.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the worker did not stop within its grace"
+    assert time.monotonic() - began < 1.0 + 2.0
+    assert out[0].stopped_by == "signal"
+    assert out[0].exit_code == 3  # iterations left uncommitted for want of a database
+    flaky.down = False
+    # Nothing was lost: the processes are whole, to be taken over once the leases expire.
+    for pid in simple + multi:
+        assert app.get(pid).status in (
+            Status.STARTING,
+            Status.RUNNING,
+            Status.ENDING,
+            Status.COMPLETED,
+        )

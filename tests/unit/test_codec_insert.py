@@ -23,8 +23,7 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | storable_text,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(storable_text, inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(storable_text, inner, max_size=4),
     max_leaves=12,
 )
 
