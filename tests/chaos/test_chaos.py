@@ -26,6 +26,11 @@ apps/chaos_app.py) and asserts:
 - each completed process's history holds each of its status transitions exactly once
   (they are written in the same transaction as the commit that makes them).
 
+Among them run a few poison processes (a result or store no database can store: each must
+fail alone, with its own NotStorable error) and one killer process (it kills its worker
+with os._exit, as the OOM killer would: it must fail alone, LeaseExpired after its
+attempts, and no healthy process may fail; its workers' deaths, exit 70, are not crashes).
+
 Task graphs are not part of the mix yet: `submit(depends_on=...)` still answers that
 they are not available.
 
@@ -53,9 +58,10 @@ import pytest
 
 from corral.app import App
 from corral.loader import load_app
-from corral.model import Status
+from corral.model import Process, Status
 from corral.storage.base import ProcessFilter
 from tests.backends import backend_url
+from tests.chaos.apps.chaos_app import KILLER_ATTEMPTS, KILLER_EXIT
 from tests.chaos.conftest import (
     CHAOS_APP,
     postgres_left_running,
@@ -96,6 +102,9 @@ class Chaos:
     rng: random.Random
     simple: dict[str, int] = field(default_factory=dict)  # id -> x
     multi: dict[str, int] = field(default_factory=dict)  # id -> steps
+    poisons: list[str] = field(default_factory=list)
+    killers: list[str] = field(default_factory=list)
+    killed_by_job: int = 0  # workers killed by the killer process
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kills: int = 0
     freezes: int = 0
@@ -109,7 +118,13 @@ class Chaos:
 
     @property
     def submitted(self) -> int:
-        return len(self.simple) + len(self.multi)
+        return len(self.simple) + len(self.multi) + len(self.poisons) + len(self.killers)
+
+    def submit_misbehaving(self) -> None:
+        """The poison processes and the killer, among the first of the healthy ones."""
+        kinds = [{"kind": k} for k in ("store", "nan", "result")]
+        self.poisons = [s.id for s in self.app.submit_many("poison", kinds)]
+        self.killers = [self.app.submit("killer").id]
 
     def submit(self, simple: int, multi: int) -> None:
         base = len(self.simple)
@@ -150,6 +165,8 @@ class Chaos:
             log = self.corral.log_of(w)
             if w.returncode == 3 and "cannot connect" in log and " started (" not in log:
                 self.refused += 1
+            elif w.returncode == KILLER_EXIT:
+                self.killed_by_job += 1
             else:
                 tail = "\n".join(log.splitlines()[-15:])
                 self.crashed.append(f"worker {w.pid} exited {w.returncode}:\n{tail}")
@@ -198,9 +215,10 @@ class Chaos:
     def run(self, restarts_at: tuple[float, ...] = ()) -> None:
         """Start the workers, kill one every 0.5 to 2 s until every process has ended,
         submitting the late share and restarting PostgreSQL on the way; then stop the rest."""
-        total = SIMPLE + MULTI
         batch = (round(SIMPLE * LATE / LATE_BATCHES), round(MULTI * LATE / LATE_BATCHES))
         self.submit(SIMPLE - batch[0] * LATE_BATCHES, MULTI - batch[1] * LATE_BATCHES)
+        self.submit_misbehaving()
+        total = SIMPLE + MULTI + len(self.poisons) + len(self.killers)
         self.workers = [self.start_worker() for _ in range(WORKERS)]
         began = time.monotonic()
         pending = [round(share * total) for share in restarts_at]
@@ -235,7 +253,8 @@ class Chaos:
     def figures_so_far(self) -> str:
         return (
             f"kills={self.kills} freezes={self.freezes} restarts={self.restarts} "
-            f"crashed={len(self.crashed)} refused={self.refused}"
+            f"crashed={len(self.crashed)} refused={self.refused} "
+            f"killed_by_job={self.killed_by_job}"
         )
 
 
@@ -290,8 +309,9 @@ def check(chaos: Chaos) -> Figures:
     f = Figures(processes=chaos.submitted, ran=ran)
     by_id = {p.id: p for p in processes}
     expected = {**{pid: 0 for pid in chaos.simple}, **chaos.multi}
+    misbehaving = check_misbehaving(f, chaos, by_id)
     f.lost = len(set(expected) - set(by_id))
-    extra = set(by_id) - set(expected)
+    extra = set(by_id) - set(expected) - misbehaving
     if extra:
         f.problem(f"{len(extra)} processes nobody submitted, e.g. {sorted(extra)[:3]}")
         f.lost += len(extra)
@@ -360,6 +380,23 @@ def check_one(
             f.problem(f"{pid}: entry {index} by token {token}, also run later by {later}")
 
 
+def check_misbehaving(f: Figures, chaos: Chaos, by_id: dict[str, Process]) -> set[str]:
+    """The poison processes failed with their own error, the killer with LeaseExpired after
+    its attempts, each on its own; returns their ids."""
+    for pid, error_type in [
+        *((p, "NotStorable") for p in chaos.poisons),
+        *((k, "LeaseExpired") for k in chaos.killers),
+    ]:
+        p = by_id.get(pid)
+        if p is None or p.status is not Status.FAILED or p.error is None:
+            f.lost += 1
+            f.problem(f"{pid}: should have failed, is {p and p.status.value}")
+        elif p.error.type != error_type:
+            f.wrong += 1
+            f.problem(f"{pid}: failed with {p.error.type}: {p.error.message}, not {error_type}")
+    return {*chaos.poisons, *chaos.killers}
+
+
 def history_counts(url: str) -> Counter[str]:
     return Counter(dict(query(url, "SELECT kind, count(*) FROM corral_history GROUP BY kind")))
 
@@ -399,7 +436,7 @@ def report(chaos: Chaos) -> Figures:
         f"freezes={chaos.freezes} "
         f"restarts={chaos.restarts} lost={f.lost} duplicate_commits={f.duplicate_commits} "
         f"stale_commits={f.stale_commits} failed={f.failed} crashed={len(chaos.crashed)} "
-        f"refused_to_start={chaos.refused} "
+        f"refused_to_start={chaos.refused} killed_by_job={chaos.killed_by_job} "
         f"lease_expired={events['lease_expired']} lease_lost={events['lease_lost']} "
         f"iterations_committed={f.committed} iterations_ran={f.ran} seconds={chaos.seconds:.1f}"
         + (f" restarted_after={restarted_at}" if restarted_at else "")
@@ -411,6 +448,8 @@ def report(chaos: Chaos) -> Figures:
     assert (f.tokens_not_increasing, f.unaudited) == (0, 0)
     assert f.processes >= 5_000
     assert chaos.kills >= 10, "the work ended before the killer could disturb it"
+    # The killer process ran out of attempts, killing a worker at each.
+    assert 1 <= chaos.killed_by_job <= KILLER_ATTEMPTS
     assert events["lease_expired"] >= 1, "no kill landed in the middle of an iteration"
     return f
 

@@ -3,6 +3,7 @@ problem, and nothing written. (The command line's side is in tests/e2e/test_cli_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ def app(backend: str, tmp_path: Path) -> Iterator[App]:
         @a.job()
         def anything(x: Any = None) -> None: ...
 
+        @a.job()
+        def ratio(r: float) -> None: ...
+
         yield a
         a.close()
 
@@ -65,6 +69,66 @@ SUBMITS: list[tuple[str, type[Exception], str, Any, dict[str, Any]]] = [
     ("negative timeout", UsageError, "add", {"a": 1, "b": 2}, {"heartbeat_timeout": -5}),
     ("timeout as text", UsageError, "add", {"a": 1, "b": 2}, {"process_timeout": "10"}),
 ]
+
+OK = {"a": 1, "b": 2}
+SURROGATE = "file-\udcff"  # os.fsdecode of b"file-\xff"
+#: Input that one backend or the other could not store: refused before anything is
+#: written, with the same message on every backend (each case names what it must say).
+UNSTORABLE: list[tuple[str, type[Exception], str, Any, dict[str, Any], str]] = [
+    ("priority past 32 bits", UsageError, "add", OK, {"priority": 2**31}, "between"),
+    ("priority under 32 bits", UsageError, "add", OK, {"priority": -(2**31) - 1}, "between"),
+    ("run_at NaN", UsageError, "add", OK, {"run_at": math.nan}, "finite"),
+    ("run_at infinite", UsageError, "add", OK, {"run_at": math.inf}, "finite"),
+    ("timeout infinite", UsageError, "add", OK, {"start_to_close": math.inf}, "start_to_close"),
+    ("timeout NaN", UsageError, "add", OK, {"schedule_to_close": math.nan}, "schedule_to_close"),
+    ("custom id NUL", UsageError, "add", OK, {"custom_id": "a\x00b"}, "custom_id holds a NUL"),
+    ("custom id surrogate", UsageError, "add", OK, {"custom_id": SURROGATE}, "lone surrogate"),
+    ("queue NUL", UsageError, "add", OK, {"queue": "q\x00"}, "queue holds a NUL"),
+    ("tag key surrogate", UsageError, "add", OK, {"tags": {SURROGATE: "v"}}, "lone surrogate"),
+    ("tag value NUL", UsageError, "add", OK, {"tags": {"k": "\x00"}}, "holds a NUL"),
+    ("client id NUL", UsageError, "add", OK, {"client_id": "\x00"}, "client_id holds a NUL"),
+    ("param NUL", InvalidParams, "anything", {"x": "a\x00"}, {}, "params.x: holds a NUL"),
+    ("param surrogate", InvalidParams, "anything", {"x": [SURROGATE]}, {}, "params.x[0]"),
+    ("param NaN", InvalidParams, "ratio", {"r": math.nan}, {}, "params.r: nan is not a finite"),
+    ("param infinite", InvalidParams, "ratio", {"r": -math.inf}, {}, "not a finite number"),
+    (
+        "param nested 150 deep",
+        InvalidParams,
+        "anything",
+        {"x": eval("[" * 150 + "]" * 150)},
+        {},
+        "nested more than 100 levels",
+    ),
+    (
+        "param integer past the digit limit",
+        InvalidParams,
+        "anything",
+        {"x": 10**5000},
+        {},
+        "4300 digits",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "error", "job", "params", "kw", "message"),
+    UNSTORABLE,
+    ids=[s[0] for s in UNSTORABLE],
+)
+def test_submit_refuses_what_a_backend_could_not_store(
+    app: App,
+    what: str,
+    error: type[Exception],
+    job: Any,
+    params: Any,
+    kw: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(error) as raised:
+        app.submit(job, params, **kw)
+    text = str(raised.value)
+    assert message in text and "\n" not in text, text
+    nothing_written(app)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,10 @@ and it lets the checker catch a stale commit: a committed entry whose place in t
 was also taken by an iteration holding a *later* token means the earlier lease had been
 taken over before its commit landed.
 
+Two jobs misbehave on purpose: `poison` returns a value no database can store (it must
+fail alone, with its own error), and `killer` kills its worker with os._exit (as the OOM
+killer would): it must fail alone after its attempts, taking no healthy process with it.
+
 CHAOS_LEASE_SECONDS sets the lease (short, so that killed workers' leases are taken over
 soon); CHAOS_MAX_SLEEP_MS the longest pause of an iteration's "work".
 """
@@ -94,3 +98,23 @@ class Counter:
         count = ctx.store["count"]
         assert isinstance(count, int)
         return count
+
+
+#: The exit code of a worker killed by `killer`.
+KILLER_EXIT = 70
+KILLER_ATTEMPTS = 3
+
+
+@app.job(retry=Retry(attempts=KILLER_ATTEMPTS))
+def killer(ctx: Context[Any]) -> None:
+    time.sleep(random.uniform(0.001, max(_MAX_SLEEP, 0.001)))
+    os._exit(KILLER_EXIT)
+
+
+@app.job(retry=RETRY)
+def poison(ctx: Context[Any], kind: str) -> object:
+    undecodable = os.fsdecode(b"name-\xff")  # a file name that is not UTF-8
+    if kind == "store":
+        ctx.store["file"] = undecodable
+        return None
+    return {"ratio": float("nan")} if kind == "nan" else undecodable
