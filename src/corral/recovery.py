@@ -1,20 +1,23 @@
 """The recovery sweep: applies the timeouts of DESIGN §6, one sweeper at a time.
 
-Every worker offers to sweep now and then; a leader row in the database lets one of
-them, fleet-wide, do it. Expired leases need no sweep: the next claim takes them
-over (DESIGN §3, class 1).
+Every worker runs a recovery thread that offers to sweep now and then; a leader row in
+the database lets one of them, fleet-wide, do it. Expired leases need no sweep: the next
+claim takes them over (DESIGN §3, class 1). A sweep applies what it finds in one batch.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from corral import settle
-from corral.jobs import DEFAULT_ATTEMPTS
+from corral.errors import StorageError, StorageUnavailable
+from corral.jobs import DEFAULT_ATTEMPTS, Registry
 from corral.settle import Policy
-from corral.storage.base import TimedOut
+from corral.storage.base import Storage, TimedOut, Update
 
 if TYPE_CHECKING:
     from corral.app import App
@@ -27,45 +30,75 @@ BATCH = 500
 
 
 class Recovery:
-    def __init__(self, app: App, owner: str, interval: float = 1.0) -> None:
-        self.app = app
+    def __init__(
+        self,
+        storage: Storage,
+        registry: Registry,
+        clock: Callable[[], float],
+        owner: str,
+        interval: float = 1.0,
+    ) -> None:
+        self.storage = storage
+        self.registry = registry
+        self.clock = clock
         self.owner = owner
         self.interval = interval
         self._next = 0.0
+
+    @classmethod
+    def of(cls, app: App, owner: str, interval: float = 1.0) -> Recovery:
+        return cls(app.storage, app.registry, app.clock, owner, interval)
 
     def maybe_sweep(self, *, force: bool = False) -> int:
         """Sweep if it is time and this worker leads; returns the processes changed."""
         if not force and time.monotonic() < self._next:
             return 0
         self._next = time.monotonic() + self.interval
-        storage = self.app.storage
         # The leadership outlives a few missed sweeps, so a slow leader keeps it.
-        if not storage.leader_acquire(LEADER, self.owner, self.app.clock(), 3 * self.interval):
+        if not self.storage.leader_acquire(LEADER, self.owner, self.clock(), 3 * self.interval):
             return 0
         return self.sweep()
 
     def sweep(self) -> int:
-        changed = 0
-        for timed_out in self.app.storage.process_timed_out(self.app.clock(), BATCH):
-            if self._apply(timed_out):
-                changed += 1
+        now = self.clock()
+        updates = []
+        for timed_out in self.storage.process_timed_out(now, BATCH):
+            update = self._update(timed_out, now)
+            if update is not None:
+                updates.append(update)
+        # A moved version means a worker committed meanwhile: the next sweep looks again.
+        changed = len(self.storage.process_update_many(updates)) if updates else 0
         if changed:
             log.info("recovery: %d processes timed out", changed)
         return changed
 
-    def _apply(self, t: TimedOut) -> bool:
-        p, now = t.process, self.app.clock()
-        registry = self.app.registry
-        job = registry.jobs.get(p.job)
+    def _update(self, t: TimedOut, now: float) -> Update | None:
+        p = t.process
+        job = self.registry.jobs.get(p.job)
         # A job this app does not know (another app shares the database): the default
         # policy, and its generic rollback handlers if any.
         policy = (
-            registry.policy(job)
+            self.registry.policy(job)
             if job is not None
-            else Policy(max_attempts=DEFAULT_ATTEMPTS, has_rollback=registry.has_rollback(None))
+            else Policy(
+                max_attempts=DEFAULT_ATTEMPTS, has_rollback=self.registry.has_rollback(None)
+            )
         )
         change = settle.timed_out(p, policy, t.cause, now)
         if change is None:
-            return False
-        # A moved version means a worker committed meanwhile: the next sweep looks again.
-        return self.app.storage.process_update(p.id, p.version, change, now, revoke_lease=p.leased)
+            return None
+        return Update(p.id, p.version, change, now, revoke_lease=p.leased)
+
+    def run(self, stop: threading.Event) -> None:
+        """Offer to sweep every `interval` until `stop` is set (the worker's recovery thread).
+        A database away or failing is the worker loop's business: here, the next round."""
+        while not stop.wait(max(self._next - time.monotonic(), 0.0)):
+            try:
+                self.maybe_sweep()
+            except StorageUnavailable as exc:
+                log.debug("recovery sweep skipped: %s", exc)
+            except StorageError as exc:
+                log.warning("recovery sweep failed: %s", exc)
+            except Exception:
+                log.exception("recovery sweep failed (a bug in corral)")
+                self._next = time.monotonic() + self.interval

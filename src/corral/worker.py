@@ -31,6 +31,7 @@ from corral.context import IterationSignals
 from corral.errors import NotStorable, StorageError, StorageUnavailable, UsageError, ValueRejected
 from corral.iteration import run_iteration
 from corral.model import Change, Event, Process
+from corral.port import StoragePort, WorkerPort
 from corral.recovery import Recovery
 from corral.settle import Policy, Raised, on_claim, settle, timed_out
 from corral.storage import codec
@@ -139,18 +140,26 @@ class WorkerOptions:
 
 
 class Worker:
+    """Runs the jobs of an app's registry against its database, through a narrow port: it
+    holds the registry (handlers and policies), the port and its options, not the App.
+
+    `until`: stop once it returns True while nothing runs (`execute`); `tick`: called
+    after each exchange (`execute`'s progress bar)."""
+
     def __init__(
         self,
         app: App,
         options: WorkerOptions | None = None,
         until: Callable[[], bool] | None = None,
         tick: Callable[[], None] | None = None,
+        *,
+        port: WorkerPort | None = None,
     ) -> None:
-        self.app = app
         self.options = options or WorkerOptions()
         self.options.check()
-        self.storage = app.storage
+        self.port: WorkerPort = port or StoragePort(app.storage, app.clock)
         self.registry = app.registry
+        self.lease_seconds = app.lease_seconds
         self.stats = WorkerStats()
         self._until = until
         self._tick = tick
@@ -178,7 +187,8 @@ class Worker:
         #: When the grace given by the first stop request ends (monotonic seconds).
         self._grace_ends: float | None = None
         self._renewer: threading.Thread | None = None
-        self.recovery = Recovery(app, self.options.owner, self.options.sweep_interval)
+        self.recovery = Recovery.of(app, self.options.owner, self.options.sweep_interval)
+        self._recovery_thread: threading.Thread | None = None
         self._outage = _Outage()
 
     # --- control -------------------------------------------------------------------------
@@ -190,7 +200,7 @@ class Worker:
             self._halt.set()
             self._renew_wake.set()
         self._stop.set()
-        self.storage.notify_local()
+        self.port.notify_local()
 
     def run(self) -> WorkerStats:
         opts = self.options
@@ -213,7 +223,7 @@ class Worker:
                 if reason:
                     self.stats.stopped_by = reason
                     return
-                claimed = self._exchange() + self.recovery.maybe_sweep()
+                claimed = self._exchange()
                 self._outage.over()
                 if self._tick:
                     self._tick()
@@ -226,7 +236,7 @@ class Worker:
                         continue
                     self.stats.stopped_by = "idle" if opts.once else "done"
                     return
-                self.storage.wait_for_change(opts.poll_interval)
+                self.port.wait_for_change(opts.poll_interval)
             except StorageUnavailable as exc:
                 # The database went away (a restart, a network cut, a full disk). A claim
                 # that failed claimed nothing we know of (if it landed unseen, those leases
@@ -266,8 +276,8 @@ class Worker:
         recovering = any(f.claimed.recovered for f in self._in_flight.values())
         claim = Claim(
             owner=self.options.owner,
-            now=self.app.clock(),
-            lease_seconds=self.app.lease_seconds,
+            now=self.port.now(),
+            lease_seconds=self.lease_seconds,
             limit=free,
             process_ids=self.options.process_ids,
             queues=self.options.queues,
@@ -278,7 +288,7 @@ class Worker:
         )
         commits = [f.commit for f in finished]
         try:
-            lost, claimed = self.storage.process_commit_and_claim(commits, claim)
+            lost, claimed = self.port.exchange(commits, claim)
         except StorageUnavailable:
             if not finished:
                 raise
@@ -287,7 +297,7 @@ class Worker:
         except (ValueRejected, NotStorable):
             self._commit_each(finished)  # one by one: only the process at fault fails
             finished, lost = [], []
-            claimed = self.storage.process_claim(claim)
+            claimed = self.port.claim(claim)
         self._account(finished, set(lost), unknown=False)
         immediate = [f for c in claimed if (f := self._dispatch(c)) is not None]
         if immediate:
@@ -296,7 +306,7 @@ class Worker:
 
     def _dispatch(self, c: Claimed) -> _Finished | None:
         """Start the iteration in a slot, or return what settles it at once."""
-        process, now = c.process, self.app.clock()
+        process, now = c.process, self.port.now()
         job = self.registry.jobs.get(process.job)
         policy = None if job is None else self.registry.policy(job)
         events, change = on_claim(
@@ -351,7 +361,7 @@ class Worker:
             if change is None:  # could not even be settled (logged): give the lease back
                 release[pid] = flight.claimed.token
                 continue
-            commit = IterationCommit(pid, flight.claimed.token, change, self.app.clock())
+            commit = IterationCommit(pid, flight.claimed.token, change, self.port.now())
             finished.append(_Finished(commit, flight.claimed.process, flight.events))
         while True:
             try:
@@ -388,7 +398,7 @@ class Worker:
         commits = [f.commit for f in finished]
         while True:
             try:
-                lost = set(self.storage.process_commit_many(commits))
+                lost = set(self.port.commit(commits))
                 break
             except StorageUnavailable as exc:
                 if deadline is None:
@@ -431,7 +441,7 @@ class Worker:
     def _commit_refused(self, f: _Finished, exc: Exception, deadline: float | None) -> None:
         """The database refused what this iteration wrote: fail its process with that
         reason (settled as an error that is not retried), writing none of its values."""
-        process, now = f.process, self.app.clock()
+        process, now = f.process, self.port.now()
         job = self.registry.jobs.get(process.job)
         message = codec.safe_text(f"the database refused what this iteration wrote: {exc}")
         log.warning("process %s: %s", process.id, message)
@@ -473,7 +483,7 @@ class Worker:
 
     def _release(self, tokens: dict[str, int]) -> None:
         try:
-            released = self.storage.lease_release_many(tokens, self.app.clock())
+            released = self.port.release(tokens)
         except StorageError as exc:
             log.warning("%d leases not given back, they will expire: %s", len(tokens), exc)
             return
@@ -485,6 +495,10 @@ class Worker:
             self._spawn_slot()
         self._renewer = threading.Thread(target=self._renew, name="corral-renewer", daemon=True)
         self._renewer.start()
+        self._recovery_thread = threading.Thread(
+            target=self.recovery.run, args=(self._stop,), name="corral-recovery", daemon=True
+        )
+        self._recovery_thread.start()
 
     def _spawn_slot(self) -> None:
         with self._lock:
@@ -497,10 +511,12 @@ class Worker:
             slots = self._slots
         for _ in range(slots):
             self._tasks.put(None)
+        self._stop.set()  # the recovery thread stops on it
         self._halt.set()
         self._renew_wake.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
+        for thread in (self._renewer, self._recovery_thread):
+            if thread is not None:
+                thread.join(timeout=5)
 
     def _slot(self) -> None:
         loop = asyncio.new_event_loop()
@@ -518,7 +534,7 @@ class Worker:
                 self._done.put((flight, change))
                 with self._finished:
                     self._finished.notify()
-                self.storage.notify_local()
+                self.port.notify_local()
                 if given_up:
                     return  # another thread took this one's place when it was given up
         finally:
@@ -531,7 +547,7 @@ class Worker:
         try:
             job = self.registry.jobs[process.job]
             outcome = run_iteration(self.registry, job, process, flight.signals, loop)
-            change = settle(process, self.registry.policy(job), outcome, self.app.clock())
+            change = settle(process, self.registry.policy(job), outcome, self.port.now())
         except Exception:
             log.exception("process %s: its iteration could not be settled", process.id)
             return None
@@ -542,7 +558,7 @@ class Worker:
     def _renew_interval(self, flights: Iterable[_InFlight]) -> float:
         """A third of the lease, or of the shortest heartbeat timeout of what runs: the
         database learns that a handler beats well within its heartbeat_timeout."""
-        interval = self.app.lease_seconds / 3
+        interval = self.lease_seconds / 3
         for f in flights:
             beat = f.claimed.process.heartbeat_timeout
             if beat is not None:
@@ -557,7 +573,7 @@ class Worker:
             remaining = last + self._renew_interval(flights.values()) - time.monotonic()
             # Wake up for the first start_to_close to pass, too: its handler is given up
             # (and its timeout committed) then, not at the next renewal.
-            remaining = min(remaining, _until_first_deadline(flights.values(), self.app.clock()))
+            remaining = min(remaining, _until_first_deadline(flights.values(), self.port.now()))
             # Not more often than every 20 ms, whatever is overdue.
             remaining = max(remaining, last + 0.02 - time.monotonic())
             if remaining > 0:
@@ -568,7 +584,7 @@ class Worker:
             self._renew_round(flights)
 
     def _renew_round(self, flights: dict[str, _InFlight]) -> None:
-        now, mono = self.app.clock(), time.monotonic()
+        now, mono = self.port.now(), time.monotonic()
         held: dict[str, int] = {}
         beats: dict[str, float] = {}
         for pid, f in flights.items():
@@ -590,9 +606,7 @@ class Worker:
         if not held:
             return
         try:
-            renewal = self.storage.lease_renew_many(
-                self.options.owner, held, now, self.app.lease_seconds, beats
-            )
+            renewal = self.port.renew(self.options.owner, held, self.lease_seconds, beats)
         except StorageError as exc:  # the database is away (logged once): next round
             log.debug("leases not renewed: %s", exc)
             return
@@ -621,19 +635,19 @@ class Worker:
         change = change.with_(events=(*flight.events, *change.events))
         commit = IterationCommit(process.id, flight.claimed.token, change, now)
         self._timed_out.put(_Finished(commit, process, flight.events))
-        self.storage.notify_local()
+        self.port.notify_local()
 
     def _note_lost(self, losses: Iterable[tuple[str, int, str]]) -> None:
         """Write lease losses (process id, token, why) into the history. Unfenced: a note
         changes no process, so it may be written whoever holds the lease now."""
-        now = self.app.clock()
+        now = self.port.now()
         owner = self.options.owner
         events = [
             Event("lease_lost", now, None, None, 0, {"owner": owner, "token": t, "why": why}, pid)
             for pid, t, why in losses
         ]
         try:
-            self.storage.history_append(events)
+            self.port.note(events)
         except StorageError:  # only notes: the process itself is safe either way
             log.debug("%d lease_lost notes not written: the database is unavailable", len(events))
 
@@ -672,7 +686,7 @@ class Worker:
                 self._max_stuck,
             )
             self._spawn_slot()
-        self.storage.notify_local()
+        self.port.notify_local()
         return True
 
     # --- stopping ------------------------------------------------------------------------
@@ -693,7 +707,7 @@ class Worker:
             self._commit_finished(deadline)
             if self._in_flight:
                 try:
-                    self.storage.wait_for_change(min(0.1, max(deadline - time.monotonic(), 0)))
+                    self.port.wait_for_change(min(0.1, max(deadline - time.monotonic(), 0)))
                 except StorageError:
                     time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
         self._commit_finished(deadline)

@@ -82,7 +82,7 @@ def test_submit_overrides_the_jobs_timeouts(app: App, clock: list[float]) -> Non
     assert short.process.deadline_at == clock[0] + 10
     assert long.process.deadline_at == clock[0] + 1000
     clock[0] += 20
-    assert Recovery(app, "me").sweep() == 1
+    assert Recovery.of(app, "me").sweep() == 1
     assert app.get(short.id).status is Status.FAILED
     assert app.get(long.id).status is Status.STARTING
 
@@ -171,7 +171,7 @@ def test_heartbeat_timeout_catches_a_handler_that_stopped_beating(app: App) -> N
 
 
 def test_only_one_worker_sweeps_at_a_time(app: App, clock: list[float]) -> None:
-    a, b = Recovery(app, "a", interval=1), Recovery(app, "b", interval=1)
+    a, b = Recovery.of(app, "a", interval=1), Recovery.of(app, "b", interval=1)
     assert a.maybe_sweep(force=True) == 0  # a leads (nothing to do)
     assert not app.storage.leader_acquire("recovery", "b", clock[0], 3)
     clock[0] += 4  # a stopped sweeping: its leadership ran out

@@ -88,6 +88,19 @@ class IterationCommit:
 
 
 @dataclass(frozen=True, slots=True)
+class Update:
+    """An administrative change (cancel, retry, timeout) of one process, applied only if
+    nobody wrote the row since `expected_version`. `revoke_lease`: also drop the lease and
+    move the token on, so that the worker holding it can no longer write."""
+
+    process_id: str
+    expected_version: int
+    change: Change
+    now: float
+    revoke_lease: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Renewal:
     lost: frozenset[str]
     cancel_requested: frozenset[str]
@@ -194,6 +207,17 @@ class Storage(abc.ABC):
         since `expected_version`. False when the version moved on. The lease is left
         alone, unless `revoke_lease`: then it is dropped and the token moves on, so the
         worker that held it can no longer write."""
+
+    def process_update_many(self, updates: Sequence[Update]) -> list[str]:
+        """`process_update` for many processes (the recovery sweep's timeouts); the ids
+        updated. A backend that can apply them in one transaction overrides this."""
+        return [
+            u.process_id
+            for u in updates
+            if self.process_update(
+                u.process_id, u.expected_version, u.change, u.now, revoke_lease=u.revoke_lease
+            )
+        ]
 
     @abc.abstractmethod
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:

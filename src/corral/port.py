@@ -1,0 +1,92 @@
+"""The worker port: the little a worker loop needs of the database, and nothing else.
+
+A worker claims, commits, renews, gives leases back and notes events; it reads the
+database's clock and waits for work. `WorkerPort` says exactly that, so the loop can run
+over a storage object in this process (`StoragePort`), or over anything else that keeps
+the same promises (the fencing of every write by the lease token above all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from corral.model import Event
+from corral.storage.base import Claim, Claimed, IterationCommit, Renewal, Storage
+
+
+class WorkerPort(Protocol):
+    def now(self) -> float:
+        """The time by the database's clock, in seconds since the epoch."""
+
+    def exchange(
+        self, commits: Sequence[IterationCommit], claim: Claim
+    ) -> tuple[list[str], list[Claimed]]:
+        """Commit the finished iterations and claim more, in one round trip: the ids whose
+        lease was lost (nothing of those was written), and the processes claimed."""
+
+    def commit(self, commits: Sequence[IterationCommit]) -> list[str]:
+        """Commit finished iterations, each fenced by its token; the ids whose lease was lost."""
+
+    def claim(self, claim: Claim) -> list[Claimed]: ...
+
+    def renew(
+        self,
+        owner: str,
+        tokens: Mapping[str, int],
+        lease_seconds: float,
+        heartbeats: Mapping[str, float],
+    ) -> Renewal:
+        """Extend the leases still held; report lost ones and cancel requests."""
+
+    def release(self, tokens: Mapping[str, int]) -> list[str]:
+        """Give leases back without committing (a graceful stop); the ids given back."""
+
+    def note(self, events: Sequence[Event]) -> None:
+        """Record events that change no process (a lease found lost)."""
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until something that may create work happened, or `timeout` passed."""
+
+    def notify_local(self) -> None:
+        """Wake this process's waiters (an iteration finished, a stop was asked for)."""
+
+
+class StoragePort:
+    """The worker port over a storage object of this process."""
+
+    def __init__(self, storage: Storage, clock: Callable[[], float]) -> None:
+        self.storage = storage
+        self.now = clock
+
+    def exchange(
+        self, commits: Sequence[IterationCommit], claim: Claim
+    ) -> tuple[list[str], list[Claimed]]:
+        return self.storage.process_commit_and_claim(commits, claim)
+
+    def commit(self, commits: Sequence[IterationCommit]) -> list[str]:
+        return self.storage.process_commit_many(commits)
+
+    def claim(self, claim: Claim) -> list[Claimed]:
+        return self.storage.process_claim(claim)
+
+    def renew(
+        self,
+        owner: str,
+        tokens: Mapping[str, int],
+        lease_seconds: float,
+        heartbeats: Mapping[str, float],
+    ) -> Renewal:
+        return self.storage.lease_renew_many(owner, tokens, self.now(), lease_seconds, heartbeats)
+
+    def release(self, tokens: Mapping[str, int]) -> list[str]:
+        return self.storage.lease_release_many(tokens, self.now())
+
+    def note(self, events: Sequence[Event]) -> None:
+        self.storage.history_append(events)
+
+    def wait_for_change(self, timeout: float) -> bool:
+        return self.storage.wait_for_change(timeout)
+
+    def notify_local(self) -> None:
+        self.storage.notify_local()
