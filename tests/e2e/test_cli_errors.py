@@ -33,9 +33,7 @@ SHOW_FIELDS = {
 }
 
 
-def assert_usage_error(
-    r: subprocess.CompletedProcess[str], *words: str, code: int = 2
-) -> str:
+def assert_usage_error(r: subprocess.CompletedProcess[str], *words: str, code: int = 2) -> str:
     """Exit `code` (2: bad usage or input; 3: the database is unreachable, try again), one
     line on stderr naming the problem (each of `words`), no traceback."""
     assert r.returncode == code, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
