@@ -25,10 +25,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-try:  # typer 0.27.2 and later carry their own click, whose errors derive from TyperException
+if typing.TYPE_CHECKING:
     from typer import TyperException as CommandLineError
-except ImportError:  # older typer runs on click itself
-    from click import ClickException as CommandLineError  # type: ignore[import-not-found, no-redef, assignment, unused-ignore]
+else:
+    try:  # typer 0.27.2 and later carry their own click, whose errors derive from this
+        from typer import TyperException as CommandLineError
+    except ImportError:  # older typer runs on click itself
+        from click import ClickException as CommandLineError
 
 from corral import cli_output as out
 from corral.app import App
