@@ -1,7 +1,8 @@
 """The `corral` command: `corral [--app FILE.py|module:attr] [--database URL] COMMAND`.
 
-Bad usage or input exits 2 with one line on stderr and no traceback; `execute`
-exits 1 when its process does not complete.
+Exit codes: 0 done; 1 `execute`'s process did not complete, or an unexpected error (one
+line; `--traceback` shows the whole trace); 2 bad usage or input, or a database that will
+not work (one line, nothing written); 3 the database cannot be reached now (try again).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import logging
 import os
 import re
 import signal
-import sqlite3
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Callable
@@ -22,11 +23,19 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer._click.exceptions import UsageError as ClickUsageError
+from rich.text import Text
+
+if typing.TYPE_CHECKING:
+    from typer import TyperException as CommandLineError
+else:
+    try:  # typer 0.27.2 and later carry their own click, whose errors derive from this
+        from typer import TyperException as CommandLineError
+    except ImportError:  # older typer runs on click itself
+        from click import ClickException as CommandLineError
 
 from corral import cli_output as out
 from corral.app import App
-from corral.errors import CorralError, IllegalTransition, StorageUnavailable, UsageError
+from corral.errors import CorralError, StorageUnavailable, UsageError
 from corral.loader import load_app
 from corral.model import Status
 from corral.worker import Worker, WorkerOptions
@@ -47,6 +56,7 @@ T = TypeVar("T")
 class State:
     app_ref: str | None = None
     database: str | None = None
+    traceback: bool = False
     _app: App | None = None
 
     def app(self, *, required: bool = False) -> App:
@@ -70,27 +80,27 @@ state = State()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr, then exit `code` (inside a command)."""
+    say_error(message)
     raise typer.Exit(code)
 
 
+def say_error(message: str) -> None:
+    """`error: message` on stderr, on one line, printed as it is (no markup)."""
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    errors.print(Text.assemble(("error:", "red"), " ", line), highlight=False, soft_wrap=True)
+
+
 def guarded(action: Callable[[], T]) -> T:
-    """Run a command body; a user's mistake becomes one line and exit 2, an unreachable
-    database one line and exit 3 (transient: try again), never a traceback."""
+    """Run a command body; a user's mistake or a database that will not work becomes one
+    line and exit 2, an unreachable database one line and exit 3 (transient: try again).
+    Other exceptions go on to `main`, which reports them as internal errors."""
     try:
         return action()
-    except StorageUnavailable as exc:
-        fail(str(exc), 3)
-    except (UsageError, IllegalTransition) as exc:
-        fail(str(exc))
-    except sqlite3.DatabaseError as exc:
-        fail(f"database error: {exc}")
     except CorralError as exc:
-        fail(str(exc))
-    except Exception as exc:
-        if type(exc).__module__.startswith("psycopg"):
-            fail(f"database error: {str(exc).strip().splitlines()[0]}")
-        raise
+        if state.traceback:
+            traceback.print_exc()
+        fail(str(exc), 3 if isinstance(exc, StorageUnavailable) else 2)
 
 
 @cli.callback()
@@ -118,9 +128,18 @@ def main_options(
             help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise)."
         ),
     ] = None,
+    show_traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            envvar="CORRAL_TRACEBACK",
+            help="On an error, print Python's whole traceback too (for a bug report).",
+        ),
+    ] = False,
 ) -> None:
     state.app_ref = app
     state.database = database
+    state.traceback = show_traceback
     if log_level is None:
         log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker") else "WARNING"
     level = getattr(logging, log_level.upper(), None)
@@ -150,32 +169,85 @@ ParamsFileOpt = Annotated[
 def parse_params(
     app: App, job_name: str, pairs: list[str] | None, params_file: Path | None
 ) -> dict[str, Any]:
+    """The parameters of a submit: the --params-file object, then each -p key=value. Their
+    values are checked by the App (`submit`); here only what cannot even be read."""
     job = app.get_job(job_name)
     params: dict[str, Any] = {}
     if params_file is not None:
-        try:
-            loaded = json.loads(params_file.read_text())
-        except OSError as exc:
-            raise UsageError(f"cannot read --params-file {params_file}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--params-file {params_file} is not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"--params-file {params_file} must hold a JSON object")
-        params.update(loaded)
+        params.update(read_params_file(params_file))
     fields = job.params_model.model_fields
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"-p {pair!r}: write parameters as key=value")
+            raise UsageError(f"-p {_shorten(pair)!r}: write parameters as key=value")
         field = fields.get(key)
         if field is not None and _is_text(field.annotation):
             params[key] = raw
         else:
             try:
-                params[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                params[key] = raw
+                params[key] = read_json(raw, f"-p {_shorten(key)}")
+            except NotJson:
+                params[key] = raw  # -p name=bob: not JSON, so the text itself
     return params
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    what = f"--params-file {path}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte order mark, as some editors write, is fine
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    if not text.strip():
+        raise UsageError(f'{what} is empty; write a JSON object such as {{"a": 1}} in it')
+    try:
+        loaded = read_json(text, what)
+    except NotJson as exc:
+        raise UsageError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        kind = _JSON_KINDS.get(type(loaded), type(loaded).__name__)
+        raise UsageError(f'{what} holds {kind}; write a JSON object such as {{"a": 1}}')
+    return loaded
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+
+
+class NotJson(Exception):
+    """The text is not JSON at all (as `-p name=bob`), as opposed to JSON too big to read."""
+
+
+def read_json(text: str, what: str) -> Any:
+    """Parse JSON; JSON that Python cannot read (too deep, an integer past Python's digit
+    limit) is a UsageError naming `what`, not an exception from the depths of `json`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotJson(str(exc)) from None
+    except RecursionError:
+        raise UsageError(f"{what}: the JSON is nested too deeply to read; flatten it") from None
+    except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits()
+        raise UsageError(
+            f"{what}: the JSON holds an integer of more than {sys.get_int_max_str_digits()} "
+            "digits; pass it as a string"
+        ) from None
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_text(annotation: Any) -> bool:
@@ -486,18 +558,69 @@ def execute(
     raise typer.Exit(code)
 
 
+def check_text(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """Refuse a value that is not UTF-8 text. Python hands a byte that is not UTF-8 (from
+    argv or the environment) over as a lone surrogate, which no database, JSON file or
+    terminal takes: refused here, before anything is written, naming the argument."""
+    for text in value if isinstance(value, list | tuple) else [value]:
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raw = text.encode("utf-8", "surrogateescape")
+                source = ctx.get_parameter_source(param.name or "")
+                env = f" (from ${param.envvar})" if source and source.name == "ENVIRONMENT" else ""
+                raise typer.BadParameter(
+                    f"{_shorten(repr(raw), 60)}{env} is not UTF-8 text (byte "
+                    f"0x{raw[exc.start]:02x} at position {exc.start}); pass UTF-8 text"
+                ) from None
+    return value
+
+
+def _check_all_text(command: Any) -> None:
+    """Put `check_text` on every parameter of the command line (present and future ones),
+    before any other callback a parameter has."""
+    for param in command.params:
+        then = param.callback
+
+        def callback(ctx: Any, param: Any, value: Any, then: Any = then) -> Any:
+            value = check_text(ctx, param, value)
+            return then(ctx, param, value) if then is not None else value
+
+        param.callback = callback
+    for sub in getattr(command, "commands", {}).values():
+        _check_all_text(sub)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    command = typer.main.get_command(cli)
+    args = sys.argv[1:] or ["--help"]
     try:
-        code = command.main(standalone_mode=False)
-    except ClickUsageError as exc:  # bad command line: one line, exit 2
-        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-        errors.print(
-            f"[red]error:[/red] {exc.format_message()}{hint}", highlight=False, soft_wrap=True
-        )
+        command = typer.main.get_command(cli)
+        _check_all_text(command)
+        code = command.main(args=args, prog_name="corral", standalone_mode=False)
+    except CommandLineError as exc:  # bad command line: one line, exit 2
+        context = getattr(exc, "ctx", None)
+        hint = f" (see: {context.command_path} --help)" if context is not None else ""
+        say_error(f"{exc.format_message()}{hint}")
         sys.exit(2)
     except typer.Abort:
         errors.print("aborted", highlight=False)
         sys.exit(1)
+    except Exception as exc:  # a bug of corral's, or of a library under it
+        # (--traceback is looked for in argv too, for an error before it was parsed)
+        if state.traceback or "--traceback" in args:
+            traceback.print_exc()
+        else:
+            say_error(f"internal error: {_describe(exc)}; run with --traceback for details")
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _describe(exc: BaseException) -> str:
+    """`module.Type: first line of the message`."""
+    kind = type(exc).__qualname__
+    if type(exc).__module__ != "builtins":
+        kind = f"{type(exc).__module__}.{kind}"
+    lines = str(exc).strip().splitlines()
+    return f"{kind}: {lines[0]}" if lines else kind

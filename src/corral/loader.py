@@ -6,10 +6,14 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from corral.app import App
-from corral.errors import UsageError
+from corral.errors import CorralError, UsageError
+
+T = TypeVar("T")
 
 
 def load_app(ref: str) -> App:
@@ -21,10 +25,7 @@ def load_app(ref: str) -> App:
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as exc:
-            raise UsageError(f"cannot import {target!r} for --app: {exc}") from None
+        module = _run_user_code(ref, lambda: _import_module(target))
     app = getattr(module, attr, None)
     if app is None:
         raise UsageError(f"--app {ref}: {target} has no attribute {attr!r}")
@@ -44,8 +45,39 @@ def _import_file(path: Path) -> object:
     # Let the file import its neighbours, as `python file.py` would.
     sys.path.insert(0, str(path.resolve().parent))
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    loader = spec.loader
+    try:
+        _run_user_code(str(path), lambda: loader.exec_module(module))
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
+
+
+def _import_module(target: str) -> object:
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and (target == exc.name or target.startswith(f"{exc.name}.")):
+            raise UsageError(f"cannot import {target!r} for --app: {exc}") from None
+        raise  # a module that the user's module imports
+
+
+def _run_user_code(ref: str, action: Callable[[], T]) -> T:
+    """Import the user's module: an exception of theirs (a syntax error, a failed import of
+    theirs, a bug) is their app not loading, said in one line; the cause stays chained
+    for `--traceback`. corral's own errors (a bad job declaration, …) go through as they
+    are."""
+    try:
+        return action()
+    except CorralError:
+        raise
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        raise UsageError(
+            f"--app {ref}: loading it raised {what}; fix it, or run with --traceback to see where"
+        ) from exc
 
 
 def _is_windows_drive(ref: str) -> bool:
