@@ -433,7 +433,7 @@ class App:
             data = job.params_model.__pydantic_serializer__.to_python(parsed, mode="json")
         except pydantic_core.PydanticSerializationError as exc:
             raise InvalidParams(f"job {job.name!r}: parameters are not JSON: {exc}") from None
-        except RecursionError:
+        except (RecursionError, ValueError):  # pydantic: "Circular reference detected"
             raise InvalidParams(
                 f"job {job.name!r}: parameters nested more than {codec.MAX_DEPTH} levels deep"
             ) from None

@@ -163,6 +163,8 @@ class Job:
             return self.params_model.__pydantic_validator__.validate_python(params)
         except pydantic.ValidationError as exc:
             raise InvalidParams(f"job {self.name!r}: {describe_validation_error(exc)}") from None
+        except RecursionError:
+            raise InvalidParams(f"job {self.name!r}: parameters nested too deep") from None
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:

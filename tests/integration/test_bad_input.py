@@ -254,3 +254,14 @@ def test_unusable_databases_are_one_clear_error(url: str, error: type[Exception]
     with pytest.raises(error) as raised:
         app.list()
     assert "\n" not in str(raised.value)
+
+
+def test_parameters_nested_100_000_deep_are_one_clear_error(app: App) -> None:
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(InvalidParams, match="nested"):
+        app.submit("anything", {"x": deep})
+    nothing_written(app)

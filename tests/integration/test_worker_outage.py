@@ -239,7 +239,12 @@ def test_a_stop_during_an_outage_honours_the_grace(caplog_info: pytest.LogCaptur
     simple, multi = submit(app)
     wait_until(lambda: worker.stats.iterations > 0 or worker._in_flight, timeout=10)
     flaky.down = True
-    time.sleep(0.3)  # finished iterations now wait to be committed
+    # Finished iterations now wait to be committed.
+    wait_until(
+        lambda: flaky.refused["process_commit_many"] + flaky.refused["process_commit_and_claim"],
+        timeout=10,
+        interval=0.01,
+    )
     # ...when it is told to stop (one SIGTERM), it exits once the grace has passed, its
     # leases left to expire, rather than retry its last commit until a second signal.
     began = time.monotonic()
