@@ -621,12 +621,20 @@ def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
 
 
 def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
+    """The claim's statement: the filters it asks for, and only those, spliced in, so that
+    an unfiltered claim is the plain statement (and its plan) of queries.sql."""
     filters = []
     if claim.process_ids is not None:
         filters.append("AND id = ANY(%(ids)b::text[])")
     if claim.queues is not None:
         filters.append("AND queue = ANY(%(queues)b::text[])")
+    if claim.jobs is not None:
+        # Checked on the rows the index walk meets, as the queue is: a process of another
+        # job is skipped, neither locked nor changed.
+        filters.append("AND job = ANY(%(jobs)b::text[])")
     query = Q["process_claim"].replace("/* filters */", " ".join(filters))
+    if claim.max_recovered is not None:
+        query = query.replace("/* max_recovered */", ", %(max_recovered)b")
     args = {
         "owner": claim.owner,
         "now": float(claim.now),
@@ -634,6 +642,8 @@ def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
         "limit": max(claim.limit, 0),
         "ids": list(claim.process_ids or ()),
         "queues": list(claim.queues or ()),
+        "jobs": list(claim.jobs or ()),
+        "max_recovered": max(claim.max_recovered or 0, 0),
     }
     return query, args
 
