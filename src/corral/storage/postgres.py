@@ -25,6 +25,7 @@ import re
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from importlib import resources
@@ -72,6 +73,16 @@ _POOL_TIMEOUT = 10.0
 _LISTEN_PING = 30.0
 #: Polling interval of `wait_for_change` when LISTEN/NOTIFY is off.
 _POLL = 0.05
+#: Seconds (of local elapsed time) a measurement of the server's clock serves `now()` before
+#: a new one is taken, in the background. Readings do not depend on the local wall clock
+#: (see _ServerClock), so this bounds only how long a step of the server's clock, or a drift
+#: between the two clocks' rates, goes unnoticed.
+_CLOCK_REFRESH = 5.0
+#: Round trips per measurement: the shortest one gives the surest reading.
+_CLOCK_SAMPLES = 3
+#: How fast the local elapsed-time clock and the server's may drift apart, in seconds per
+#: second: 500 ppm, ten times what NTP tolerates. It ages a measurement's error bound.
+_CLOCK_DRIFT = 5e-4
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -143,7 +154,7 @@ class PostgresStorage(Storage):
         self._listener: threading.Thread | None = None
         self._closed = False
         self._database = ""
-        self._channel = self._probe()  # sets _database too
+        self._channel = self._probe()  # sets _database and _clock too
         self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
         self._notify_param = self._channel if self._notify_on else None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
@@ -167,10 +178,12 @@ class PostgresStorage(Storage):
 
     # --- connections ---------------------------------------------------------------------
     def _probe(self) -> str:
-        """Connect once, for a clear error now rather than a pool timeout later."""
+        """Connect once, for a clear error now rather than a pool timeout later, and take
+        the first measurement of the server's clock."""
         try:
             with psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn:
                 row = conn.execute(Q["notify_channel"]).fetchone()
+                self._clock = _ServerClock(_clock_samples(conn), self._refresh_clock)
         except psycopg.Error as exc:
             raise StorageUnavailable(
                 f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
@@ -178,6 +191,16 @@ class PostgresStorage(Storage):
         assert row is not None
         self._database = str(row[1])
         return str(row[0])
+
+    def now(self) -> float:
+        """The server's clock (see `_ServerClock`): no round trip, never an error."""
+        return self._clock.now()
+
+    def _refresh_clock(self) -> None:
+        """A new measurement of the server's clock, on a pooled connection (in the clock's
+        background thread)."""
+        with self._connection() as conn:
+            self._clock.offer(_clock_samples(conn))
 
     @staticmethod
     def _check(conn: Connection) -> None:
@@ -260,6 +283,7 @@ class PostgresStorage(Storage):
             return
         self._closed = True
         self._pool.close()
+        self._clock.close()
         with self._listen_lock:
             listener = self._listener
         if listener is not None:
@@ -668,6 +692,101 @@ class PostgresStorage(Storage):
                 backoff = min(backoff * 2, 5.0)
         if conn is not None:
             conn.close()
+
+
+# --- the server's clock ----------------------------------------------------------------------
+
+
+def _elapsed() -> float:
+    """Local elapsed seconds, on a clock that never steps and counts suspended time (Linux's
+    CLOCK_BOOTTIME; elsewhere the monotonic clock, which may pause in a suspend: the next
+    refresh then catches up)."""
+    return time.clock_gettime(_ELAPSED_CLOCK)
+
+
+_ELAPSED_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+#: One reading of the server's clock: (its time, local elapsed time at the midpoint of the
+#: round trip, the round trip's length).
+Sample = tuple[float, float, float]
+
+
+def _clock_samples(conn: Connection) -> list[Sample]:
+    samples = []
+    for _ in range(_CLOCK_SAMPLES):
+        before = _elapsed()
+        row = conn.execute(Q["server_clock"]).fetchone()
+        after = _elapsed()
+        assert row is not None
+        samples.append((float(row[0]), (before + after) / 2, after - before))
+    return samples
+
+
+class _ServerClock:
+    """The server's clock, read without a round trip.
+
+    A measurement reads the server's `clock_timestamp()` and the local elapsed-time clock
+    at the midpoint of the round trip; a reading is the server's time then plus the local
+    time elapsed since. The local wall clock (`time.time()`) plays no part: a machine whose
+    clock is minutes off, or steps (NTP, a VM resumed), reads the same time as every other
+    machine. A measurement is good to half its round trip; its error bound then grows with
+    the drift the two clocks' rates may have, and a new measurement (taken in the background
+    every _CLOCK_REFRESH seconds, started by a reading that finds the last one due) replaces
+    it unless its own bound is worse: a round trip slowed by a busy server or a stalled
+    thread does not spoil a good measurement."""
+
+    def __init__(self, samples: Sequence[Sample], refresh: Callable[[], None]) -> None:
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # (server time, local elapsed time, error bound then): replaced whole, read at once.
+        self._base = (0.0, 0.0, float("inf"))
+        self._due = 0.0
+        self.offer(samples)
+
+    def now(self) -> float:
+        server, local, _ = self._base
+        elapsed = _elapsed()
+        if elapsed >= self._due:
+            self._start_refresh(elapsed)
+        return server + (elapsed - local)
+
+    def offer(self, samples: Sequence[Sample]) -> bool:
+        """Take the best of these measurements if it is better than the one in use."""
+        server, local, rtt = min(samples, key=lambda s: s[2])
+        with self._lock:
+            _, old_local, old_error = self._base
+            old_error += abs(local - old_local) * _CLOCK_DRIFT
+            if rtt / 2 > old_error:
+                return False
+            self._base = (server, local, rtt / 2)
+            self._due = max(self._due, local + _CLOCK_REFRESH)
+            return True
+
+    def _start_refresh(self, elapsed: float) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed or elapsed < self._due:
+                return
+            self._due = elapsed + _CLOCK_REFRESH  # once per interval, even if it fails
+            self._thread = threading.Thread(target=self._run, name="corral-clock", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._refresh()
+        except Exception as exc:  # the database is away: keep the reading we have
+            log.debug("could not read the server's clock: %s", _one_line(exc))
+        finally:
+            with self._lock:
+                self._thread = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5.0)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ SELECT coalesce(max(version), 0) FROM corral_schema_version
 -- Record one applied migration.
 INSERT INTO corral_schema_version (version) VALUES (%(version)s)
 
+-- server_clock --
+-- The server's clock, in epoch seconds: the one clock of every worker (see _ServerClock).
+SELECT extract(epoch FROM clock_timestamp())::float8
+
 -- notify_channel --
 -- One channel per schema, so that two corral databases in one PostgreSQL never wake each other;
 -- and the database, so that a caller's own connection (transactional enqueue) can be checked.
