@@ -697,14 +697,14 @@ class PostgresStorage(Storage):
 # --- the server's clock ----------------------------------------------------------------------
 
 
-def _elapsed() -> float:
-    """Local elapsed seconds, on a clock that never steps and counts suspended time (Linux's
-    CLOCK_BOOTTIME; elsewhere the monotonic clock, which may pause in a suspend: the next
-    refresh then catches up)."""
-    return time.clock_gettime(_ELAPSED_CLOCK)
-
-
-_ELAPSED_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+#: Local elapsed seconds, on a clock that never steps and counts suspended time (Linux's
+#: CLOCK_BOOTTIME; elsewhere the monotonic clock, which may pause in a suspend: the next
+#: refresh then catches up).
+_elapsed: Callable[[], float] = (
+    functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME)
+    if hasattr(time, "CLOCK_BOOTTIME")
+    else time.monotonic
+)
 
 #: One reading of the server's clock: (its time, local elapsed time at the midpoint of the
 #: round trip, the round trip's length).
