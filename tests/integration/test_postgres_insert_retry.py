@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from corral.errors import StorageError
 from corral.storage.base import NewProcess
 from corral.storage.postgres import PostgresStorage
 from tests.backends import POSTGRES_URL, require_postgres
@@ -110,6 +111,8 @@ def test_a_duplicate_id_after_a_lost_connection_is_still_an_error(
     assert drop_connections(storage) >= 1
     other = new(a=2)
     clash = NewProcess(taken.id, "add", {"a": 99}, T0 + 1, T0 + 1)  # same id, another process
-    with pytest.raises(psycopg.errors.UniqueViolation):
+    with pytest.raises(StorageError, match=r"SQLSTATE 23505") as caught:
         storage.process_insert_many([other, clash])
+    # corral's error, not the driver's, and one line.
+    assert type(caught.value) is StorageError and "\n" not in str(caught.value)
     assert count(storage) == (1, 1)

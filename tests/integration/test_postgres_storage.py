@@ -25,6 +25,7 @@ from corral.storage import open_storage
 from corral.storage.base import Claim, Inserted, IterationCommit, NewProcess, ProcessFilter
 from corral.storage.postgres import PostgresStorage
 from tests.backends import POSTGRES_URL, require_postgres
+from tests.e2e.conftest import wait_until
 from tests.pg import isolated_schema_url
 
 pytestmark = pytest.mark.postgres
@@ -315,11 +316,20 @@ def test_wake_ups_survive_the_server_dropping_every_connection(url: str) -> None
         # Given PostgreSQL drops every connection of the waiter (as a restart would)...
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             ended = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = %s",
                 (app,),
             ).fetchall()
-        assert len(ended) >= 2  # a pooled one and the listener
+            assert len(ended) >= 2  # a pooled one and the listener
+            # pg_terminate_backend only signals: wait until the backends have exited (and so
+            # closed their sockets), as after a restart.
+            alive = "SELECT FROM pg_stat_activity WHERE pid = ANY(%s)"
+            pids = [pid for pid, _ in ended]
+            wait_until(
+                lambda: not admin.execute(alive, (pids,)).fetchall(),
+                timeout=30,
+                what="the terminated backends to exit",
+            )
         # ...its pooled connections are replaced on the next use...
         assert len(waiter.process_list(ProcessFilter())) == 1
         # ...and once its listener is back (which it reports as a change), a write of

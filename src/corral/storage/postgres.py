@@ -10,19 +10,26 @@ Idle workers wait for a NOTIFY that every write creating runnable work sends whe
 transaction commits. One listener thread per storage object holds a dedicated connection.
 With `notify=false` in the URL (PgBouncer in transaction mode cannot LISTEN), waiting falls
 back to polling.
+
+Driver errors never leave this module: every public verb is wrapped by `_verb`, which hands
+psycopg's and psycopg_pool's exceptions to `_translate`, the one place that decides what
+they mean to corral (StorageUnavailable, ValueRejected or StorageError). Inside, the code
+sees the driver's own exceptions, so that it can retry what it knows to be safe.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import select
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from importlib import resources
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -31,7 +38,13 @@ from psycopg.rows import tuple_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolClosed
 
-from corral.errors import CustomIdConflict, StorageError, StorageUnavailable, UsageError
+from corral.errors import (
+    CustomIdConflict,
+    StorageError,
+    StorageUnavailable,
+    UsageError,
+    ValueRejected,
+)
 from corral.model import Change, Event, Process
 from corral.storage import codec
 from corral.storage.base import (
@@ -60,6 +73,16 @@ _POOL_TIMEOUT = 10.0
 _LISTEN_PING = 30.0
 #: Polling interval of `wait_for_change` when LISTEN/NOTIFY is off.
 _POLL = 0.05
+#: Seconds (of local elapsed time) a measurement of the server's clock serves `now()` before
+#: a new one is taken, in the background. Readings do not depend on the local wall clock
+#: (see _ServerClock), so this bounds only how long a step of the server's clock, or a drift
+#: between the two clocks' rates, goes unnoticed.
+_CLOCK_REFRESH = 5.0
+#: Round trips per measurement: the shortest one gives the surest reading.
+_CLOCK_SAMPLES = 3
+#: How fast the local elapsed-time clock and the server's may drift apart, in seconds per
+#: second: 500 ppm, ten times what NTP tolerates. It ages a measurement's error bound.
+_CLOCK_DRIFT = 5e-4
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -83,6 +106,25 @@ def load_migrations() -> list[tuple[int, str]]:
     if [v for v, _ in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"PostgreSQL migrations are not numbered 1..n: {[v for v, _ in found]}")
     return found
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _verb(
+    method: Callable[Concatenate[PostgresStorage, P], R],
+) -> Callable[Concatenate[PostgresStorage, P], R]:
+    """A public verb: whatever the driver raises in it leaves as corral's error."""
+
+    def verb(self: PostgresStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            raise self._translate(exc) from None
+
+    functools.update_wrapper(verb, method)
+    return verb
 
 
 Q = load_queries()
@@ -112,7 +154,7 @@ class PostgresStorage(Storage):
         self._listener: threading.Thread | None = None
         self._closed = False
         self._database = ""
-        self._channel = self._probe()  # sets _database too
+        self._channel = self._probe()  # sets _database and _clock too
         self._wake_r, self._wake_w = socket.socketpair()  # stops the listener at once
         self._notify_param = self._channel if self._notify_on else None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
@@ -136,10 +178,12 @@ class PostgresStorage(Storage):
 
     # --- connections ---------------------------------------------------------------------
     def _probe(self) -> str:
-        """Connect once, for a clear error now rather than a pool timeout later."""
+        """Connect once, for a clear error now rather than a pool timeout later, and take
+        the first measurement of the server's clock."""
         try:
             with psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn:
                 row = conn.execute(Q["notify_channel"]).fetchone()
+                self._clock = _ServerClock(_clock_samples(conn), self._refresh_clock)
         except psycopg.Error as exc:
             raise StorageUnavailable(
                 f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
@@ -147,6 +191,16 @@ class PostgresStorage(Storage):
         assert row is not None
         self._database = str(row[1])
         return str(row[0])
+
+    def now(self) -> float:
+        """The server's clock (see `_ServerClock`): no round trip, never an error."""
+        return self._clock.now()
+
+    def _refresh_clock(self) -> None:
+        """A new measurement of the server's clock, on a pooled connection (in the clock's
+        background thread)."""
+        with self._connection() as conn:
+            self._clock.offer(_clock_samples(conn))
 
     @staticmethod
     def _check(conn: Connection) -> None:
@@ -160,21 +214,48 @@ class PostgresStorage(Storage):
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        """A pooled connection; a lost server becomes `StorageUnavailable`, logged once."""
-        try:
-            with self._pool.connection() as conn:
-                yield conn
-        except PoolClosed:
-            raise StorageUnavailable(f"the storage of {self._where} is closed") from None
-        except psycopg.OperationalError as exc:  # PoolTimeout is one
-            if not _connection_lost(exc):
-                raise
-            self._health(exc)
-            raise StorageUnavailable(
-                f"PostgreSQL at {self._where} is unavailable: {_one_line(exc)}"
-            ) from None
+        """A pooled connection. The driver's errors pass through as they are (the verb
+        translates them, see `_verb`); a success after an outage is logged once."""
+        with self._pool.connection() as conn:
+            yield conn
         if self._down:
             self._health(None)
+
+    def _translate(self, exc: BaseException) -> StorageError:
+        """What a driver error means to corral; an outage is logged once (see `_health`).
+
+        - the server cannot be reached or cannot serve now (connection refused or lost, pool
+          timeout, shutting down, too many connections, out of disk or memory, read-only
+          after a failover), or the statement lost a race it can win on another try
+          (deadlock, serialization failure, lock or statement timeout): StorageUnavailable,
+          transient, nothing to change but to try again;
+        - a value the server or the driver refuses (SQLSTATE class 22: a NUL in text, a
+          character the database's encoding lacks, a number out of range; 54000: a value
+          past a limit, such as an index row too large): ValueRejected, and the verb that
+          wrote it wrote nothing, since every verb is one transaction;
+        - anything else (a schema dropped under us, a duplicate id...): StorageError."""
+        if isinstance(exc, PoolClosed):
+            return StorageUnavailable(f"the storage of {self._where} is closed")
+        if isinstance(exc, UnicodeEncodeError | psycopg.DataError) or _state(exc) == _LIMIT:
+            return ValueRejected(
+                f"PostgreSQL at {self._where} refused a value{_state(exc)}: {_one_line(exc)}; "
+                "nothing was written: store a value the database can hold"
+            )
+        assert isinstance(exc, psycopg.Error)
+        if _outage(exc):
+            self._health(exc)
+            return StorageUnavailable(
+                f"PostgreSQL at {self._where} is unavailable: {_one_line(exc)}"
+            )
+        if _retryable(exc):
+            return StorageUnavailable(
+                f"PostgreSQL at {self._where} gave up a statement{_state(exc)}: "
+                f"{_one_line(exc)}; nothing was written: try again"
+            )
+        return StorageError(
+            f"PostgreSQL at {self._where} failed{_state(exc)}: {_one_line(exc)}; "
+            "see the server's log"
+        )
 
     def _rows(
         self,
@@ -202,6 +283,7 @@ class PostgresStorage(Storage):
             return
         self._closed = True
         self._pool.close()
+        self._clock.close()
         with self._listen_lock:
             listener = self._listener
         if listener is not None:
@@ -213,32 +295,40 @@ class PostgresStorage(Storage):
     # --- schema --------------------------------------------------------------------------
     def migrate(self) -> int:
         try:
-            with self._connection() as conn, conn.transaction():
-                conn.execute(Q["schema_lock"])
-                conn.execute(Q["schema_version_table"])
-                row = conn.execute(Q["schema_version"]).fetchone()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"the database {self._where} has schema version {current}, newer than "
-                        f"this corral ({SCHEMA_VERSION}); upgrade corral"
-                    )
-                # An empty schema gets the whole of schema.sql; an older one the migrations
-                # it lacks. The migration test checks that both build the same schema.
-                if current == 0:
-                    conn.execute(SCHEMA.encode())
-                for version, script in MIGRATIONS:
-                    if version > current:
-                        if current:
-                            conn.execute(script.encode())
-                        conn.execute(Q["schema_version_insert"], {"version": version})
-        except psycopg.Error as exc:
+            return self._migrate()
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            error = self._translate(exc)
+            if isinstance(error, StorageUnavailable):
+                raise error from None
             raise StorageError(
-                f"cannot create or upgrade the corral schema in {self._where}: {_one_line(exc)}"
+                f"cannot create or upgrade the corral schema in {self._where}{_state(exc)}: "
+                f"{_one_line(exc)}"
             ) from None
+
+    def _migrate(self) -> int:
+        with self._connection() as conn, conn.transaction():
+            conn.execute(Q["schema_lock"])
+            conn.execute(Q["schema_version_table"])
+            row = conn.execute(Q["schema_version"]).fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the database {self._where} has schema version {current}, newer than "
+                    f"this corral ({SCHEMA_VERSION}); upgrade corral"
+                )
+            # An empty schema gets the whole of schema.sql; an older one the migrations
+            # it lacks. The migration test checks that both build the same schema.
+            if current == 0:
+                conn.execute(SCHEMA.encode())
+            for version, script in MIGRATIONS:
+                if version > current:
+                    if current:
+                        conn.execute(script.encode())
+                    conn.execute(Q["schema_version_insert"], {"version": version})
         return SCHEMA_VERSION
 
     # --- processes -----------------------------------------------------------------------
+    @_verb
     def process_insert_many(
         self, processes: Sequence[NewProcess], *, connection: object | None = None
     ) -> list[Inserted]:
@@ -269,8 +359,9 @@ class PostgresStorage(Storage):
         used: list[Connection] = []
         try:
             return self._insert(processes, query, args, handed_out=used)
-        except StorageUnavailable:
-            if not used:  # no connection to be had (a pool timeout): no second try
+        except psycopg.OperationalError as exc:
+            # No connection to be had (a pool timeout), or not an outage: no second try.
+            if not used or not _outage(exc):
                 raise
         try:
             return self._insert(processes, query, args)
@@ -354,10 +445,12 @@ class PostgresStorage(Storage):
         with connection.transaction():
             return _insert_rows(cur, processes, *_insert_args(processes, self._notify_param))
 
+    @_verb
     def process_get(self, process_id: str) -> Process | None:
         rows = self._rows(Q["process_get"], {"id": process_id})
         return codec.process_from_row(rows[0]) if rows else None
 
+    @_verb
     def process_list(self, where: ProcessFilter) -> list[Process]:
         clauses: list[sql.Composable] = []
         args: dict[str, Any] = {"limit": where.limit}
@@ -381,6 +474,7 @@ class PostgresStorage(Storage):
         )
         return [codec.process_from_row(r) for r in self._rows(query, args)]
 
+    @_verb
     def process_commit_and_claim(
         self, commits: Sequence[IterationCommit], claim: Claim
     ) -> tuple[list[str], list[Claimed]]:
@@ -401,11 +495,13 @@ class PostgresStorage(Storage):
             self.notify_local()
         return lost, _claimed(rows)
 
+    @_verb
     def process_claim(self, claim: Claim) -> list[Claimed]:
         if claim.limit <= 0:
             return []
         return _claimed(self._rows(*_claim_statement(claim)))
 
+    @_verb
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
         if not commits:
             return []
@@ -415,6 +511,7 @@ class PostgresStorage(Storage):
             self.notify_local()
         return lost
 
+    @_verb
     def process_update(
         self,
         process_id: str,
@@ -439,10 +536,12 @@ class PostgresStorage(Storage):
             self.notify_local()
         return updated
 
+    @_verb
     def process_prune(self, finished_before: float) -> int:
         return int(self._rows(Q["process_prune"], {"before": float(finished_before)})[0][0])
 
     # --- leases --------------------------------------------------------------------------
+    @_verb
     def lease_renew_many(
         self,
         owner: str,
@@ -466,6 +565,7 @@ class PostgresStorage(Storage):
         cancel = {r[0] for r in rows if r[1]}
         return Renewal(frozenset(set(tokens) - held), frozenset(cancel))
 
+    @_verb
     def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
         if not tokens:
             return []
@@ -475,29 +575,35 @@ class PostgresStorage(Storage):
             self.notify_local()
         return [pid for pid in tokens if pid in released]
 
+    @_verb
     def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
         args = {"name": name, "owner": owner, "now": float(now), "expires": float(now + ttl)}
         return bool(self._rows(Q["leader_acquire"], args))
 
+    @_verb
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
         rows = self._rows(Q["process_timed_out"], {"now": float(now), "limit": limit})
         return [TimedOut(codec.process_from_row(r), r[-1]) for r in rows]
 
     # --- history -------------------------------------------------------------------------
+    @_verb
     def history_list(self, process_id: str) -> list[Event]:
         return [codec.event_from_row(r) for r in self._rows(Q["history_list"], {"id": process_id})]
 
+    @_verb
     def history_append(self, events: Sequence[Event]) -> None:
         if events:
             self._rows(Q["history_append"], _event_args([codec.event_to_row(e) for e in events]))
 
     # --- queues --------------------------------------------------------------------------
+    @_verb
     def queue_pause(self, queue: str, paused: bool) -> None:
         if paused:
             self._rows(Q["queue_pause"], {"queue": queue})
         elif self._rows(Q["queue_resume"], {"queue": queue}):
             self.notify_local()
 
+    @_verb
     def queue_paused(self) -> list[str]:
         return [r[0] for r in self._rows(Q["queue_paused"], {})]
 
@@ -507,6 +613,7 @@ class PostgresStorage(Storage):
             self._wakeups += 1
             self._changed.notify_all()
 
+    @_verb
     def wait_for_change(self, timeout: float) -> bool:
         """True when something may have changed since this thread's previous call returned.
 
@@ -587,6 +694,101 @@ class PostgresStorage(Storage):
             conn.close()
 
 
+# --- the server's clock ----------------------------------------------------------------------
+
+
+#: Local elapsed seconds, on a clock that never steps and counts suspended time (Linux's
+#: CLOCK_BOOTTIME; elsewhere the monotonic clock, which may pause in a suspend: the next
+#: refresh then catches up).
+_elapsed: Callable[[], float] = (
+    functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME)
+    if hasattr(time, "CLOCK_BOOTTIME")
+    else time.monotonic
+)
+
+#: One reading of the server's clock: (its time, local elapsed time at the midpoint of the
+#: round trip, the round trip's length).
+Sample = tuple[float, float, float]
+
+
+def _clock_samples(conn: Connection) -> list[Sample]:
+    samples = []
+    for _ in range(_CLOCK_SAMPLES):
+        before = _elapsed()
+        row = conn.execute(Q["server_clock"]).fetchone()
+        after = _elapsed()
+        assert row is not None
+        samples.append((float(row[0]), (before + after) / 2, after - before))
+    return samples
+
+
+class _ServerClock:
+    """The server's clock, read without a round trip.
+
+    A measurement reads the server's `clock_timestamp()` and the local elapsed-time clock
+    at the midpoint of the round trip; a reading is the server's time then plus the local
+    time elapsed since. The local wall clock (`time.time()`) plays no part: a machine whose
+    clock is minutes off, or steps (NTP, a VM resumed), reads the same time as every other
+    machine. A measurement is good to half its round trip; its error bound then grows with
+    the drift the two clocks' rates may have, and a new measurement (taken in the background
+    every _CLOCK_REFRESH seconds, started by a reading that finds the last one due) replaces
+    it unless its own bound is worse: a round trip slowed by a busy server or a stalled
+    thread does not spoil a good measurement."""
+
+    def __init__(self, samples: Sequence[Sample], refresh: Callable[[], None]) -> None:
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # (server time, local elapsed time, error bound then): replaced whole, read at once.
+        self._base = (0.0, 0.0, float("inf"))
+        self._due = 0.0
+        self.offer(samples)
+
+    def now(self) -> float:
+        server, local, _ = self._base
+        elapsed = _elapsed()
+        if elapsed >= self._due:
+            self._start_refresh(elapsed)
+        return server + (elapsed - local)
+
+    def offer(self, samples: Sequence[Sample]) -> bool:
+        """Take the best of these measurements if it is better than the one in use."""
+        server, local, rtt = min(samples, key=lambda s: s[2])
+        with self._lock:
+            _, old_local, old_error = self._base
+            old_error += abs(local - old_local) * _CLOCK_DRIFT
+            if rtt / 2 > old_error:
+                return False
+            self._base = (server, local, rtt / 2)
+            self._due = max(self._due, local + _CLOCK_REFRESH)
+            return True
+
+    def _start_refresh(self, elapsed: float) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed or elapsed < self._due:
+                return
+            self._due = elapsed + _CLOCK_REFRESH  # once per interval, even if it fails
+            self._thread = threading.Thread(target=self._run, name="corral-clock", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._refresh()
+        except Exception as exc:  # the database is away: keep the reading we have
+            log.debug("could not read the server's clock: %s", _one_line(exc))
+        finally:
+            with self._lock:
+                self._thread = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5.0)
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -621,12 +823,20 @@ def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
 
 
 def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
+    """The claim's statement: the filters it asks for, and only those, spliced in, so that
+    an unfiltered claim is the plain statement (and its plan) of queries.sql."""
     filters = []
     if claim.process_ids is not None:
         filters.append("AND id = ANY(%(ids)b::text[])")
     if claim.queues is not None:
         filters.append("AND queue = ANY(%(queues)b::text[])")
+    if claim.jobs is not None:
+        # Checked on the rows the index walk meets, as the queue is: a process of another
+        # job is skipped, neither locked nor changed.
+        filters.append("AND job = ANY(%(jobs)b::text[])")
     query = Q["process_claim"].replace("/* filters */", " ".join(filters))
+    if claim.max_recovered is not None:
+        query = query.replace("/* max_recovered */", ", %(max_recovered)b")
     args = {
         "owner": claim.owner,
         "now": float(claim.now),
@@ -634,6 +844,8 @@ def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
         "limit": max(claim.limit, 0),
         "ids": list(claim.process_ids or ()),
         "queues": list(claim.queues or ()),
+        "jobs": list(claim.jobs or ()),
+        "max_recovered": max(claim.max_recovered or 0, 0),
     }
     return query, args
 
@@ -854,8 +1066,37 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
-def _connection_lost(exc: psycopg.OperationalError) -> bool:
-    """A broken connection or a server going down, not a query's own failure (deadlock,
-    cancellation, lock timeout), which the caller should see as it is."""
+#: SQLSTATEs of a server that cannot serve now: it is shutting down or restarting (57P01
+#: admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now), dropped an idle session
+#: (57P05), or is a standby (25006 read_only_sql_transaction: a failover under way). Class
+#: 08 (the connection) and class 53 (too many connections, disk full, out of memory) too.
+_OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25006"})
+#: A statement that lost a race and was rolled back whole: another try may succeed. Class
+#: 40 (serialization failure, deadlock) too.
+_RETRYABLE_STATES = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
+
+
+def _outage(exc: psycopg.Error) -> bool:
+    """The server is away or cannot serve: a broken connection (no SQLSTATE: refused, lost,
+    a pool timeout), a server going down, too many connections. Not a statement's own
+    failure (deadlock, cancellation), and not a mistake of the client's (no SQLSTATE
+    either, but not an OperationalError)."""
     state = exc.sqlstate
-    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state[:2] in ("08", "53") or state in _OUTAGE_STATES
+
+
+def _retryable(exc: psycopg.Error) -> bool:
+    state = exc.sqlstate or ""
+    return state[:2] == "40" or state in _RETRYABLE_STATES
+
+
+#: program_limit_exceeded: a value past a limit of the server's (an index row too large).
+_LIMIT = " (SQLSTATE 54000)"
+
+
+def _state(exc: BaseException) -> str:
+    """` (SQLSTATE xxxxx)` when the server gave one."""
+    state = getattr(exc, "sqlstate", None)
+    return f" (SQLSTATE {state})" if state else ""

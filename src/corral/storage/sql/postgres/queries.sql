@@ -1,6 +1,7 @@
 -- The named queries of corral.storage.postgres. Each starts with `-- name --` and a one-line
 -- comment. `/* process_columns */` stands for codec.PROCESS_COLUMNS, `/* filters */` for the
--- optional claim filters. `%(notify)s` is the NOTIFY channel, or NULL when LISTEN/NOTIFY is
+-- optional claim filters (ids, queues, jobs) and `/* max_recovered */` for the claim's bound
+-- on expired leases: a statement without them is the claim of any runnable process. `%(notify)s` is the NOTIFY channel, or NULL when LISTEN/NOTIFY is
 -- off: a write that may create runnable work wakes idle workers when its transaction commits.
 
 -- schema_version_table --
@@ -21,6 +22,10 @@ SELECT coalesce(max(version), 0) FROM corral_schema_version
 -- schema_version_insert --
 -- Record one applied migration.
 INSERT INTO corral_schema_version (version) VALUES (%(version)s)
+
+-- server_clock --
+-- The server's clock, in epoch seconds: the one clock of every worker (see _ServerClock).
+SELECT extract(epoch FROM clock_timestamp())::float8
 
 -- notify_channel --
 -- One channel per schema, so that two corral databases in one PostgreSQL never wake each other;
@@ -147,7 +152,8 @@ WITH expired AS MATERIALIZED (
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
     ORDER BY priority DESC, run_at
-    LIMIT %(limit)b
+    -- Also at most the claim's max_recovered, when it gives one: LIMIT 0 does not even scan.
+    LIMIT least(%(limit)b /* max_recovered */)
     FOR UPDATE SKIP LOCKED
 ), runnable AS MATERIALIZED (
     SELECT id
