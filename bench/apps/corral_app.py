@@ -114,6 +114,7 @@ class Corral(System):
         does them: `process_claim(limit=1)`, the handler, `process_commit_many`."""
         from corral.context import IterationSignals
         from corral.iteration import run_iteration
+        from corral.settle import settle
         from corral.storage.base import Claim, IterationCommit
 
         app = self._open()
@@ -124,9 +125,8 @@ class Corral(System):
         )
         process = claimed.process
         job = app.registry.jobs[process.job]
-        change = run_iteration(
-            app.registry, job, process, IterationSignals(), app.clock, self._loop
-        )
+        outcome = run_iteration(app.registry, job, process, IterationSignals(), self._loop)
+        change = settle(process, app.registry.policy(job), outcome, app.clock())
         lost = app.storage.process_commit_many(
             [IterationCommit(process.id, claimed.token, change, app.clock())]
         )

@@ -5,7 +5,7 @@ its worker is not claimed again beside the ones it took down with it)."""
 from __future__ import annotations
 
 from corral.storage.base import Claim, Storage
-from tests.conformance.test_storage import T0, claim, new
+from tests.conformance.common import T0, claim, new
 
 
 def test_a_claim_takes_only_the_jobs_it_names(storage: Storage) -> None:

@@ -90,10 +90,10 @@ def _checked(text: str, value: JSON, what: str) -> str:
         raise NotStorable(
             f"{what}{_where(value, _has_nul)}: holds a NUL character (\\x00), which "
             "PostgreSQL cannot store; remove it or encode the text"
-        )
+        ) from None
     # Brackets bound the depth from above: only a document with many of them is walked.
     if text.count("[") + text.count("{") > MAX_DEPTH and depth(value) > MAX_DEPTH:
-        raise NotStorable(f"{what}: nested more than {MAX_DEPTH} levels deep")
+        raise NotStorable(f"{what}: nested more than {MAX_DEPTH} levels deep") from None
     return text
 
 

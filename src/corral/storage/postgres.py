@@ -234,8 +234,8 @@ class PostgresStorage(Storage):
           past a limit, such as an index row too large): ValueRejected, and the verb that
           wrote it wrote nothing, since every verb is one transaction;
         - anything else (a schema dropped under us, a duplicate id...): StorageError."""
-        if isinstance(exc, PoolClosed):
-            return StorageUnavailable(f"the storage of {self._where} is closed")
+        if isinstance(exc, PoolClosed):  # for good: trying again cannot help
+            return StorageError(f"the storage of {self._where} is closed")
         if isinstance(exc, UnicodeEncodeError | psycopg.DataError) or _state(exc) == _LIMIT:
             return ValueRejected(
                 f"PostgreSQL at {self._where} refused a value{_state(exc)}: {_one_line(exc)}; "
