@@ -423,10 +423,12 @@ class SQLiteStorage(Storage):
             return [], {}
         filters, fargs = _queue_filter(claim, paused)
         chosen: list[tuple[str, str | None]] = []
-        for template in (_SELECT_EXPIRED, _SELECT_RUNNABLE):
+        for template, most in ((_SELECT_EXPIRED, claim.max_recovered), (_SELECT_RUNNABLE, None)):
             need = claim.limit - len(chosen)
+            if most is not None:
+                need = min(need, most)
             if need <= 0:
-                break
+                continue
             # Driving one named process needs no ordered walk of the runnable index.
             by_index = not claim.process_ids
             sql = template.format(
@@ -855,6 +857,9 @@ def _queue_filter(claim: Claim, paused: set[str]) -> tuple[str, list[Any]]:
     if claim.queues is not None:
         sql += f" AND queue IN ({', '.join('?' * len(claim.queues))})"
         args.extend(claim.queues)
+    if claim.jobs is not None:
+        sql += f" AND job IN ({', '.join('?' * len(claim.jobs))})"
+        args.extend(claim.jobs)
     if paused:
         sql += f" AND queue NOT IN ({', '.join('?' * len(paused))})"
         args.extend(sorted(paused))
