@@ -383,8 +383,13 @@ class SQLiteStorage(Storage):
             clauses.append("job = ?")
             args.append(where.job)
         for key, value in (where.tags or {}).items():
-            clauses.append("json_extract(tags, ?) = ?")
-            args.extend((f'$."{key}"', value))
+            # As `tags @> {key: value}` on PostgreSQL, for any key: a JSON path would need
+            # the key quoted, and SQLite's paths cannot quote a key holding `"`.
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(corral_process.tags) "
+                "WHERE key = ? AND type = 'text' AND value = ?)"
+            )
+            args.extend((key, value))
         sql = f"SELECT {_COLS} FROM corral_process"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
