@@ -146,6 +146,10 @@ class SQLiteStorage(Storage):
         self._changed = threading.Condition()
         self._local_changes = 0
         self._closed = False
+        #: Why this storage can no longer be used: its file was deleted or replaced.
+        self._gone: str | None = None
+        #: (st_dev, st_ino) of the file opened, compared with the path's before each write.
+        self._identity: tuple[int, int] | None = None
         #: The transient failure logged last (a full disk, a held lock); None: none since.
         self._outage: str | None = None
         self._turn_fd: int | None = None
@@ -186,6 +190,9 @@ class SQLiteStorage(Storage):
             # Two workers draining no-op jobs: ~8,900 -> ~9,500 jobs/s.
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
             conn.execute("PRAGMA foreign_keys = ON")
+            if self._abspath is not None:
+                st = os.stat(self._abspath)
+                self._identity = (st.st_dev, st.st_ino)
         except (*_DRIVER_ERRORS, OSError) as exc:
             if conn is not None:
                 conn.close()
@@ -231,6 +238,7 @@ class SQLiteStorage(Storage):
             try:
                 conn = self._conn
                 try:
+                    self._check_file()
                     waited = time.monotonic() - started if turn is not self._turn_fd else 0.0
                     if waited:  # SQLite's own wait gets what is left of the busy timeout
                         conn.execute(f"PRAGMA busy_timeout = {_ms(self.busy_timeout - waited)}")
@@ -273,9 +281,9 @@ class SQLiteStorage(Storage):
                     f"over {self.busy_timeout:g} s (stopped in a debugger?)"
                 )
             )
-        if self._closed:
+        if self._gone is not None or self._closed:
             self._lock.release()
-            raise StorageError(f"the storage of {self._name} is closed")
+            raise StorageError(self._gone or f"the storage of {self._name} is closed")
 
     def _take_turn(self, started: float) -> int | None:
         """Queue for the write lock on a kernel file lock beside the database; returns the
@@ -315,12 +323,39 @@ class SQLiteStorage(Storage):
     def _read(self) -> Iterator[sqlite3.Connection]:
         self._enter(time.monotonic())
         try:
+            self._check_file()
             try:
                 yield self._conn
             except _DRIVER_ERRORS as exc:
                 raise self._error(exc) from None
         finally:
             self._lock.release()
+
+    def _check_file(self) -> None:
+        """StorageError, from now on, if the database file was deleted or replaced (a new
+        file at its path): this connection would go on using the old one, which nobody
+        else can see any more. One stat() call, about a microsecond."""
+        if self._identity is None or self._abspath is None:
+            return
+        try:
+            st = os.stat(self._abspath)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # e.g. a directory made unreadable: SQLite's own errors will say
+        else:
+            if (st.st_dev, st.st_ino) == self._identity:
+                return
+        self._gone = self._gone_message()
+        raise StorageError(self._gone)
+
+    def _gone_message(self) -> str:
+        message = (
+            f"{self._name} was deleted or replaced while in use; corral stopped using it: "
+            "restore the file, or restart every corral process using it"
+        )
+        log.error("%s", message)
+        return message
 
     # --- errors --------------------------------------------------------------------------
     def _error(self, exc: BaseException) -> StorageError:
@@ -369,6 +404,9 @@ class SQLiteStorage(Storage):
             return self._unavailable(
                 StorageUnavailable(f"{name} failed to read or write ({text}): check the disk")
             )
+        if code == sqlite3.SQLITE_READONLY_DBMOVED:  # SQLite noticed before _check_file
+            self._gone = self._gone_message()
+            return StorageError(self._gone)
         if primary == sqlite3.SQLITE_READONLY:
             return self._cannot_write(text, self._read_only() or "")
         if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
@@ -863,6 +901,11 @@ class SQLiteStorage(Storage):
         # the file watcher does.
         step = _POLL_WATCHED if self._file_watcher() else _POLL
         while True:
+            # An idle worker learns here, within a step, that its file was deleted or
+            # replaced (the file watcher wakes it at once): it would wait forever else.
+            if self._gone is not None:
+                raise StorageError(self._gone)
+            self._check_file()
             if self._other_connection_wrote():
                 return True
             remaining = deadline - time.monotonic()
@@ -873,6 +916,7 @@ class SQLiteStorage(Storage):
                     lambda: self._local_changes != seen, timeout=min(remaining, step)
                 )
             if woken:
+                self._check_file()  # the watcher wakes us when the file goes, too
                 return True
 
     def _file_watcher(self) -> bool:
@@ -925,8 +969,12 @@ class _WalWatcher:
         try:
             inotify = inotify_simple.INotify()
             # The directory, not the WAL file: SQLite deletes and recreates that file.
+            # The database's own name too: deleted or replaced, it wakes waiters, which
+            # then see that it is gone (SQLiteStorage._check_file).
+            flags = inotify_simple.flags
             inotify.add_watch(
-                str(target.parent), inotify_simple.flags.MODIFY | inotify_simple.flags.CREATE
+                str(target.parent),
+                flags.MODIFY | flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO,
             )
         except OSError as exc:  # e.g. the per-user limit of watches: fall back to polling
             log.debug("no inotify on %s (%s): idle waits poll", target.parent, exc)
