@@ -7,6 +7,12 @@ locks: every write is a `BEGIN IMMEDIATE` transaction, so a claim is atomic.
 
 Idle workers wait on `PRAGMA data_version` of a second connection: it changes when
 any other connection commits, and reading it costs no disk I/O.
+
+Nothing waits for ever, and no sqlite3 exception leaves this module: a write waits at
+most `busy_timeout` seconds for the lock (StorageLocked, naming the holder), a full disk
+or an I/O error is StorageUnavailable (transient), a read-only, corrupt, deleted or
+replaced file is StorageError, and a value SQLite cannot store is ValueRejected, with
+nothing of that write landed (see `SQLiteStorage._error`).
 """
 
 from __future__ import annotations
