@@ -379,7 +379,8 @@ class SQLiteStorage(Storage):
     def _gone_message(self) -> str:
         message = (
             f"{self._name} was deleted or replaced while in use; corral stopped using it: "
-            "restore the file, or restart every corral process using it"
+            "put the file back in place if it was a mistake, then restart every corral "
+            "process that uses it"
         )
         log.error("%s", message)
         return message
