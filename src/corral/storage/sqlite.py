@@ -263,8 +263,11 @@ class SQLiteStorage(Storage):
                 conn = self._conn
                 try:
                     self._check_file()
-                    waited = time.monotonic() - started if turn is not self._turn_fd else 0.0
-                    if waited:  # SQLite's own wait gets what is left of the busy timeout
+                    # SQLite's own wait gets what is left of the busy timeout (a wait of
+                    # less than 10 ms, most of them, leaves it as it is).
+                    waited = time.monotonic() - started
+                    waited = waited if waited >= 0.01 else 0.0
+                    if waited:
                         conn.execute(f"PRAGMA busy_timeout = {_ms(self.busy_timeout - waited)}")
                     if not durable:
                         conn.execute("PRAGMA synchronous = NORMAL")
