@@ -7,10 +7,17 @@ locks: every write is a `BEGIN IMMEDIATE` transaction, so a claim is atomic.
 
 Idle workers wait on `PRAGMA data_version` of a second connection: it changes when
 any other connection commits, and reading it costs no disk I/O.
+
+Nothing waits for ever, and no sqlite3 exception leaves this module: a write waits at
+most `busy_timeout` seconds for the lock (StorageLocked, naming the holder), a full disk
+or an I/O error is StorageUnavailable (transient), a read-only, corrupt, deleted or
+replaced file is StorageError, and a value SQLite cannot store is ValueRejected, with
+nothing of that write landed (see `SQLiteStorage._error`).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import logging
@@ -22,8 +29,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
-from corral.errors import CustomIdConflict, StorageError, UsageError
+from corral.errors import (
+    CustomIdConflict,
+    StorageError,
+    StorageLocked,
+    StorageUnavailable,
+    UsageError,
+    ValueRejected,
+)
 from corral.model import CLAIMABLE, Change, Event, Process
 from corral.storage import codec
 from corral.storage.base import (
@@ -112,59 +127,109 @@ SELECT * FROM (
 """
 
 
+#: How long a write (or a read behind one) waits for the database's write lock before it
+#: gives up with StorageLocked, in seconds: `sqlite:///path.db?busy_timeout=30` sets it.
+DEFAULT_BUSY_TIMEOUT = 10.0
+#: Pages written to the WAL between checkpoints (see `_connect`): it grows to ~41 MB.
+_WAL_AUTOCHECKPOINT = 10_000
+#: The WAL is cut back to this many bytes when it starts over after a checkpoint (SQLite's
+#: `journal_size_limit`). Above the ~41 MB a checkpoint cycle fills: a WAL cut shorter
+#: than that grows again in every cycle, and a commit that grows a file also waits for
+#: the file system's journal (draining 20,000 no-op jobs on ext4: ~13% slower with 4 MB).
+#: So this only undoes a WAL that outgrew its cycle (a checkpoint held back by a long
+#: reader); what cuts it for good is an idle waiter once the database is quiet (`_QUIET`),
+#: and the first write that works after a full disk.
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: Seconds without a commit after which an idle waiter cuts the WAL to nothing (once).
+_QUIET = 5.0
+#: The writers' queue (see `_take_turn`): a file beside the database.
+_TURN_SUFFIX = "-corral-lock"
+
+# Errors of the driver that may come out of a statement. OverflowError (an int beyond 64
+# bits) and UnicodeEncodeError (a lone surrogate) are raised by sqlite3 as it binds a value.
+_DRIVER_ERRORS = (sqlite3.Error, OverflowError, UnicodeEncodeError)
+
+
 class SQLiteStorage(Storage):
     def __init__(self, url: str, path: str | None, *, migrate: bool = True) -> None:
         self.url = url
+        path, self.busy_timeout = _options(url, path)
         self.path = path  # None: a private in-memory database
+        # Absolute, so that a later chdir() does not send a check or a connection elsewhere.
+        self._abspath = None if path is None else os.path.abspath(path)
+        self._name = (
+            "the in-memory SQLite database" if path is None else f"the SQLite database {path}"
+        )
         self._lock = threading.RLock()
         self._changed = threading.Condition()
         self._local_changes = 0
-        self._conn = self._connect()
-        self._turn_fd = self._open_turn_file()
+        self._closed = False
+        #: Why this storage can no longer be used: its file was deleted or replaced.
+        self._gone: str | None = None
+        #: (st_dev, st_ino) of the file opened, compared with the path's before each write.
+        self._identity: tuple[int, int] | None = None
+        #: The transient failure logged last (a full disk, a held lock); None: none since.
+        self._outage: str | None = None
+        #: A write failed for a full disk: cut the WAL back once writes work again.
+        self._shrink_wal = False
+        self._turn_fd: int | None = None
+        self._turn_waiter: _TurnWaiter | None = None
         self._watch: sqlite3.Connection | None = None
         self._watcher: _WalWatcher | Literal[False] | None = None
         self._data_version = -1
-        if migrate:
-            self.migrate()
+        #: When the idle wait last saw a commit; whether the WAL was cut since.
+        self._last_change = time.monotonic()
+        self._wal_cut = False
+        self._conn = self._connect()
+        try:
+            self._turn_fd = self._open_turn_file()
+            if migrate:
+                self.migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # --- connections ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        target = self.path or ":memory:"
-        if self.path is not None:
-            parent = Path(self.path).resolve().parent
+        if self._abspath is not None:
+            parent = Path(self._abspath).parent
             if not parent.is_dir():
-                raise StorageError(
-                    f"cannot open the SQLite database {self.path}: directory {parent} does "
-                    "not exist"
-                )
+                raise StorageError(f"cannot open {self._name}: directory {parent} does not exist")
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
-                target, isolation_level=None, check_same_thread=False, timeout=60.0
+                self._abspath or ":memory:",
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout,
             )
-            conn.execute("PRAGMA busy_timeout = 60000")
-            if self.path is not None:
+            if self._abspath is not None:
                 conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
             # Durable by default: a commit survives power loss, not only a crash.
             conn.execute("PRAGMA synchronous = FULL")
             # Checkpoint every ~40 MB of WAL, not SQLite's 4 MB: the pages a worker rewrites
             # in every transaction (index roots, the newest leaves) are copied back once per
             # checkpoint, and a checkpoint runs inside a commit, holding the writers' lock.
             # Two workers draining no-op jobs: ~8,900 -> ~9,500 jobs/s.
-            conn.execute("PRAGMA wal_autocheckpoint = 10000")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT}")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot open the SQLite database {self.path}: {exc}") from None
+            if self._abspath is not None:
+                st = os.stat(self._abspath)
+                self._identity = (st.st_dev, st.st_ino)
+        except (*_DRIVER_ERRORS, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            raise self._error(exc) from None
         return conn
 
     def _open_turn_file(self) -> int | None:
-        if self.path is None:
+        if self._abspath is None:
             return None  # private in-memory database: one connection, self._lock suffices
         try:
-            fd = os.open(f"{self.path}-corral-lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._abspath + _TURN_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StorageError(
-                f"cannot open the SQLite database {self.path}: lock file: {exc}"
-            ) from None
+            raise self._error(exc) from None
         try:  # a file system without flock(): SQLite's own lock and busy timeout suffice
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -185,83 +250,377 @@ class SQLiteStorage(Storage):
         may then forget the newest of them, but it also stops every worker on this
         machine, the only ones a SQLite file has: a forgotten lease was held by a dead
         worker, and the process is claimed again, as after any crash. Every write of a
-        process's outcome stays durable, and its fsync covers the leases before it."""
-        with self._lock, self._writer_turn():
-            conn = self._conn
-            if not durable:
-                conn.execute("PRAGMA synchronous = NORMAL")
+        process's outcome stays durable, and its fsync covers the leases before it.
+
+        Waits at most `busy_timeout` seconds in all for the lock (StorageLocked after);
+        every error of the driver becomes one of corral's (see `_error`), and a failed
+        transaction is rolled back: nothing of it is written."""
+        started = time.monotonic()
+        self._enter()
+        try:
+            turn = self._take_turn(started)
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn = self._conn
                 try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                    self._check_file()
+                    # SQLite's own wait gets what is left of the busy timeout (a wait of
+                    # less than 10 ms, most of them, leaves it as it is).
+                    waited = time.monotonic() - started
+                    waited = waited if waited >= 0.01 else 0.0
+                    if waited:
+                        conn.execute(f"PRAGMA busy_timeout = {_ms(self.busy_timeout - waited)}")
+                    if not durable:
+                        conn.execute("PRAGMA synchronous = NORMAL")
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                        try:
+                            yield conn
+                            conn.execute("COMMIT")
+                        except BaseException:
+                            _rollback(conn)
+                            raise
+                    finally:
+                        if not durable:
+                            conn.execute("PRAGMA synchronous = FULL")
+                        if waited:
+                            conn.execute(f"PRAGMA busy_timeout = {_ms(self.busy_timeout)}")
+                except _DRIVER_ERRORS as exc:
+                    raise self._error(exc) from None
+                if self._outage is not None:
+                    log.warning("%s is writable again", self._name)
+                    self._outage = None
+                if self._shrink_wal:
+                    self._truncate_wal()
             finally:
-                if not durable:
-                    conn.execute("PRAGMA synchronous = FULL")
+                if turn is not None:
+                    fcntl.flock(turn, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
         if wakes:
             self.notify_local()
 
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """Queue for the write lock on a kernel file lock beside the database.
+    def _enter(self) -> None:
+        """Take this object's lock (one statement at a time on its connection), waiting at
+        most the busy timeout for another thread of this process; then check that this
+        storage may still be used."""
+        lock = self._lock
+        if not (lock.acquire(False) or lock.acquire(True, self.busy_timeout)):
+            raise self._unavailable(
+                StorageLocked(
+                    f"{self._name} is locked: another thread of this process has held it for "
+                    f"over {self.busy_timeout:g} s (stopped in a debugger?)"
+                )
+            )
+        if self._gone is not None or self._closed:
+            self._lock.release()
+            raise StorageError(self._gone or f"the storage of {self._name} is closed")
+
+    def _take_turn(self, started: float) -> int | None:
+        """Queue for the write lock on a kernel file lock beside the database; returns the
+        descriptor that holds it (None: none, on a file system without flock).
 
         Two corral processes writing one file would otherwise meet SQLite's busy handler,
         which sleeps 1, 2, 5, 10... ms between tries: with a worker's short transactions
         most of a waiting writer's time was sleep. A blocked flock() wakes the moment the
         holder lets go, and the kernel drops it if the holder dies. Other programs writing
         the database still coordinate through SQLite's own lock and busy timeout.
+
+        The lock is free most of the time: one non-blocking try takes it. Else a thread
+        of this storage (`_TurnWaiter`) blocks in flock() for us, so that we can give up
+        after the busy timeout: a holder stopped with Ctrl-Z or SIGSTOP, or in a debugger,
+        never lets go, and a flock() cannot be interrupted.
         """
         fd = self._turn_fd
         if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
+            return None
         try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        assert self._abspath is not None
+        if self._turn_waiter is None:
+            try:
+                self._turn_waiter = _TurnWaiter(fd, self._abspath + _TURN_SUFFIX)
+            except OSError as exc:
+                raise self._error(exc) from None
+        left = self.busy_timeout - (time.monotonic() - started)
+        if self._turn_waiter.acquire(max(left, 0.0)):
+            return self._turn_waiter.fd
+        raise self._unavailable(StorageLocked(self._locked_message(_TURN_SUFFIX)))
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
+        self._enter()
+        try:
+            self._check_file()
+            try:
+                yield self._conn
+            except _DRIVER_ERRORS as exc:
+                raise self._error(exc) from None
+        finally:
+            self._lock.release()
+
+    def _check_file(self) -> None:
+        """StorageError, from now on, if the database file was deleted or replaced (a new
+        file at its path): this connection would go on using the old one, which nobody
+        else can see any more. One stat() call, about a microsecond."""
+        if self._identity is None or self._abspath is None:
+            return
+        try:
+            st = os.stat(self._abspath)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # e.g. a directory made unreadable: SQLite's own errors will say
+        else:
+            if (st.st_dev, st.st_ino) == self._identity:
+                return
+        self._gone = self._gone_message()
+        raise StorageError(self._gone)
+
+    def _gone_message(self) -> str:
+        message = (
+            f"{self._name} was deleted or replaced while in use; corral stopped using it: "
+            "put the file back in place if it was a mistake, then restart every corral "
+            "process that uses it"
+        )
+        log.error("%s", message)
+        return message
+
+    def _truncate_wal(self) -> bool:
+        """Copy the WAL into the database and cut it to nothing, without waiting for
+        readers; False if some were in the way. The caller holds the writers' turn."""
+        conn = self._conn
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {_ms(self.busy_timeout)}")
+        except sqlite3.Error as exc:
+            log.debug("WAL of %s not truncated: %s", self.path, exc)
+            return False
+        self._shrink_wal = bool(busy)  # after a full disk: the next write tries again
+        return not busy
+
+    def _cut_idle_wal(self) -> None:
+        """Cut the WAL to nothing once the database has been quiet for `_QUIET` seconds:
+        between checkpoints it holds up to ~41 MB that a quiet database does not need, and
+        on a small disk that may be the room it lacks. Called by idle waiters, which give
+        up at once if anything else is writing; a reader in the way: again after `_QUIET`."""
+        if self._wal_cut or self._abspath is None:
+            return
+        if time.monotonic() - self._last_change < _QUIET:
+            return
+        try:
+            if os.stat(self._abspath + "-wal").st_size == 0:
+                self._wal_cut = True
+                return
+        except OSError:
+            self._wal_cut = True  # no WAL file
+            return
+        if not self._lock.acquire(False):
+            return
+        try:
+            fd = self._turn_fd
+            if self._closed or self._gone is not None:
+                return
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return  # a writer is at work: not quiet after all
+            try:
+                if self._truncate_wal():
+                    self._wal_cut = True
+                else:
+                    self._last_change = time.monotonic()
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    # --- errors --------------------------------------------------------------------------
+    def _error(self, exc: BaseException) -> StorageError:
+        """The corral error for an error of the driver (or of the file system under it):
+        every one that leaves this storage goes through here. One line, naming the file."""
+        name = self._name
+        if isinstance(exc, StorageError):
+            return exc
+        if isinstance(exc, OverflowError):
+            return ValueRejected(
+                f"{name} cannot store an integer beyond 64 bits (-2**63 to 2**63 - 1); "
+                "nothing was written"
+            )
+        if isinstance(exc, UnicodeEncodeError):
+            bad = exc.object[exc.start : exc.end]
+            return ValueRejected(
+                f"{name} cannot store a string holding a lone surrogate ({bad!r}), which is "
+                "not UTF-8; nothing was written"
+            )
+        if isinstance(exc, OSError):
+            return self._os_error(exc)
+        text = _one_line(exc)
+        if isinstance(exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError)):
+            if "closed" in text:
+                return StorageError(f"the storage of {name} is closed")
+            if "binding" in text:  # a value of a type it cannot store
+                return ValueRejected(f"{name} cannot store a value ({text}); nothing was written")
+            return StorageError(f"{name}: {text}")
+        return self._sqlite_error(exc, text)
+
+    def _sqlite_error(self, exc: BaseException, text: str) -> StorageError:
+        """`_error` for an error that SQLite itself reported, by its code."""
+        name = self._name
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = -1 if code is None else code & 0xFF
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return self._unavailable(StorageLocked(self._locked_message("-shm")))
+        if primary == sqlite3.SQLITE_FULL:
+            self._shrink_wal = True
+            return self._unavailable(
+                StorageUnavailable(
+                    f"{name} cannot grow, its disk is full ({text}): free some space; "
+                    "writes resume by themselves then"
+                )
+            )
+        if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM):
+            return self._unavailable(
+                StorageUnavailable(f"{name} failed to read or write ({text}): check the disk")
+            )
+        if code == sqlite3.SQLITE_READONLY_DBMOVED:  # SQLite noticed before _check_file
+            self._gone = self._gone_message()
+            return StorageError(self._gone)
+        if primary == sqlite3.SQLITE_READONLY:
+            return self._cannot_write(text, self._read_only() or "")
+        if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return StorageError(
+                f"{name} is corrupt or not a SQLite database ({text}): restore it from a "
+                "backup, or give corral another file"
+            )
+        if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+            return self._cannot_write(text, self._read_only())
+        if primary == sqlite3.SQLITE_TOOBIG:
+            return ValueRejected(
+                f"{name} cannot store a value this large ({text}); nothing was written"
+            )
+        return StorageError(f"{name} failed: {text}")
+
+    def _os_error(self, exc: OSError) -> StorageError:
+        """The corral error for a failure of the file system, e.g. at the lock file."""
+        text = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._shrink_wal = True
+            return self._unavailable(
+                StorageUnavailable(
+                    f"{self._name} cannot grow, its disk is full ({text}): free some space"
+                )
+            )
+        if exc.errno == errno.EIO:
+            return self._unavailable(
+                StorageUnavailable(f"{self._name} failed to read or write ({text}): check the disk")
+            )
+        return self._cannot_write(text, self._read_only())
+
+    def _cannot_write(self, text: str, read_only: str | None) -> StorageError:
+        """The file cannot be opened or written: read-only (`read_only` says why; "": for a
+        reason not found), or some other cause."""
+        if read_only is None:
+            return StorageError(
+                f"cannot open {self._name} ({text}): check that its directory exists and "
+                "that this user may write the file and create files beside it"
+            )
+        return StorageError(
+            f"{self._name} cannot be written: {read_only or 'it is read-only'} ({text}); "
+            "corral must write the file and create files beside it"
+        )
+
+    def _read_only(self) -> str | None:
+        """Why the database file or its directory cannot be written, if that is so."""
+        if self._abspath is None:
+            return None
+        for path in (self._abspath, os.path.dirname(self._abspath)):
+            try:
+                if os.statvfs(path).f_flag & os.ST_RDONLY:
+                    return f"{path} is on a file system mounted read-only"
+                if not os.access(path, os.W_OK):
+                    return f"this user may not write {path}"
+            except OSError:
+                continue  # not there (yet)
+        return None
+
+    def _unavailable(self, exc: StorageUnavailable) -> StorageUnavailable:
+        """Log a transient failure once (until a write works again) and return it."""
+        if self._outage is None:
+            log.warning("%s", exc)
+        self._outage = str(exc)
+        return exc
+
+    def _locked_message(self, suffix: str) -> str:
+        """Why a write waited past the busy timeout: who holds the lock, as far as the
+        kernel's table of file locks tells (Linux), and what may be wrong with it."""
+        pid = None if self._abspath is None else _lock_holder(self._abspath + suffix)
+        waited = f"{self.busy_timeout:g} s"
+        fix = "resume it or end it, or give the database URL a longer ?busy_timeout=SECONDS"
+        if pid is None:
+            return (
+                f"{self._name} is locked: another process has held its write lock for over "
+                f"{waited} (stopped with Ctrl-Z or SIGSTOP? a debugger? a paused container? "
+                f"a long transaction?): {fix}"
+            )
+        state = _process_state(pid)
+        if state in ("T", "t"):
+            return (
+                f"{self._name} is locked by process {pid}, which is stopped (Ctrl-Z or "
+                f"SIGSTOP? a debugger?) and has held its write lock for over {waited}: "
+                f"resume it (kill -CONT {pid}) or end it"
+            )
+        return (
+            f"{self._name} is locked by process {pid}, which has held its write lock for "
+            f"over {waited} (stopped with Ctrl-Z or SIGSTOP? a debugger? a paused container? "
+            f"a long transaction?): {fix}"
+        )
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
-            if self._watch is not None:
-                self._watch.close()
+            if self._closed:
+                return
+            self._closed = True
+            for conn in (self._conn, self._watch):
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except sqlite3.Error as exc:
+                        log.debug("closing %s: %s", self._name, exc)
             if self._watcher:
                 self._watcher.stop()
+            if self._turn_waiter is not None:
+                self._turn_waiter.close()
             if self._turn_fd is not None:
                 os.close(self._turn_fd)
                 self._turn_fd = None
 
     # --- schema --------------------------------------------------------------------------
     def migrate(self) -> int:
-        try:
-            with self._write(wakes=False) as conn:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS corral_schema_version (version INTEGER NOT NULL)"
+        with self._write(wakes=False) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS corral_schema_version (version INTEGER NOT NULL)"
+            )
+            row = conn.execute("SELECT max(version) FROM corral_schema_version").fetchone()
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the database {self.url} has schema version {current}, newer than "
+                    f"this corral ({SCHEMA_VERSION}); upgrade corral"
                 )
-                row = conn.execute("SELECT max(version) FROM corral_schema_version").fetchone()
-                current = row[0] or 0
-                if current > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"the database {self.url} has schema version {current}, newer than "
-                        f"this corral ({SCHEMA_VERSION}); upgrade corral"
-                    )
-                for version, script in MIGRATIONS:
-                    if version > current:
-                        for statement in script.split(";\n"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        conn.execute("INSERT INTO corral_schema_version VALUES (?)", (version,))
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot use the SQLite database {self.url}: {exc}") from None
+            for version, script in MIGRATIONS:
+                if version > current:
+                    for statement in script.split(";\n"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO corral_schema_version VALUES (?)", (version,))
         return SCHEMA_VERSION
 
     # --- processes -----------------------------------------------------------------------
@@ -381,8 +740,13 @@ class SQLiteStorage(Storage):
             clauses.append("job = ?")
             args.append(where.job)
         for key, value in (where.tags or {}).items():
-            clauses.append("json_extract(tags, ?) = ?")
-            args.extend((f'$."{key}"', value))
+            # As `tags @> {key: value}` on PostgreSQL, for any key: a JSON path would need
+            # the key quoted, and SQLite's paths cannot quote a key holding `"`.
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(corral_process.tags) "
+                "WHERE key = ? AND type = 'text' AND value = ?)"
+            )
+            args.extend((key, value))
         sql = f"SELECT {_COLS} FROM corral_process"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -421,10 +785,12 @@ class SQLiteStorage(Storage):
             return [], {}
         filters, fargs = _queue_filter(claim, paused)
         chosen: list[tuple[str, str | None]] = []
-        for template in (_SELECT_EXPIRED, _SELECT_RUNNABLE):
+        for template, most in ((_SELECT_EXPIRED, claim.max_recovered), (_SELECT_RUNNABLE, None)):
             need = claim.limit - len(chosen)
+            if most is not None:
+                need = min(need, most)
             if need <= 0:
-                break
+                continue
             # Driving one named process needs no ordered walk of the runnable index.
             by_index = not claim.process_ids
             sql = template.format(
@@ -622,34 +988,49 @@ class SQLiteStorage(Storage):
         # the file watcher does.
         step = _POLL_WATCHED if self._file_watcher() else _POLL
         while True:
+            # An idle worker learns here, within a step, that its file was deleted or
+            # replaced (the file watcher wakes it at once): it would wait forever else.
+            if self._gone is not None:
+                raise StorageError(self._gone)
+            self._check_file()
             if self._other_connection_wrote():
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
+            self._cut_idle_wal()
             with self._changed:
-                self._changed.wait_for(
+                woken = self._changed.wait_for(
                     lambda: self._local_changes != seen, timeout=min(remaining, step)
                 )
-                if self._local_changes != seen:
-                    return True
+            if woken:
+                self._check_file()  # the watcher wakes us when the file goes, too
+                return True
 
     def _file_watcher(self) -> bool:
         """Start, once, a thread that wakes local waiters when another process writes
         the database: inotify on its directory, for the WAL file (Linux). False when
         there is none (in-memory, other systems, no inotify): then waiters poll."""
         if self._watcher is None:
-            self._watcher = _WalWatcher.start(self.path, self.notify_local) or False
+            self._watcher = _WalWatcher.start(self._abspath, self.notify_local) or False
         return self._watcher is not False and self._watcher.alive
 
     def _other_connection_wrote(self) -> bool:
-        if self.path is None:
+        if self._abspath is None:
             return False  # a private in-memory database has no other connection
-        if self._watch is None:
-            self._watch = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        try:
+            if self._watch is None:
+                self._watch = sqlite3.connect(
+                    self._abspath, isolation_level=None, check_same_thread=False
+                )
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        except _DRIVER_ERRORS as exc:
+            raise self._error(exc) from None
         changed = self._data_version not in (-1, version)
         self._data_version = version
+        if changed:
+            self._last_change = time.monotonic()
+            self._wal_cut = False
         return bool(changed)
 
 
@@ -679,8 +1060,12 @@ class _WalWatcher:
         try:
             inotify = inotify_simple.INotify()
             # The directory, not the WAL file: SQLite deletes and recreates that file.
+            # The database's own name too: deleted or replaced, it wakes waiters, which
+            # then see that it is gone (SQLiteStorage._check_file).
+            flags = inotify_simple.flags
             inotify.add_watch(
-                str(target.parent), inotify_simple.flags.MODIFY | inotify_simple.flags.CREATE
+                str(target.parent),
+                flags.MODIFY | flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO,
             )
         except OSError as exc:  # e.g. the per-user limit of watches: fall back to polling
             log.debug("no inotify on %s (%s): idle waits poll", target.parent, exc)
@@ -853,7 +1238,169 @@ def _queue_filter(claim: Claim, paused: set[str]) -> tuple[str, list[Any]]:
     if claim.queues is not None:
         sql += f" AND queue IN ({', '.join('?' * len(claim.queues))})"
         args.extend(claim.queues)
+    if claim.jobs is not None:
+        sql += f" AND job IN ({', '.join('?' * len(claim.jobs))})"
+        args.extend(claim.jobs)
     if paused:
         sql += f" AND queue NOT IN ({', '.join('?' * len(paused))})"
         args.extend(sorted(paused))
     return sql, args
+
+
+class _TurnWaiter:
+    """A thread that blocks in flock() on the writers' lock file for a writer that found
+    the lock taken, so that the writer can give up after its busy timeout (a flock()
+    cannot be interrupted; a thread blocked in one can be left behind). It locks an open
+    file description of its own (flock locks belong to those), which the writer then
+    holds and unlocks. A writer that gave up leaves its request behind: the thread takes
+    the lock when the holder lets go and, nobody wanting it any more, lets go at once, or
+    hands it to the next writer that came meanwhile. One per storage, started at the
+    first wait; writers come one at a time (the storage's lock)."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        try:  # the very file `fd` has open (Linux), even if its path was unlinked since
+            self.fd = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        except OSError:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._cond = threading.Condition()
+        self._wanted = False  # a writer waits for the lock
+        self._held = False  # the lock is held on self.fd for that writer
+        self._error: OSError | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="corral-sqlite-turn", daemon=True)
+        self._thread.start()
+
+    def acquire(self, timeout: float) -> bool:
+        """True when the lock is held on `self.fd` for the caller, within `timeout` seconds."""
+        with self._cond:
+            self._wanted = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._held or self._error is not None, timeout)
+            self._wanted = False
+            if self._held:
+                self._held = False
+                return True
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            return False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._wanted or self._closed)
+                    if self._closed:
+                        return
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    with self._cond:
+                        self._error = exc
+                        self._wanted = False
+                        self._cond.notify_all()
+                    continue
+                with self._cond:
+                    if self._wanted and not self._closed:
+                        self._held = True
+                        self._wanted = False
+                        self._cond.notify_all()
+                        continue
+                fcntl.flock(self.fd, fcntl.LOCK_UN)  # the writer gave up meanwhile
+        finally:
+            os.close(self.fd)
+
+    def close(self) -> None:
+        """End the thread: now if it is idle, else once the flock() it is blocked in
+        returns (it lets go of the lock at once then)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def _options(url: str, path: str | None) -> tuple[str | None, float]:
+    """The file's path without the URL's query, and the options the query sets."""
+    if path is None:
+        return None, DEFAULT_BUSY_TIMEOUT
+    path, _, query = path.partition("?")
+    busy_timeout = DEFAULT_BUSY_TIMEOUT
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name != "busy_timeout":
+            raise UsageError(
+                f"unknown option {name!r} in the database URL {url!r}; a SQLite URL takes "
+                "busy_timeout=SECONDS"
+            )
+        try:
+            busy_timeout = float(value)
+        except ValueError:
+            busy_timeout = -1.0
+        if not 0 <= busy_timeout < 1e6:
+            raise UsageError(
+                f"busy_timeout={value!r} in the database URL {url!r} is not a number of "
+                "seconds; e.g. busy_timeout=10"
+            )
+    return path, busy_timeout
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is left of a failed transaction: SQLite may have done it already
+    (after a full disk, an I/O error), and a failing rollback must not hide the error."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.debug("rollback failed: %s", exc)
+
+
+# SQLite's locks in the WAL index (the -shm file): the writer's lock, then the
+# checkpointer's and recovery's, one byte each from byte 120.
+_SHM_WRITER_LOCKS = range(120, 123)
+
+
+def _lock_holder(path: str) -> int | None:
+    """The pid of the process holding the write lock of `path` (the lock file beside the
+    database, or SQLite's -shm file), from the kernel's table of file locks (Linux): a
+    line per lock, with its holder's pid and the file's device and inode. None when it
+    cannot be told (another system, no /proc, a pid outside this pid namespace)."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            table = f.read()
+    except OSError:
+        return None
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    inode = str(st.st_ino)
+    flock = path.endswith(_TURN_SUFFIX)
+    found: list[tuple[bool, int]] = []
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 321 fd:01:1234 0 EOF"; "1: -> FLOCK ..." is a waiter.
+        fields = line.split()
+        if len(fields) < 8 or fields[1] == "->" or fields[3] != "WRITE":
+            continue
+        dev, _, ino = fields[5].rpartition(":")
+        if ino != inode or (fields[1] == "FLOCK") != flock or int(fields[4]) <= 0:
+            continue
+        if not flock:
+            end = 2**63 if fields[7] == "EOF" else int(fields[7])
+            if not any(int(fields[6]) <= b <= end for b in _SHM_WRITER_LOCKS):
+                continue
+        # The same device first; some file systems (btrfs) give stat() another number.
+        found.append((dev != device, int(fields[4])))
+    return min(found)[1] if found else None
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of a process (Linux: T stopped, t stopped by a debugger), or ''."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
