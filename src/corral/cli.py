@@ -524,6 +524,10 @@ def _run_worker(options: WorkerOptions) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    # Why it stopped, as an exit code: 0 idle or a signal, 3 the database failed for good
+    # or was away when the grace ran out, 5 too many stuck handlers (see README).
+    if stats.exit_code:
+        raise typer.Exit(stats.exit_code)
 
 
 def _on_signals(stop: Callable[[], None]) -> None:

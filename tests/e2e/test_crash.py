@@ -285,3 +285,19 @@ def test_a_second_sigterm_releases_at_once(crash_corral: Corral, tmp_path: Path)
     process = corral.show(pid)
     assert process["status"] == "starting"
     assert "released" in history_kinds(process)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_database_file_is_deleted_stops_with_a_clear_error(
+    corral: Corral,
+) -> None:
+    corral.submit("add", "a=1", "b=2")
+    worker = corral.start_worker()
+    wait_until(lambda: " started (concurrency" in corral.log_of(worker), timeout=30)
+    wait_until(lambda: corral.list()[0]["status"] == "completed", timeout=30)
+    for path in corral.cwd.glob("corral.db*"):
+        path.unlink()
+    # It notices within its idle wait, drains, and exits 3 (a storage error), saying why.
+    assert worker.wait(timeout=30) == 3, corral.log_of(worker)
+    log = corral.log_of(worker)
+    assert "deleted or replaced" in log and "Traceback" not in log, log

@@ -385,7 +385,6 @@ class SQLiteStorage(Storage):
             "put the file back in place if it was a mistake, then restart every corral "
             "process that uses it"
         )
-        log.error("%s", message)
         return message
 
     def _truncate_wal(self) -> bool:
