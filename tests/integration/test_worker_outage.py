@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from corral import App, Context, Status, Worker, WorkerOptions
 from corral.errors import StorageUnavailable
 from corral.storage.base import Storage
 from corral.worker import WorkerStats
+from tests.backends import backend_url
 from tests.e2e.conftest import wait_until
 
 #: Calls that do not reach the database (`now` never raises: it is the clock).
@@ -64,8 +66,8 @@ class StepsParams(BaseModel):
     steps: int
 
 
-def make_app(lease_seconds: float) -> tuple[App, Flaky]:
-    app = App("memory://", lease_seconds=lease_seconds)
+def make_app(lease_seconds: float, url: str = "memory://") -> tuple[App, Flaky]:
+    app = App(url, lease_seconds=lease_seconds)
 
     def audit(ctx: Context, entry: str) -> None:
         entries = ctx.store.setdefault("audit", [])
@@ -229,9 +231,14 @@ def test_a_commit_landing_while_a_renewal_is_on_its_way_is_not_a_lease_loss(
     assert stats[0].lost == 0
 
 
-def test_a_stop_during_an_outage_honours_the_grace(caplog_info: pytest.LogCaptureFixture) -> None:
+def test_a_stop_during_an_outage_honours_the_grace(backend: str, tmp_path: Path) -> None:
+    with backend_url(backend, tmp_path) as url:
+        stop_during_an_outage(url)
+
+
+def stop_during_an_outage(url: str) -> None:
     # Given a worker whose database went away while it ran iterations...
-    app, flaky = make_app(lease_seconds=30)
+    app, flaky = make_app(lease_seconds=30, url=url)
     worker = Worker(app, WorkerOptions(concurrency=4, poll_interval=0.05, grace=1.0))
     out: list[WorkerStats] = []
     thread = threading.Thread(target=lambda: out.append(worker.run()), daemon=True)
@@ -256,10 +263,13 @@ def test_a_stop_during_an_outage_honours_the_grace(caplog_info: pytest.LogCaptur
     assert out[0].exit_code == 3  # iterations left uncommitted for want of a database
     flaky.down = False
     # Nothing was lost: the processes are whole, to be taken over once the leases expire.
-    for pid in simple + multi:
-        assert app.get(pid).status in (
-            Status.STARTING,
-            Status.RUNNING,
-            Status.ENDING,
-            Status.COMPLETED,
-        )
+    try:
+        for pid in simple + multi:
+            assert app.get(pid).status in (
+                Status.STARTING,
+                Status.RUNNING,
+                Status.ENDING,
+                Status.COMPLETED,
+            )
+    finally:
+        flaky.real.close()
