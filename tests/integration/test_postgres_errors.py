@@ -166,7 +166,7 @@ VERBS: dict[str, Verb] = {
 def test_the_table_names_every_verb_of_the_interface() -> None:
     public = {n for n in dir(Storage) if not n.startswith("_")}
     # Not verbs on the database: the URL, closing, the clock and wake-ups.
-    public -= {"url", "close", "now", "notify_local", "wait_for_change"}
+    public -= {"url", "close", "now", "notify_local", "change_epoch", "wait_for_change"}
     assert set(VERBS) == public
 
 
@@ -201,7 +201,8 @@ def test_waiting_for_a_change_meets_no_driver_error(
         raise psycopg.OperationalError("connection failed: Connection refused")
 
     monkeypatch.setattr(storage, "_listen_connect", refused)
-    assert storage.wait_for_change(0.01)  # polls instead, and says to look again
+    # Polls instead, and says to look again.
+    assert storage.wait_for_change(storage.change_epoch(), 0.01)
 
 
 # --- StorageUnavailable, for real ---------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_a_server_outage_is_reported_once_and_the_storage_recovers(
     url, proxy = proxied_url
     caplog.set_level(logging.WARNING, logger="corral.storage.postgres")
     with PostgresStorage(url) as storage:
-        storage.wait_for_change(0.01)  # listening
+        storage.wait_for_change(storage.change_epoch(), 0.01)  # listening
         p = new()
         storage.process_insert_many([p])
         # Given the server goes away, verbs fail with one clear error...
@@ -119,11 +119,14 @@ def test_a_server_outage_is_reported_once_and_the_storage_recovers(
             except StorageUnavailable:
                 assert time.monotonic() < deadline
                 time.sleep(0.5)
-        while storage.wait_for_change(0.5):  # the listener reports its reconnection
+        while storage.wait_for_change(
+            storage.change_epoch(), 0.5
+        ):  # the listener reports its reconnection
             assert time.monotonic() < deadline
+        epoch = storage.change_epoch()  # read before the write it must see
         with PostgresStorage(url) as other:
             other.process_insert_many([new()])
-        assert storage.wait_for_change(5.0)
+        assert storage.wait_for_change(epoch, 5.0)
     messages = [r.getMessage() for r in caplog.records if r.name == "corral.storage.postgres"]
     assert len([m for m in messages if "is unavailable" in m]) == 1, messages
     assert len([m for m in messages if "reachable again" in m]) == 1, messages

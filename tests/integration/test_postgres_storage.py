@@ -299,11 +299,12 @@ def test_a_bad_url_is_one_clear_error() -> None:
 def test_without_notify_waiting_polls(url: str) -> None:
     storage = PostgresStorage(url + "&notify=false")
     with storage:
+        epoch = storage.change_epoch()  # read before the write it must see
         p = new()
         storage.process_insert_many([p])
         assert storage.process_get(p.id) is not None
         began = time.monotonic()
-        assert storage.wait_for_change(5.0)
+        assert storage.wait_for_change(epoch, 5.0)
         assert time.monotonic() - began < 0.5
         assert storage._listener is None
 
@@ -311,7 +312,7 @@ def test_without_notify_waiting_polls(url: str) -> None:
 def test_wake_ups_survive_the_server_dropping_every_connection(url: str) -> None:
     app = f"corral_test_{uuid.uuid4().hex[:8]}"
     with PostgresStorage(f"{url}&application_name={app}") as waiter, PostgresStorage(url) as writer:
-        waiter.wait_for_change(0.01)  # listening
+        waiter.wait_for_change(waiter.change_epoch(), 0.01)  # listening
         waiter.process_insert_many([new()])
         # Given PostgreSQL drops every connection of the waiter (as a restart would)...
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
@@ -335,7 +336,8 @@ def test_wake_ups_survive_the_server_dropping_every_connection(url: str) -> None
         # ...and once its listener is back (which it reports as a change), a write of
         # another worker still wakes it.
         deadline = time.monotonic() + 20
-        while waiter.wait_for_change(0.5):
+        while waiter.wait_for_change(waiter.change_epoch(), 0.5):
             assert time.monotonic() < deadline
+        epoch = waiter.change_epoch()  # read before the write it must see
         writer.process_insert_many([new()])
-        assert waiter.wait_for_change(5.0)
+        assert waiter.wait_for_change(epoch, 5.0)

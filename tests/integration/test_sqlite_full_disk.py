@@ -133,12 +133,14 @@ def test_a_quiet_database_has_its_wal_cut_to_nothing_by_an_idle_waiter(
     writer, idle = open_storage(url), open_storage(url)
     wal = Path(f"{db}-wal")
     try:
-        idle.wait_for_change(0.01)  # armed
+        idle.wait_for_change(idle.change_epoch(), 0.01)  # armed
         writer.process_insert_many(batch(2_000))
         assert wal.stat().st_size > 1024 * 1024
         deadline = time.monotonic() + 30
         while wal.stat().st_size > 0 and time.monotonic() < deadline:
-            idle.wait_for_change(0.05)  # what an idle worker does, over and over
+            idle.wait_for_change(
+                idle.change_epoch(), 0.05
+            )  # what an idle worker does, over and over
         assert wal.stat().st_size == 0
         # The database is whole, and writes go on.
         p = batch(1)

@@ -80,7 +80,7 @@ def test_every_verb_refuses_a_file_deleted_or_replaced(
         lambda s: s.process_claim(Claim(owner="w", now=T0, lease_seconds=30, limit=1)),
         lambda s: s.queue_pause("q", True),
         lambda s: s.process_get(p.id),
-        lambda s: s.wait_for_change(0.01),
+        lambda s: s.wait_for_change(s.change_epoch(), 0.01),
     ]
     for verb in verbs:
         with pytest.raises(StorageError) as caught:
@@ -101,14 +101,18 @@ def test_an_idle_wait_ends_when_the_file_goes(
         monkeypatch.setattr(sqlite_backend, "inotify_simple", None)
     storage = open_storage(f"sqlite:///{db}")
     try:
-        storage.wait_for_change(0.01)  # armed: watcher started, data_version read
+        storage.wait_for_change(
+            storage.change_epoch(), 0.01
+        )  # armed: watcher started, data_version read
         raised: list[BaseException] = []
         started = threading.Event()
 
         def idle() -> None:
             started.set()
             try:
-                storage.wait_for_change(60.0)  # a worker's idle wait, far longer than the test
+                storage.wait_for_change(
+                    storage.change_epoch(), 60.0
+                )  # a worker's idle wait, far longer than the test
             except BaseException as exc:  # handed to the test's thread
                 raised.append(exc)
 
@@ -138,7 +142,7 @@ def test_a_relative_path_is_checked_where_it_was_opened(
         p = new()
         storage.process_insert_many([p])
         assert storage.process_get(p.id) is not None
-        assert storage.wait_for_change(0.01) is False
+        assert storage.wait_for_change(storage.change_epoch(), 0.01) is False
         assert not (elsewhere / "corral.db").exists()
     finally:
         storage.close()

@@ -27,12 +27,15 @@ def test_another_connections_commit_wakes_an_idle_waiter_at_once(
     url = f"sqlite:///{tmp_path / 'corral.db'}"
     waiter, writer = open_storage(url), open_storage(url)
     try:
-        waiter.wait_for_change(0.01)  # arm: starts the watcher, reads data_version
+        waiter.wait_for_change(
+            waiter.change_epoch(), 0.01
+        )  # arm: starts the watcher, reads data_version
         woke: list[float] = []
+        epoch = waiter.change_epoch()  # read before the write it must see
 
         def wait() -> None:
             started = time.monotonic()
-            if waiter.wait_for_change(10.0):
+            if waiter.wait_for_change(epoch, 10.0):
                 woke.append(time.monotonic() - started)
 
         t = threading.Thread(target=wait)
@@ -52,7 +55,7 @@ def test_another_connections_commit_wakes_an_idle_waiter_at_once(
 def test_no_watcher_for_a_private_in_memory_database() -> None:
     storage = open_storage("memory://")
     try:
-        assert storage.wait_for_change(0.01) is False
+        assert storage.wait_for_change(storage.change_epoch(), 0.01) is False
         assert isinstance(storage, sqlite_backend.SQLiteStorage)
         assert storage._watcher is False
     finally:

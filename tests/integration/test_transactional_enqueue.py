@@ -190,19 +190,24 @@ def test_the_notify_wakes_a_waiting_worker_only_when_the_caller_commits(
     waiter = PostgresStorage(pg_url)
     try:
         thread.start()
-        waiter.wait_for_change(0.01)  # listening from here on
-        while waiter.wait_for_change(0.3):  # let the worker's start-up writes pass
+        waiter.wait_for_change(waiter.change_epoch(), 0.01)  # listening from here on
+        while waiter.wait_for_change(
+            waiter.change_epoch(), 0.3
+        ):  # let the worker's start-up writes pass
             pass
         with psycopg.connect(pg_url) as conn:
             p = app.submit("add", {"a": 2, "b": 3}, connection=conn)
-            assert not waiter.wait_for_change(1.0)  # no wake-up before the commit
+            assert not waiter.wait_for_change(
+                waiter.change_epoch(), 1.0
+            )  # no wake-up before the commit
             conn.rollback()
-            assert not waiter.wait_for_change(1.0)  # nor after a rollback
+            assert not waiter.wait_for_change(waiter.change_epoch(), 1.0)  # nor after a rollback
             q = app.submit("add", {"a": 4, "b": 5}, connection=conn)
-            assert not waiter.wait_for_change(0.5)
+            assert not waiter.wait_for_change(waiter.change_epoch(), 0.5)
             assert rows(pg_url, "SELECT count(*) FROM corral_process") == [(0,)]
+            epoch = waiter.change_epoch()  # read before the commit it must see
             conn.commit()
-        assert waiter.wait_for_change(5.0)  # the commit delivers the NOTIFY
+        assert waiter.wait_for_change(epoch, 5.0)  # the commit delivers the NOTIFY
         done = app.wait(q.id, timeout=10)  # and the sleeping worker wakes and runs it
         assert (done.status, done.result) == (Status.COMPLETED, 9)
         assert app.storage.process_get(p.id) is None

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from corral.errors import NotStorable
 from corral.model import Process, Status
-from corral.storage import codec
+from corral.storage import codec, columns
 from corral.storage.base import NewProcess
+from corral.storage.fast import positional_constructor
 
 # Text every backend stores: no lone surrogate, no NUL (the codec refuses both).
 storable_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
@@ -89,7 +90,7 @@ def test_new_process_record_is_the_dataclass_built_the_plain_way() -> None:
         updated_at=10.0, deadline_at=100.0, schedule_to_close=5.0, start_to_close=6.0,
         heartbeat_timeout=7.0, iteration_since=12.5,
     )  # fmt: skip
-    record = codec.new_process_record(new)
+    record = columns.new_process_record(new)
     assert record == plain
     assert dataclasses.asdict(record) == dataclasses.asdict(plain)
     assert record.tags is not new.tags  # a record of its own
@@ -98,7 +99,7 @@ def test_new_process_record_is_the_dataclass_built_the_plain_way() -> None:
 
 
 def test_positional_constructor_takes_every_field_or_nothing() -> None:
-    make = codec.positional_constructor(NewProcess)
+    make = positional_constructor(NewProcess)
     fields = [f.name for f in dataclasses.fields(NewProcess)]
     values = [f"v{i}" for i in range(len(fields))]
     built = make(*values)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Self
 
 from corral.model import JSON, Change, Event, Process, Status
+from corral.storage.fast import positional_constructor
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,40 @@ class NewProcess:
     #: `codec.dumps(params)` when the caller has it already (the App does: it measures the
     #: parameters' size from it), so that a backend need not encode them again.
     params_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitShared:
+    """What the processes of one submit call share: the job and the resolved options. A
+    backend given one with `process_insert_many` knows that every process of the batch
+    was made by `new_process`, and binds these values once for the whole batch."""
+
+    job: str
+    created_at: float
+    run_at: float
+    priority: int
+    queue: str
+    client_id: str
+    tags: dict[str, str]
+    deadline_at: float | None
+    schedule_to_close: float | None
+    start_to_close: float | None
+    heartbeat_timeout: float | None
+
+    def new_process(
+        self, process_id: str, params: dict[str, JSON], params_json: str, custom_id: str | None
+    ) -> NewProcess:
+        return _new_process(
+            process_id, self.job, params, self.created_at, self.run_at, Status.STARTING,
+            self.priority, self.queue, custom_id, self.client_id, self.tags, (),
+            self.deadline_at, self.schedule_to_close, self.start_to_close,
+            self.heartbeat_timeout, params_json,
+        )  # fmt: skip
+
+
+#: NewProcess(...) with every field, positional: a bulk submit makes thousands.
+def _new_process(*values: object) -> NewProcess:
+    return _NEW_PROCESS(*values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +179,16 @@ class Storage(abc.ABC):
     # --- processes ------------------------------------------------------------------------
     @abc.abstractmethod
     def process_insert_many(
-        self, processes: Sequence[NewProcess], *, connection: object | None = None
+        self,
+        processes: Sequence[NewProcess],
+        *,
+        shared: SubmitShared | None = None,
+        connection: object | None = None,
     ) -> list[Inserted]:
         """Insert processes and their first history event in one transaction.
+
+        `shared`: what the processes share, when they all come from one submit call (see
+        SubmitShared); a backend may then bind it once rather than per process.
 
         A process with a `custom_id` already used by the same client is not inserted:
         the existing one is returned with outcome `existing` if it has the same job
@@ -270,11 +312,18 @@ class Storage(abc.ABC):
 
     # --- wake-ups -------------------------------------------------------------------------
     @abc.abstractmethod
-    def wait_for_change(self, timeout: float) -> bool:
-        """Block until a write that may create work happens after this call starts (by
-        another connection, or through this object: see `notify_local`), or `timeout`
-        seconds pass. Returns True if something changed; a spurious True is allowed,
-        so callers look again rather than trust it. Cheap: this is how idle workers wait."""
+    def change_epoch(self) -> int:
+        """A number that moves on whenever something that may create work happens: a write
+        through this object, or (as soon as this storage learns of it) through another
+        connection. Read it before looking for work, then wait with it."""
+
+    @abc.abstractmethod
+    def wait_for_change(self, epoch: int, timeout: float) -> bool:
+        """Block until something changed since `epoch` was read (by another connection, or
+        through this object: see `notify_local`), or `timeout` seconds pass. Returns True if
+        something changed; a spurious True is allowed, so callers look again rather than
+        trust it. A change between reading the epoch and calling this is never missed.
+        Cheap: this is how idle workers wait."""
 
     def notify_local(self) -> None:  # noqa: B027 - optional hook
         """Wake local waiters after a write made through this very object."""
@@ -287,3 +336,6 @@ class Storage(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_NEW_PROCESS = positional_constructor(NewProcess)

@@ -9,7 +9,6 @@ written, the same on SQLite as on PostgreSQL, with `NotStorable` naming what was
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pydantic_core
 
 from corral.errors import NotStorable
-from corral.model import JSON, ErrorInfo, Event, Process, Status
+from corral.model import JSON, ErrorInfo, Event, Status
 
 if TYPE_CHECKING:
     from corral.storage.base import NewProcess
@@ -252,92 +251,6 @@ def error_dumps(error: ErrorInfo | None) -> str | None:
 
 def error_loads(text: str | None) -> ErrorInfo | None:
     return None if text is None else ErrorInfo.from_json(json.loads(text))
-
-
-#: Column order of every SELECT that builds a Process.
-PROCESS_COLUMNS = (
-    "id, job, params, status, store, result, error, progress_done, progress_total, priority, "
-    "queue, run_at, attempt, lease_owner, lease_token, lease_expires_at, cancel_requested, "
-    "stopped_status, custom_id, client_id, tags, created_at, updated_at, finished_at, version, "
-    "deadline_at, schedule_to_close, start_to_close, heartbeat_timeout, iteration_since, "
-    "claimed_at, heartbeat_at"
-)
-
-
-def process_from_row(row: Any) -> Process:
-    return Process(
-        id=row[0],
-        job=row[1],
-        params=loads(row[2]),
-        status=Status(row[3]),
-        store=loads(row[4]),
-        result=loads(row[5]),
-        error=error_loads(row[6]),
-        progress_done=row[7],
-        progress_total=row[8],
-        priority=row[9],
-        queue=row[10],
-        run_at=row[11],
-        attempt=row[12],
-        lease_owner=row[13],
-        lease_token=row[14],
-        lease_expires_at=row[15],
-        cancel_requested=bool(row[16]),
-        stopped_status=Status(row[17]) if row[17] else None,
-        custom_id=row[18],
-        client_id=row[19],
-        tags=loads(row[20]),
-        created_at=row[21],
-        updated_at=row[22],
-        finished_at=row[23],
-        version=row[24],
-        deadline_at=row[25],
-        schedule_to_close=row[26],
-        start_to_close=row[27],
-        heartbeat_timeout=row[28],
-        iteration_since=row[29],
-        claimed_at=row[30],
-        heartbeat_at=row[31],
-    )
-
-
-def positional_constructor(cls: type[T]) -> Callable[..., T]:
-    """`cls(*values)` for a frozen dataclass with slots, every field given in declaration
-    order, in half the time: the dataclass's own __init__ sets each field through
-    `object.__setattr__` (the class is frozen); this sets the slots directly. For the
-    records a batch insert makes by the thousand, from values already checked."""
-    if not (dataclasses.is_dataclass(cls) and hasattr(cls, "__slots__")):
-        raise TypeError(f"{cls.__name__} is not a dataclass with slots")
-    if hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}.__post_init__ would be skipped")
-    setters = tuple(getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
-    new = object.__new__
-
-    count = len(setters)
-
-    def construct(*values: Any) -> T:
-        if len(values) != count:
-            raise TypeError(f"{cls.__name__} takes {count} values, not {len(values)}")
-        obj = new(cls)
-        for set_value, value in zip(setters, values):  # noqa: B905 - lengths checked above
-            set_value(obj, value)
-        return obj
-
-    return construct
-
-
-_process = positional_constructor(Process)
-
-
-def new_process_record(new: NewProcess) -> Process:
-    """The Process a backend stores for a NewProcess, without reading it back."""
-    return _process(
-        new.id, new.job, new.params, new.status, {}, None, None, None, None, new.priority,
-        new.queue, new.run_at, 0, None, 0, None, False, None, new.custom_id, new.client_id,
-        dict(new.tags), new.created_at, new.created_at, None, 0, new.deadline_at,
-        new.schedule_to_close, new.start_to_close, new.heartbeat_timeout, new.run_at, None,
-        None,
-    )  # fmt: skip
 
 
 def submitted_detail(new: NewProcess) -> dict[str, JSON]:

@@ -39,14 +39,13 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from corral.errors import (
-    CustomIdConflict,
     StorageError,
     StorageUnavailable,
     UsageError,
     ValueRejected,
 )
 from corral.model import Change, Event, Process
-from corral.storage import codec
+from corral.storage import codec, columns
 from corral.storage.base import (
     Claim,
     Claimed,
@@ -56,9 +55,13 @@ from corral.storage.base import (
     ProcessFilter,
     Renewal,
     Storage,
+    SubmitShared,
     TimedOut,
 )
+from corral.storage.shared import same_submit
 
+#: A Process from a row of columns.SELECT_LIST.
+_decode_process = columns.row_decoder()
 log = logging.getLogger(__name__)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -91,8 +94,7 @@ def load_queries() -> dict[str, str]:
     text = (_SQL_DIR / "queries.sql").read_text(encoding="utf-8")
     parts = _QUERY_HEADER.split(text)
     queries = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=True))
-    columns = codec.PROCESS_COLUMNS
-    return {k: v.replace("/* process_columns */", columns) for k, v in queries.items()}
+    return {k: v.replace("/* process_columns */", columns.SELECT_LIST) for k, v in queries.items()}
 
 
 def load_migrations() -> list[tuple[int, str]]:
@@ -149,7 +151,6 @@ class PostgresStorage(Storage):
         self._down = False
         self._changed = threading.Condition()
         self._wakeups = 0
-        self._seen = threading.local()
         self._listen_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = False
@@ -330,13 +331,17 @@ class PostgresStorage(Storage):
     # --- processes -----------------------------------------------------------------------
     @_verb
     def process_insert_many(
-        self, processes: Sequence[NewProcess], *, connection: object | None = None
+        self,
+        processes: Sequence[NewProcess],
+        *,
+        shared: SubmitShared | None = None,
+        connection: object | None = None,
     ) -> list[Inserted]:
         if connection is not None:
-            return self._insert_in(connection, processes)
+            return self._insert_in(connection, processes, shared)
         if not processes:
             return []
-        query, args = _insert_args(processes, self._notify_param)
+        query, args = _insert_args(processes, shared, self._notify_param)
         for attempt in (1, 2, 3):
             try:
                 out = self._insert_again_if_lost(processes, query, args)
@@ -374,7 +379,7 @@ class PostgresStorage(Storage):
     def _landed(self, processes: Sequence[NewProcess]) -> list[Inserted] | None:
         """The processes as created, if every one of them is stored as it was inserted."""
         rows = self._rows(Q["process_get_many"], {"ids": [n.id for n in processes]})
-        stored = {p.id: p for p in map(codec.process_from_row, rows)}
+        stored = {p.id: p for p in map(_decode_process, rows)}
         ours = [stored.get(n.id) for n in processes]
         if all(
             p is not None
@@ -411,10 +416,12 @@ class PostgresStorage(Storage):
             # about as long), and leaving the pipeline raises the statement's error.
             with conn.pipeline():
                 conn.execute(Q[query], args)
-                return [Inserted(codec.new_process_record(n), "created") for n in processes]
+                return [Inserted(columns.new_process_record(n), "created") for n in processes]
         return _insert_rows(conn, processes, query, args)
 
-    def _insert_in(self, connection: object, processes: Sequence[NewProcess]) -> list[Inserted]:
+    def _insert_in(
+        self, connection: object, processes: Sequence[NewProcess], shared: SubmitShared | None
+    ) -> list[Inserted]:
         """Transactional enqueue: insert through the caller's connection, in the caller's
         transaction, which we neither commit nor roll back. The NOTIFY the insert sends is
         delivered by PostgreSQL when (and only if) that transaction commits."""
@@ -443,12 +450,14 @@ class PostgresStorage(Storage):
         # A savepoint: a custom id conflict undoes this submit and leaves the caller's
         # transaction usable.
         with connection.transaction():
-            return _insert_rows(cur, processes, *_insert_args(processes, self._notify_param))
+            return _insert_rows(
+                cur, processes, *_insert_args(processes, shared, self._notify_param)
+            )
 
     @_verb
     def process_get(self, process_id: str) -> Process | None:
         rows = self._rows(Q["process_get"], {"id": process_id})
-        return codec.process_from_row(rows[0]) if rows else None
+        return _decode_process(rows[0]) if rows else None
 
     @_verb
     def process_list(self, where: ProcessFilter) -> list[Process]:
@@ -468,11 +477,11 @@ class PostgresStorage(Storage):
             "SELECT {cols} FROM corral_process {where} "
             "ORDER BY created_at {order}, id {order} LIMIT %(limit)s"
         ).format(
-            cols=sql.SQL(codec.PROCESS_COLUMNS),
+            cols=sql.SQL(columns.SELECT_LIST),
             where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL(""),
             order=order,
         )
-        return [codec.process_from_row(r) for r in self._rows(query, args)]
+        return [_decode_process(r) for r in self._rows(query, args)]
 
     @_verb
     def process_commit_and_claim(
@@ -583,7 +592,7 @@ class PostgresStorage(Storage):
     @_verb
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
         rows = self._rows(Q["process_timed_out"], {"now": float(now), "limit": limit})
-        return [TimedOut(codec.process_from_row(r), r[-1]) for r in rows]
+        return [TimedOut(_decode_process(r), r[-1]) for r in rows]
 
     # --- history -------------------------------------------------------------------------
     @_verb
@@ -614,25 +623,25 @@ class PostgresStorage(Storage):
             self._changed.notify_all()
 
     @_verb
-    def wait_for_change(self, timeout: float) -> bool:
-        """True when something may have changed since this thread's previous call returned.
+    def change_epoch(self) -> int:
+        # LISTEN first: a NOTIFY sent after the epoch is read must move it on.
+        if self._notify_on:
+            self._start_listener()
+        return self._wakeups
+
+    def wait_for_change(self, epoch: int, timeout: float) -> bool:
+        """True when something may have changed since `epoch` was read.
 
         Without LISTEN/NOTIFY, waits at most 50 ms and returns True: the caller polls.
         """
         if not self._notify_on or not self._start_listener():
             with self._changed:
-                seen = self._wakeups
                 self._changed.wait_for(
-                    lambda: self._wakeups != seen, timeout=max(min(timeout, _POLL), 0.0)
+                    lambda: self._wakeups != epoch, timeout=max(min(timeout, _POLL), 0.0)
                 )
             return True
         with self._changed:
-            seen = getattr(self._seen, "wakeups", self._wakeups)
-            changed = self._changed.wait_for(
-                lambda: self._wakeups != seen, timeout=max(timeout, 0.0)
-            )
-            self._seen.wakeups = self._wakeups
-        return changed
+            return self._changed.wait_for(lambda: self._wakeups != epoch, timeout=max(timeout, 0.0))
 
     def _start_listener(self) -> bool:
         """LISTEN before returning, so that no later commit's NOTIFY is missed."""
@@ -792,20 +801,19 @@ class _ServerClock:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+#: The queries' names for some of a change's columns.
+_CHANGE_ARGS = {"stopped_status": "stopped"}
+
+
 def _change_args(c: Change) -> dict[str, Any]:
-    return {
-        "status": c.status.value,
-        "store": codec.dumps(c.store),
-        "result": codec.dumps(c.result),
-        "error": codec.error_dumps(c.error),
-        "progress_done": _float(c.progress_done),
-        "progress_total": _float(c.progress_total),
-        "run_at": float(c.run_at),
-        "attempt": c.attempt,
-        "stopped": c.stopped_status.value if c.stopped_status else None,
-        "finished_at": _float(c.finished_at),
-        "iteration_since": float(c.iteration_since),
-    }
+    """A change's columns (columns.CHANGE) as the queries' arguments; numbers as floats
+    where the column is one, for the binary parameters."""
+    args: dict[str, Any] = {}
+    for column, value in zip(columns.CHANGE, columns.change_values(c), strict=True):
+        if column.kind in ("float", "time") and value is not None:
+            value = float(value)
+        args[_CHANGE_ARGS.get(column.name, column.name)] = value
+    return args
 
 
 def _event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
@@ -854,7 +862,7 @@ def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[Claimed]:
     # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
     claimed = []
     for row in rows:
-        process = codec.process_from_row(row)
+        process = _decode_process(row)
         previous_owner, claim_class = row[-2], row[-1]
         claimed.append(Claimed(process, process.lease_token, claim_class == 1, previous_owner))
     return claimed
@@ -890,17 +898,16 @@ class _CommitStatement:
         ]
 
 
-def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> tuple[str, dict[str, Any]]:
-    """The insert query for a batch and its arguments: `process_insert_new` when no process
-    has a custom id and they all share what a submit call gives them all (job, queue,
-    client, tags, timeouts...), so that those go once rather than once per process
+def _insert_args(
+    processes: Sequence[NewProcess], shared: SubmitShared | None, notify: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The insert query for a batch and its arguments: `process_insert_new` when the App
+    says what they share (one submit call: job, queue, client, tags, timeouts...) and no
+    process has a custom id, so that those go once rather than once per process
     (`process_insert_one` for a single one: no arrays at all); else the general
     `process_insert_many`."""
     first = processes[0]
-    shared = _shared_columns(first)
-    if first.custom_id is None and all(
-        n.custom_id is None and _shared_columns(n) == shared for n in processes
-    ):
+    if shared is not None and all(n.custom_id is None for n in processes):
         args: dict[str, Any] = {
             "job": first.job,
             "status": first.status.value,
@@ -957,14 +964,6 @@ def _insert_args(processes: Sequence[NewProcess], notify: str | None) -> tuple[s
     }
 
 
-def _shared_columns(n: NewProcess) -> tuple[Any, ...]:
-    """What `process_insert_new` takes once for a whole batch (priority and run_at aside)."""
-    return (
-        n.job, n.status, n.queue, n.client_id, n.tags, n.created_at, n.deadline_at,
-        n.schedule_to_close, n.start_to_close, n.heartbeat_timeout,
-    )  # fmt: skip
-
-
 def _insert_rows(
     cur: Connection | psycopg.Cursor[tuple[Any, ...]],
     processes: Sequence[NewProcess],
@@ -976,7 +975,7 @@ def _insert_rows(
     returned for new processes are built from what was inserted, not read back."""
     rows = cur.execute(Q[query], args).fetchall()
     if query != "process_insert_many":  # every process was inserted, or the statement failed
-        return [Inserted(codec.new_process_record(n), "created") for n in processes]
+        return [Inserted(columns.new_process_record(n), "created") for n in processes]
     created = set(rows[0][0] or ())
     taken = [n for n in processes if n.id not in created]
     existing: dict[tuple[str, str | None], Process] = {}
@@ -990,7 +989,7 @@ def _insert_rows(
                 "custom_ids": [n.custom_id for n in taken],
             },
         ).fetchall()
-        for p in map(codec.process_from_row, rows):
+        for p in map(_decode_process, rows):
             existing[(p.client_id, p.custom_id)] = p
     return [_outcome(new, created, existing) for new in processes]
 
@@ -1001,17 +1000,13 @@ def _outcome(
     existing: Mapping[tuple[str, str | None], Process],
 ) -> Inserted:
     if new.id in created:
-        return Inserted(codec.new_process_record(new), "created")
+        return Inserted(columns.new_process_record(new), "created")
     found = existing.get((new.client_id, new.custom_id))
     if found is None:  # only a custom id conflict skips an insert
         raise AssertionError(f"process {new.id} was neither inserted nor found")
     if found.id == new.id:  # inserted by a first try whose connection broke after its commit
         return Inserted(found, "created")
-    if found.job != new.job or codec.dumps(found.params) != codec.params_json(new):
-        raise CustomIdConflict(
-            f"custom id {new.custom_id!r} already names process {found.id} of job "
-            f"{found.job!r} with other parameters"
-        )
+    same_submit(found, new, codec.params_json(new))
     return Inserted(found, "existing")
 
 

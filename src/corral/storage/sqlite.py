@@ -32,15 +32,14 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from corral.errors import (
-    CustomIdConflict,
     StorageError,
     StorageLocked,
     StorageUnavailable,
     UsageError,
     ValueRejected,
 )
-from corral.model import CLAIMABLE, Change, Event, Process
-from corral.storage import codec
+from corral.model import CLAIMABLE, Change, Event, Process, Status
+from corral.storage import codec, columns
 from corral.storage.base import (
     Claim,
     Claimed,
@@ -50,8 +49,10 @@ from corral.storage.base import (
     ProcessFilter,
     Renewal,
     Storage,
+    SubmitShared,
     TimedOut,
 )
+from corral.storage.shared import Wakeups, same_submit
 from corral.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 try:  # Linux only: elsewhere idle workers poll
@@ -59,10 +60,12 @@ try:  # Linux only: elsewhere idle workers poll
 except ImportError:  # pragma: no cover - not Linux
     inotify_simple = None
 
+#: A Process from a row of columns.SELECT_LIST.
+_decode_process = columns.row_decoder()
 log = logging.getLogger("corral.storage.sqlite")
 
 _CLAIMABLE_SQL = ", ".join(f"'{s.value}'" for s in CLAIMABLE)
-_COLS = codec.PROCESS_COLUMNS
+_COLS = columns.SELECT_LIST
 
 # Expired leases first (DESIGN §3 class 1): few rows, found by the lease index. Named,
 # because SQLite's planner otherwise prefers corral_process_status and walks every
@@ -161,8 +164,8 @@ class SQLiteStorage(Storage):
             "the in-memory SQLite database" if path is None else f"the SQLite database {path}"
         )
         self._lock = threading.RLock()
-        self._changed = threading.Condition()
-        self._local_changes = 0
+        self._wakeups = Wakeups()
+        self._seeing = threading.Lock()  # data_version, read by several threads
         self._closed = False
         #: Why this storage can no longer be used: its file was deleted or replaced.
         self._gone: str | None = None
@@ -624,14 +627,18 @@ class SQLiteStorage(Storage):
 
     # --- processes -----------------------------------------------------------------------
     def process_insert_many(
-        self, processes: Sequence[NewProcess], *, connection: object | None = None
+        self,
+        processes: Sequence[NewProcess],
+        *,
+        shared: SubmitShared | None = None,
+        connection: object | None = None,
     ) -> list[Inserted]:
         if connection is not None:
             raise UsageError("transactional enqueue needs the PostgreSQL backend")
-        shared = _shared_values(processes)
+        values = _shared_values(processes, shared)
         with self._write() as conn:
-            if shared is not None:
-                return self._insert_batch(conn, processes, shared)
+            if values is not None:
+                return self._insert_batch(conn, processes, values)
             return self._insert_each(conn, processes)
 
     def _insert_batch(
@@ -645,7 +652,7 @@ class SQLiteStorage(Storage):
         out: list[Inserted] = []
         for new in processes:
             rows.extend((new.id, codec.params_json(new), new.run_at, new.priority))
-            out.append(Inserted(codec.new_process_record(new), "created"))
+            out.append(Inserted(columns.new_process_record(new), "created"))
         _insert_rows(conn, _INSERT_SHARED, rows, shared)
         if last_rowid < _ROWID_LIMIT:  # new rows get rowids above every existing one
             detail = codec.dumps(codec.submitted_detail(processes[0]))
@@ -672,7 +679,7 @@ class SQLiteStorage(Storage):
                 if existing is not None:
                     out.append(Inserted(existing, "existing"))
                     continue
-            process = codec.new_process_record(new)
+            process = columns.new_process_record(new)
             if new.custom_id is not None:
                 in_batch[(new.client_id, new.custom_id)] = process
             rows.extend((
@@ -701,13 +708,8 @@ class SQLiteStorage(Storage):
         assert new.custom_id is not None
         key = (new.client_id, new.custom_id)
         existing = in_batch.get(key) or self._get_by_custom_id(conn, *key)
-        if existing is not None and (
-            existing.job != new.job or codec.dumps(existing.params) != params
-        ):
-            raise CustomIdConflict(
-                f"custom id {new.custom_id!r} already names process "
-                f"{existing.id} of job {existing.job!r} with other parameters"
-            )
+        if existing is not None:
+            same_submit(existing, new, params)
         return existing
 
     def _get_by_custom_id(
@@ -717,13 +719,13 @@ class SQLiteStorage(Storage):
             f"SELECT {_COLS} FROM corral_process WHERE client_id = ? AND custom_id = ?",
             (client_id, custom_id),
         ).fetchone()
-        return None if row is None else codec.process_from_row(row)
+        return None if row is None else _decode_process(row)
 
     def _get(self, conn: sqlite3.Connection, process_id: str) -> Process | None:
         row = conn.execute(
             f"SELECT {_COLS} FROM corral_process WHERE id = ?", (process_id,)
         ).fetchone()
-        return None if row is None else codec.process_from_row(row)
+        return None if row is None else _decode_process(row)
 
     def process_get(self, process_id: str) -> Process | None:
         with self._read() as conn:
@@ -753,7 +755,7 @@ class SQLiteStorage(Storage):
         sql += f" ORDER BY created_at {order}, id {order} LIMIT ?"
         args.append(where.limit)
         with self._read() as conn:
-            return [codec.process_from_row(r) for r in conn.execute(sql, args)]
+            return [_decode_process(r) for r in conn.execute(sql, args)]
 
     # Claims and commits do their Python work (JSON, building records) outside the write
     # transaction: other processes wait for SQLite's one write lock while it is held.
@@ -847,7 +849,7 @@ class SQLiteStorage(Storage):
                 f"cancel_requested = ?, updated_at = ?, version = version + 1{revoke} "
                 "WHERE id = ? AND version = ?",
                 (
-                    *_change_values(change),
+                    *columns.change_values(change),
                     int(change.cancel_requested),
                     now,
                     process_id,
@@ -936,7 +938,7 @@ class SQLiteStorage(Storage):
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
         with self._read() as conn:
             rows = conn.execute(_SELECT_TIMED_OUT, {"now": now, "limit": limit}).fetchall()
-        return [TimedOut(codec.process_from_row(r[:-1]), r[-1]) for r in rows]
+        return [TimedOut(_decode_process(r[:-1]), r[-1]) for r in rows]
 
     # --- history -------------------------------------------------------------------------
     def _append(
@@ -974,14 +976,16 @@ class SQLiteStorage(Storage):
 
     # --- wake-ups ------------------------------------------------------------------------
     def notify_local(self) -> None:
-        with self._changed:
-            self._local_changes += 1
-            self._changed.notify_all()
+        self._wakeups.bump()
 
-    def wait_for_change(self, timeout: float) -> bool:
+    def change_epoch(self) -> int:
+        # Another process's commit moves the epoch on once we see it: look now, so that
+        # one made after this returns is told apart from those before.
+        self._see_other_writes()
+        return self._wakeups.epoch()
+
+    def wait_for_change(self, epoch: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with self._changed:
-            seen = self._local_changes
         # How often data_version is read while idle (no disk I/O, no lock): often when
         # nothing else tells us of other processes' commits, rarely (a safety net) when
         # the file watcher does.
@@ -992,17 +996,14 @@ class SQLiteStorage(Storage):
             if self._gone is not None:
                 raise StorageError(self._gone)
             self._check_file()
-            if self._other_connection_wrote():
+            self._see_other_writes()
+            if self._wakeups.epoch() != epoch:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             self._cut_idle_wal()
-            with self._changed:
-                woken = self._changed.wait_for(
-                    lambda: self._local_changes != seen, timeout=min(remaining, step)
-                )
-            if woken:
+            if self._wakeups.wait(epoch, min(remaining, step)):
                 self._check_file()  # the watcher wakes us when the file goes, too
                 return True
 
@@ -1014,9 +1015,11 @@ class SQLiteStorage(Storage):
             self._watcher = _WalWatcher.start(self._abspath, self.notify_local) or False
         return self._watcher is not False and self._watcher.alive
 
-    def _other_connection_wrote(self) -> bool:
+    def _see_other_writes(self) -> None:
+        """Move the epoch on if a connection committed since we last looked (its
+        data_version moved): another process, or this storage's own writing connection."""
         if self._abspath is None:
-            return False  # a private in-memory database has no other connection
+            return  # a private in-memory database has no other connection
         try:
             if self._watch is None:
                 self._watch = sqlite3.connect(
@@ -1025,12 +1028,13 @@ class SQLiteStorage(Storage):
             version = self._watch.execute("PRAGMA data_version").fetchone()[0]
         except _DRIVER_ERRORS as exc:
             raise self._error(exc) from None
-        changed = self._data_version not in (-1, version)
-        self._data_version = version
+        with self._seeing:
+            changed = self._data_version not in (-1, version)
+            self._data_version = version
         if changed:
             self._last_change = time.monotonic()
             self._wal_cut = False
-        return bool(changed)
+            self._wakeups.bump()
 
 
 #: Idle wait between reads of data_version, without and with a file watcher (seconds).
@@ -1118,28 +1122,19 @@ _ROWID_LIMIT = 2**62
 _INSERT_CHUNK = 256
 
 
-def _shared_values(processes: Sequence[NewProcess]) -> tuple[Any, ...] | None:
+def _shared_values(
+    processes: Sequence[NewProcess], shared: SubmitShared | None
+) -> tuple[Any, ...] | None:
     """What the processes share, in _INSERT_SHARED's order, when they are several from one
-    submit call (one job, no custom id, no dependency, the same options); else None."""
-    if len(processes) < 2:
+    submit call (`shared` given by the App) with no custom id and no dependency; else None."""
+    if shared is None or len(processes) < 2:
         return None
-    first = processes[0]
-    key = _shared_key(first)
-    if first.custom_id is not None or first.depends_on:
-        return None
-    if not all(_shared_key(n) == key for n in processes):
+    if any(n.custom_id is not None or n.depends_on for n in processes):
         return None
     return (
-        first.job, first.status._value_, first.queue, first.client_id,
-        codec.dumps(dict(first.tags)), first.created_at, first.deadline_at,
-        first.schedule_to_close, first.start_to_close, first.heartbeat_timeout,
-    )  # fmt: skip
-
-
-def _shared_key(n: NewProcess) -> tuple[Any, ...]:
-    return (
-        n.job, n.status, n.queue, n.client_id, n.tags, n.created_at, n.deadline_at,
-        n.schedule_to_close, n.start_to_close, n.heartbeat_timeout, n.custom_id, n.depends_on,
+        shared.job, Status.STARTING._value_, shared.queue, shared.client_id,
+        codec.dumps(dict(shared.tags)), shared.created_at, shared.deadline_at,
+        shared.schedule_to_close, shared.start_to_close, shared.heartbeat_timeout,
     )  # fmt: skip
 
 
@@ -1192,7 +1187,7 @@ def _claimed(chosen: _Chosen) -> list[Claimed]:
     rows, previous = chosen
     claimed = []
     for row in rows:
-        process = codec.process_from_row(row)
+        process = _decode_process(row)
         owner = previous[process.id]
         claimed.append(Claimed(process, process.lease_token, owner is not None, owner))
     # Keep DESIGN §3 order for the caller: recovered first, then as selected.
@@ -1205,27 +1200,11 @@ def _commit_rows(commits: Sequence[IterationCommit]) -> _CommitRows:
     return [
         (
             commit.process_id,
-            (*_change_values(commit.change), commit.now, commit.process_id, commit.token),
+            (*columns.change_values(commit.change), commit.now, commit.process_id, commit.token),
             [codec.event_to_row(e, commit.process_id) for e in commit.change.events],
         )
         for commit in commits
     ]
-
-
-def _change_values(c: Change) -> tuple[Any, ...]:
-    return (
-        c.status.value,
-        codec.dumps(c.store),
-        codec.dumps(c.result),
-        codec.error_dumps(c.error),
-        c.progress_done,
-        c.progress_total,
-        c.run_at,
-        c.attempt,
-        c.stopped_status.value if c.stopped_status else None,
-        c.finished_at,
-        c.iteration_since,
-    )
 
 
 def _queue_filter(claim: Claim, paused: set[str]) -> tuple[str, list[Any]]:

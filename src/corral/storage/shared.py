@@ -1,0 +1,54 @@
+"""What every backend does the same way: the custom-id rule of idempotent submit, and the
+bookkeeping of wake-ups (the epoch a waiter compares with)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from corral.errors import CustomIdConflict
+from corral.model import Process
+from corral.storage import codec
+from corral.storage.base import NewProcess
+
+
+def same_submit(existing: Process, new: NewProcess, params_json: str) -> bool:
+    """Whether a process already holding `new`'s custom id is the same submit (same job,
+    same parameters): then submitting again returns it. Raises CustomIdConflict if not."""
+    if existing.job != new.job or codec.dumps(existing.params) != params_json:
+        raise CustomIdConflict(
+            f"custom id {new.custom_id!r} already names process {existing.id} of job "
+            f"{existing.job!r} with other parameters"
+        )
+    return True
+
+
+class Wakeups:
+    """An epoch that grows with every change that may create work, and waits on it.
+
+    `epoch()` is read by a waiter before it looks for work; `wait(epoch, timeout)` returns
+    True as soon as the epoch has moved past it (something changed since the waiter
+    looked), or False after `timeout`. `bump()` records a change: a write through this
+    storage, or another process's write as the backend learns of it (NOTIFY, inotify)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._epoch = 0
+
+    def epoch(self) -> int:
+        return self._epoch
+
+    def bump(self) -> None:
+        with self._changed:
+            self._epoch += 1
+            self._changed.notify_all()
+
+    def wait(self, epoch: int, timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._changed:
+            while self._epoch == epoch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
