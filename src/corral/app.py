@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import threading
@@ -37,7 +38,7 @@ from corral.jobs import (
 )
 from corral.model import Event, Process, Status
 from corral.storage import codec, default_url, open_storage
-from corral.storage.base import NewProcess, ProcessFilter, Storage
+from corral.storage.base import ProcessFilter, Storage, SubmitShared
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
@@ -92,37 +93,6 @@ class Submitted:
     @property
     def status(self) -> Status:
         return self.process.status
-
-
-@dataclass(frozen=True, slots=True)
-class _Shared:
-    """What the processes of one submit call share: the job and the resolved options."""
-
-    job: str
-    created_at: float
-    run_at: float
-    priority: int
-    queue: str
-    client_id: str
-    tags: dict[str, str]
-    deadline_at: float | None
-    schedule_to_close: float | None
-    start_to_close: float | None
-    heartbeat_timeout: float | None
-
-    def new_process(
-        self, process_id: str, params: dict[str, Any], params_json: str, custom_id: str | None
-    ) -> NewProcess:
-        return _new_process(
-            process_id, self.job, params, self.created_at, self.run_at, Status.STARTING,
-            self.priority, self.queue, custom_id, self.client_id, self.tags, (),
-            self.deadline_at, self.schedule_to_close, self.start_to_close,
-            self.heartbeat_timeout, params_json,
-        )  # fmt: skip
-
-
-#: NewProcess(...) with every field, positional: a bulk submit makes thousands.
-_new_process = codec.positional_constructor(NewProcess)
 
 
 class App:
@@ -294,17 +264,28 @@ class App:
             return register(cls)
         return register
 
-    def handler(self, *, status: str | Status, priority: int = 100) -> Callable[[F], F]:
+    def handler(
+        self, *, status: str | Status, order: int | None = None, priority: int | None = None
+    ) -> Callable[[F], F]:
         """Register a generic handler for a status, used by every job without its own.
-        Lower priority numbers win; the job's own handler always comes first."""
+
+        `order` (default 100) ranks generic handlers of one status: the lowest order runs,
+        as in a list read from the top; the job's own handler always comes first. It is not
+        a process's `priority` (higher runs first): `priority=` is the old name of `order`,
+        still accepted, with the same meaning."""
         try:
             st = Status(status)
         except ValueError:
             raise ConfigurationError(f"unknown status {status!r}") from None
+        if order is not None and priority is not None and order != priority:
+            raise ConfigurationError("give a generic handler's order once (order=, not priority=)")
+        rank = order if order is not None else priority if priority is not None else 100
+        if not isinstance(rank, int) or isinstance(rank, bool):
+            raise ConfigurationError(f"a generic handler's order is an integer, not {rank!r}")
 
         def register(fn: F) -> F:
             is_async = inspect.iscoroutinefunction(fn)
-            self.registry.add_generic(Handler(st, fn, handler_name(fn), is_async, True, priority))
+            self.registry.add_generic(Handler(st, fn, handler_name(fn), is_async, True, rank))
             return fn
 
         return register
@@ -369,7 +350,7 @@ class App:
                 raise UsageError("custom_id must be a non-empty string of at most 255 characters")
             check_text("custom_id", custom_id)
         new = shared.new_process(ids.new_id(), data, text, custom_id)
-        [inserted] = self.storage.process_insert_many([new], connection=connection)
+        [inserted] = self.storage.process_insert_many([new], shared=shared, connection=connection)
         return Submitted(inserted.process, inserted.outcome)
 
     def submit_many(
@@ -399,17 +380,17 @@ class App:
             new(pid, data, text, None)
             for pid, (data, text) in zip(ids.new_ids(len(encoded)), encoded, strict=True)
         ]
-        inserted = self.storage.process_insert_many(batch, connection=connection)
+        inserted = self.storage.process_insert_many(batch, shared=shared, connection=connection)
         return [Submitted(i.process, i.outcome) for i in inserted]
 
-    def _shared(self, job: Job, options: SubmitOptions, now: float) -> _Shared:
+    def _shared(self, job: Job, options: SubmitOptions, now: float) -> SubmitShared:
         """Check the options of a submit and resolve them against the job's defaults."""
         options.check()
         try:
             timeouts = job.timeouts.merged(options.timeouts)
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
-        return _Shared(
+        return SubmitShared(
             job=job.name,
             created_at=now,
             run_at=_epoch(options.run_at, now),
@@ -486,6 +467,7 @@ class App:
             _check_seconds("timeout", timeout, allow_zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            epoch = self.storage.change_epoch()
             process = self.get(process_id)
             if process.status.terminal:
                 return process
@@ -494,7 +476,30 @@ class App:
                 raise TimeoutError(
                     f"process {process.id} is still {process.status.value} after {timeout}s"
                 )
-            self.storage.wait_for_change(min(remaining, 0.5))
+            self.storage.wait_for_change(epoch, min(remaining, 0.5))
+
+    # --- for event loops (FastAPI and friends) ----------------------------------------
+    # Each runs its blocking twin in a worker thread (asyncio.to_thread), so that an event
+    # loop never waits on the database.
+
+    async def asubmit(
+        self, job: str, params: Mapping[str, Any] | pydantic.BaseModel | None = None, **kw: Any
+    ) -> Submitted:
+        """`submit`, awaitable: `await app.asubmit("add", {"a": 1, "b": 2})`."""
+        return await asyncio.to_thread(self.submit, job, params, **kw)
+
+    async def aget(self, process_id: str) -> Process:
+        """`get`, awaitable."""
+        return await asyncio.to_thread(self.get, process_id)
+
+    async def await_result(self, process_id: str, timeout: float | None = None) -> Process:
+        """`wait`, awaitable: the process once it is terminal (TimeoutError after
+        `timeout` seconds); its `result`, `error` and `status` say how it ended."""
+        return await asyncio.to_thread(self.wait, process_id, timeout)
+
+    async def acancel(self, process_id: str) -> Process:
+        """`cancel`, awaitable."""
+        return await asyncio.to_thread(self.cancel, process_id)
 
     # --- commands ------------------------------------------------------------------------
     def cancel(self, process_id: str) -> Process:

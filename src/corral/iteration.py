@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import json
 import traceback
+from collections.abc import Generator
 from typing import Any
 
 from corral.context import Context, IterationSignals
@@ -36,73 +37,129 @@ def run_iteration(
     signals: IterationSignals,
     loop: asyncio.AbstractEventLoop,
 ) -> Outcome:
-    # The handler gets its own copy: a failed iteration must leave the stored store as is.
-    store = json.loads(json.dumps(process.store))
+    """Run the iteration in this thread; an async handler runs on `loop` (this thread's)."""
     ctx: Context[Any] | None = None
     try:
-        params = job.params_model.model_validate(process.params)
-        ctx = Context(
-            process_id=process.id,
-            job=job.name,
-            status=process.status,
-            params=params,
-            store=store,
-            attempt=process.attempt,
-            lease_token=process.lease_token,
-            progress=(process.progress_done, process.progress_total),
-            signals=signals,
-        )
-        return _phase(registry, job, process, ctx, loop)
-    except RetryLater as exc:
-        return _retry_later(exc, ctx)
-    except Invalid as exc:
-        return InvalidOutcome(codec.safe_text(str(exc)))
-    except Cancelled:
-        return CancelledOutcome()
-    except NotStorable as exc:  # what the handler returned or stored
-        return _raised(exc, retryable=False)
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt, CancelledError too
-        return _raised(exc, retryable=isinstance(exc, Exception) and job.retries(exc))
+        ctx = _context(job, process, signals)
+        steps = _phase(registry, job, process, ctx)
+        instance = _Instance(job)
+        handler = next(steps)
+        while True:
+            value = _call(handler, ctx, instance)
+            if inspect.isawaitable(value):
+                value = loop.run_until_complete(value)
+            handler = steps.send(value)
+    except StopIteration as done:
+        return _finished(done.value, ctx)
+    except BaseException as exc:  # whatever the handler raised, SystemExit included
+        return _outcome_of(exc, job, ctx)
 
 
-def _phase(
-    registry: Registry,
-    job: Job,
-    process: Process,
-    ctx: Context[Any],
-    loop: asyncio.AbstractEventLoop,
+async def run_iteration_async(
+    registry: Registry, job: Job, process: Process, signals: IterationSignals
 ) -> Outcome:
+    """Run the iteration on the running event loop, awaiting async handlers (a sync one
+    among them, such as a plain `validate`, runs on the loop too)."""
+    ctx: Context[Any] | None = None
+    try:
+        ctx = _context(job, process, signals)
+        steps = _phase(registry, job, process, ctx)
+        instance = _Instance(job)
+        handler = next(steps)
+        while True:
+            value = _call(handler, ctx, instance)
+            if inspect.isawaitable(value):
+                value = await value
+            handler = steps.send(value)
+    except StopIteration as done:
+        return _finished(done.value, ctx)
+    except BaseException as exc:  # asyncio.CancelledError too: it settles as an error
+        return _outcome_of(exc, job, ctx)
+
+
+def is_async(registry: Registry, job: Job, status: Status) -> bool:
+    """Whether an iteration of `job` in `status` awaits a handler (then it runs on the
+    worker's event loop, not on a thread of its own)."""
+    handler = registry.resolve(job, status)
+    if handler is not None and handler.is_async:
+        return True
+    return status is Status.STARTING and job.validate is not None and job.validate.is_async
+
+
+def _context(job: Job, process: Process, signals: IterationSignals) -> Context[Any]:
+    # The handler gets its own copy: a failed iteration must leave the stored store as is.
+    store = json.loads(json.dumps(process.store))
+    params = job.params_model.model_validate(process.params)
+    return Context(
+        process_id=process.id,
+        job=job.name,
+        status=process.status,
+        params=params,
+        store=store,
+        attempt=process.attempt,
+        lease_token=process.lease_token,
+        progress=(process.progress_done, process.progress_total),
+        signals=signals,
+    )
+
+
+def _outcome_of(exc: BaseException, job: Job, ctx: Context[Any] | None) -> Outcome:
+    """The outcome of an iteration that raised `exc`."""
+    if isinstance(exc, RetryLater):
+        return _retry_later(exc, ctx)
+    if isinstance(exc, Invalid):
+        return InvalidOutcome(codec.safe_text(str(exc)))
+    if isinstance(exc, Cancelled):
+        return CancelledOutcome()
+    if isinstance(exc, NotStorable):  # what the handler returned or stored
+        return _raised(exc, retryable=False)
+    return _raised(exc, retryable=isinstance(exc, Exception) and job.retries(exc))
+
+
+#: What `_phase` yields for the driver to call (None: no handler, as if it returned None),
+#: and what it finally returns: the handler's value and whether a step or rollback is done.
+_Steps = Generator[Handler | None, Any, tuple[Any, bool]]
+
+
+def _phase(registry: Registry, job: Job, process: Process, ctx: Context[Any]) -> _Steps:
+    """The handlers an iteration calls, in order, for the driver (sync or async) to call.
+    Returns (the result to keep, done)."""
     status = process.status
     handler = registry.resolve(job, status)
-    instance = _Instance(job)
+    if status is Status.STARTING:
+        if job.validate is not None:
+            yield job.validate
+        value = yield handler
+        return (value if job.kind == "function" else None), True
+    if status is Status.RUNNING:
+        finished = (yield handler) if handler else True
+        if not isinstance(finished, bool):
+            raise TypeError(
+                f"{handler.name if handler else 'step'} must return True when nothing is left "
+                f"to do, or False to be called again; it returned {finished!r}"
+            )
+        return None, finished
+    if status is Status.ENDING:
+        return (yield handler), True
+    if status is Status.FAILING:
+        undone = yield handler
+        return None, undone is not False
+    raise AssertionError(f"no iteration runs in status {status.value}")
 
-    def returned(result: Any = None, done: bool = True) -> Returned:
+
+def _finished(value: tuple[Any, bool], ctx: Context[Any] | None) -> Outcome:
+    """The handlers returned: what the iteration stores."""
+    assert ctx is not None
+    result, done = value
+    try:
         return Returned(
             _stored_store(ctx.store),
             ctx.progress_value,
             _stored(result, "the handler's result"),
             done,
         )
-
-    if status is Status.STARTING:
-        if job.validate is not None:
-            _call(job.validate, ctx, instance, loop)
-        value = _call(handler, ctx, instance, loop)
-        return returned(value if job.kind == "function" else None)
-    if status is Status.RUNNING:
-        finished = _call(handler, ctx, instance, loop) if handler else True
-        if not isinstance(finished, bool):
-            raise TypeError(
-                f"{handler.name if handler else 'step'} must return True when nothing is left "
-                f"to do, or False to be called again; it returned {finished!r}"
-            )
-        return returned(done=finished)
-    if status is Status.ENDING:
-        return returned(_call(handler, ctx, instance, loop))
-    if status is Status.FAILING:
-        undone = _call(handler, ctx, instance, loop)
-        return returned(done=undone is not False)
-    raise AssertionError(f"no iteration runs in status {status.value}")
+    except NotStorable as exc:
+        return _raised(exc, retryable=False)
 
 
 class _Instance:
@@ -121,18 +178,13 @@ class _Instance:
         return self._made
 
 
-def _call(
-    handler: Handler | None,
-    ctx: Context[Any],
-    instance: _Instance,
-    loop: asyncio.AbstractEventLoop,
-) -> Any:
+def _call(handler: Handler | None, ctx: Context[Any], instance: _Instance) -> Any:
     if handler is None:
         return None
-    returned = handler.call(ctx, instance)
-    if inspect.isawaitable(returned):
-        returned = loop.run_until_complete(returned)
-    return returned
+    try:
+        return handler.call(ctx, instance)
+    except StopIteration as exc:  # would end the phase's generator as if it had returned
+        raise RuntimeError(f"{handler.name} raised StopIteration") from exc
 
 
 def _stored(value: object, what: str) -> JSON:

@@ -117,7 +117,7 @@ class Handler:
 
     def describe(self) -> str:
         if self.generic:
-            return f"{self.name} (generic, priority {self.priority})"
+            return f"{self.name} (generic, order {self.priority})"
         return self.name
 
 
@@ -380,8 +380,8 @@ class Registry:
             if other.priority == handler.priority:
                 raise ConfigurationError(
                     f"generic handlers {other.name} and {handler.name} both handle "
-                    f"{handler.status.value!r} with priority {handler.priority}: give one "
-                    "another priority so that resolution is unambiguous"
+                    f"{handler.status.value!r} with order {handler.priority}: give one "
+                    "another order so that resolution is unambiguous"
                 )
         same.append(handler)
         same.sort(key=lambda h: h.priority)

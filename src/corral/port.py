@@ -45,8 +45,12 @@ class WorkerPort(Protocol):
     def note(self, events: Sequence[Event]) -> None:
         """Record events that change no process (a lease found lost)."""
 
-    def wait_for_change(self, timeout: float) -> bool:
-        """Block until something that may create work happened, or `timeout` passed."""
+    def change_epoch(self) -> int:
+        """Read before looking for work; `wait_for_change` then waits for anything newer."""
+
+    def wait_for_change(self, epoch: int, timeout: float) -> bool:
+        """Block until something that may create work happened since `epoch`, or `timeout`
+        passed."""
 
     def notify_local(self) -> None:
         """Wake this process's waiters (an iteration finished, a stop was asked for)."""
@@ -85,8 +89,11 @@ class StoragePort:
     def note(self, events: Sequence[Event]) -> None:
         self.storage.history_append(events)
 
-    def wait_for_change(self, timeout: float) -> bool:
-        return self.storage.wait_for_change(timeout)
+    def change_epoch(self) -> int:
+        return self.storage.change_epoch()
+
+    def wait_for_change(self, epoch: int, timeout: float) -> bool:
+        return self.storage.wait_for_change(epoch, timeout)
 
     def notify_local(self) -> None:
         self.storage.notify_local()

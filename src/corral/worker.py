@@ -14,7 +14,6 @@ Python cannot stop one, but a new thread takes its place, up to a bound).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -26,14 +25,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from corral import model
+from corral import logs, model
 from corral.context import IterationSignals
 from corral.errors import NotStorable, StorageError, StorageUnavailable, UsageError, ValueRejected
-from corral.iteration import run_iteration
 from corral.model import Change, Event, Process
 from corral.port import StoragePort, WorkerPort
 from corral.recovery import Recovery
-from corral.settle import Policy, Raised, on_claim, settle, timed_out
+from corral.renewer import Renewer
+from corral.runner import Flight, Runner
+from corral.settle import Outcome, Policy, Raised, on_claim, settle, timed_out
 from corral.storage import codec
 from corral.storage.base import Claim, Claimed, IterationCommit
 
@@ -51,9 +51,10 @@ LINGER = 0.002
 BACKOFF = (0.1, 5.0)
 
 #: Why a worker stopped, as its exit code (`corral worker` exits with it).
-EXIT_OK = 0  # idle (--once), a signal, a budget spent, the process it drove ended
+EXIT_OK = 0  # idle (--once), a signal, the process it drove ended
 EXIT_INTERNAL = 1  # a bug in corral: logged with its traceback
 EXIT_STORAGE = 3  # the database failed for good, or was still away when the grace ran out
+EXIT_BUDGET = 4  # a budget was spent (--max-time, --max-memory, --max-iterations): recycle
 EXIT_WEDGED = 5  # more handlers stuck past their timeouts than the bound allows
 
 
@@ -68,15 +69,34 @@ class WorkerStats:
     stopped_by: str = ""
     exit_code: int = EXIT_OK
 
+    def summary(self) -> str:
+        """Why the worker stopped and what it did, in words (its last log line)."""
+        why = _STOPPED_BY.get(self.stopped_by, self.stopped_by or "stopped")
+        iterations = f"{self.iterations} {_plural(self.iterations, 'iteration')}"
+        return (
+            f"{why} ({self.stopped_by}); {iterations}: {self.completed} completed, "
+            f"{self.failed} failed or canceled, {self.lost} leases lost, "
+            f"{self.released} leases given back"
+            + (f", {self.stuck} handlers stuck" if self.stuck else "")
+            + f" (exit {self.exit_code})"
+        )
 
-@dataclass(eq=False)
-class _InFlight:
-    claimed: Claimed
-    signals: IterationSignals
-    events: tuple[Event, ...] = ()
-    #: Set under the worker's lock: the handler returned; or the worker gave up on it.
-    finished: bool = False
-    abandoned: bool = False
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
+_STOPPED_BY = {
+    "idle": "nothing left to do",
+    "done": "the process it drove ended",
+    "signal": "told to stop",
+    "max-time": "its --max-time budget was spent",
+    "max-memory": "its --max-memory budget was spent",
+    "max-iterations": "its --max-iterations budget was spent",
+    "storage error": "its database failed",
+    "internal error": "a bug in corral, see the traceback above",
+    "wedged": "too many handlers stuck past their timeouts",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +108,27 @@ class _Finished:
     process: Process
     #: What the claim noted (a lease taken over, a new attempt), already in the commit.
     events: tuple[Event, ...] = ()
+    #: How long its handler ran (None: settled without running one).
+    duration: float | None = None
+
+
+#: Iterations a worker runs at once by default: enough for I/O-bound jobs (arq and Oban
+#: default to 10, Sidekiq to 5, Dramatiq to 8 threads), few enough that CPU-bound ones on
+#: threads do not thrash. Async handlers share one event loop and need no thread each.
+DEFAULT_CONCURRENCY = 10
 
 
 @dataclass
 class WorkerOptions:
-    concurrency: int = 1
+    concurrency: int = DEFAULT_CONCURRENCY
     #: Exit when nothing is runnable (the crontab mode) instead of waiting for work.
     once: bool = False
     #: Stop claiming after this many seconds; running iterations still finish.
     max_time: float | None = None
     #: Stop claiming once resident memory passes this many megabytes.
     max_memory_mb: float | None = None
+    #: Stop claiming once this many iterations have been started.
+    max_iterations: int | None = None
     #: Longest idle wait between claims: bounds how late an expired lease or a future
     #: run_at is noticed when no write wakes the worker sooner.
     poll_interval: float = 1.0
@@ -137,6 +167,9 @@ class WorkerOptions:
         m = self.max_stuck
         if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 0):
             raise UsageError(f"max_stuck must be an integer >= 0, not {m!r}")
+        n = self.max_iterations
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise UsageError(f"max_iterations must be an integer >= 1, not {n!r}")
 
 
 class Worker:
@@ -164,29 +197,35 @@ class Worker:
         self._until = until
         self._tick = tick
         self._jobs = sorted(self.registry.jobs)
-        self._in_flight: dict[str, _InFlight] = {}
-        self._tasks: queue.SimpleQueue[_InFlight | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[_InFlight, Change | None]] = queue.SimpleQueue()
+        self._in_flight: dict[str, Flight] = {}
+        self._done: queue.SimpleQueue[tuple[Flight, Change | None]] = queue.SimpleQueue()
         #: Iterations this worker timed out itself (start_to_close, heartbeat_timeout): it
         #: still holds their leases, so it commits the timeout, fenced, at once.
         self._timed_out: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         self._finished = threading.Condition()  # notified when an iteration finishes
         self._stop = threading.Event()
         self._halt = threading.Event()  # second signal: release at once, no grace
-        self._renew_wake = threading.Event()
         self._lock = threading.Lock()
-        self._slots = 0  # slot threads that take new iterations
-        #: Handlers still running whose iteration was given up (past start_to_close or
-        #: heartbeat_timeout, or lease lost): each keeps its thread, nothing it returns is
-        #: committed, and a new thread took its place.
-        self._stuck = 0
-        self._max_stuck = (
-            self.options.concurrency if self.options.max_stuck is None else self.options.max_stuck
+        opts = self.options
+        self._runner = Runner(
+            self.registry,
+            opts.concurrency,
+            opts.concurrency if opts.max_stuck is None else opts.max_stuck,
+            self._finish,
+        )
+        self._renewer = Renewer(
+            self.port,
+            opts.owner,
+            self.lease_seconds,
+            self._snapshot,
+            self._abandon,
+            self._time_out,
+            self._note_lost,
         )
         self._wedged = False
+        self._started = 0  # iterations handed to a slot (for --max-iterations)
         #: When the grace given by the first stop request ends (monotonic seconds).
         self._grace_ends: float | None = None
-        self._renewer: threading.Thread | None = None
         self.recovery = Recovery.of(app, self.options.owner, self.options.sweep_interval)
         self._recovery_thread: threading.Thread | None = None
         self._outage = _Outage()
@@ -198,7 +237,6 @@ class Worker:
             self._grace_ends = time.monotonic() + self.options.grace
         if self._stop.is_set() or immediately:
             self._halt.set()
-            self._renew_wake.set()
         self._stop.set()
         self.port.notify_local()
 
@@ -212,7 +250,7 @@ class Worker:
             self._drain(opts.grace)
         finally:
             self._stop_threads()
-        log.info("worker %s stopped (%s): %s", opts.owner, self.stats.stopped_by, self.stats)
+        log.info("worker %s stopped: %s", opts.owner, self.stats.summary())
         return self.stats
 
     def _loop(self, started: float) -> None:
@@ -221,8 +259,10 @@ class Worker:
             try:
                 reason = self._budget_spent(started)
                 if reason:
-                    self.stats.stopped_by = reason
+                    self._stopped(reason, EXIT_BUDGET)
                     return
+                # Read before looking: whatever changes from here on ends the wait below.
+                epoch = self.port.change_epoch()
                 claimed = self._exchange()
                 self._outage.over()
                 if self._tick:
@@ -236,7 +276,7 @@ class Worker:
                         continue
                     self.stats.stopped_by = "idle" if opts.once else "done"
                     return
-                self.port.wait_for_change(opts.poll_interval)
+                self.port.wait_for_change(epoch, opts.poll_interval)
             except StorageUnavailable as exc:
                 # The database went away (a restart, a network cut, a full disk). A claim
                 # that failed claimed nothing we know of (if it landed unseen, those leases
@@ -269,6 +309,8 @@ class Worker:
         free slots. Returns how many processes were claimed."""
         finished = self._collect_finished()
         free = self.options.concurrency - len(self._in_flight)
+        if self.options.max_iterations is not None:
+            free = min(free, self.options.max_iterations - self._started)
         if free <= 0 or self._wedged:
             if finished:
                 self._commit(finished)
@@ -312,14 +354,21 @@ class Worker:
         events, change = on_claim(
             process, policy, now, recovered=c.recovered, previous_owner=c.previous_owner
         )
+        if c.recovered:
+            logs.ITERATIONS.warning(
+                "taken over from %s, whose lease expired (its worker died or froze)",
+                c.previous_owner,
+                extra=logs.iteration_fields(process, outcome="taken_over"),
+            )
         if change is not None:
             return _Finished(IterationCommit(process.id, c.token, change, now), process, events)
-        flight = _InFlight(c, IterationSignals(), events)
+        flight = Flight(c, IterationSignals(), events)
+        self._started += 1
         with self._lock:
             self._in_flight[process.id] = flight
         if process.heartbeat_timeout is not None or process.start_to_close is not None:
-            self._renew_wake.set()  # it may need the renewer sooner than it planned
-        self._tasks.put(flight)
+            self._renewer.wake.set()  # it may need a renewal round sooner than planned
+        self._runner.run(flight)
         return None
 
     def _gather(self) -> None:
@@ -362,7 +411,8 @@ class Worker:
                 release[pid] = flight.claimed.token
                 continue
             commit = IterationCommit(pid, flight.claimed.token, change, self.port.now())
-            finished.append(_Finished(commit, flight.claimed.process, flight.events))
+            took = time.monotonic() - flight.started
+            finished.append(_Finished(commit, flight.claimed.process, flight.events, took))
         while True:
             try:
                 finished.append(self._timed_out.get_nowait())
@@ -469,15 +519,25 @@ class Worker:
                 )
             elif commit.process_id in lost:
                 self.stats.lost += 1
-                log.warning(
-                    "process %s: lease lost, this iteration's outcome was discarded",
-                    commit.process_id,
+                logs.ITERATIONS.warning(
+                    "lease lost: another worker took the process over; this iteration's "
+                    "outcome was discarded",
+                    extra=logs.iteration_fields(f.process, outcome="lease_lost"),
                 )
                 notes.append((commit.process_id, commit.token, "commit refused"))
-            elif commit.change.status is model.Status.COMPLETED:
-                self.stats.completed += 1
-            elif commit.change.status in (model.Status.FAILED, model.Status.CANCELED):
-                self.stats.failed += 1
+            else:
+                if commit.change.status is model.Status.COMPLETED:
+                    self.stats.completed += 1
+                elif commit.change.status in (model.Status.FAILED, model.Status.CANCELED):
+                    self.stats.failed += 1
+                if logs.ITERATIONS.isEnabledFor(logging.INFO):
+                    outcome, words = logs.describe(f.process, commit.change, f.duration)
+                    took = None if f.duration is None else round(f.duration * 1000, 1)
+                    logs.ITERATIONS.info(
+                        "%s",
+                        words,
+                        extra=logs.iteration_fields(f.process, outcome=outcome, duration_ms=took),
+                    )
         if notes:
             self._note_lost(notes)
 
@@ -489,65 +549,48 @@ class Worker:
             return
         self.stats.released += len(released)
 
-    # --- slots and the lease renewer -----------------------------------------------------
+    # --- the runner, the renewer, the recovery sweep ---------------------------------------
     def _start_threads(self) -> None:
-        for _ in range(self.options.concurrency):
-            self._spawn_slot()
-        self._renewer = threading.Thread(target=self._renew, name="corral-renewer", daemon=True)
+        self._runner.start()
         self._renewer.start()
         self._recovery_thread = threading.Thread(
             target=self.recovery.run, args=(self._stop,), name="corral-recovery", daemon=True
         )
         self._recovery_thread.start()
 
-    def _spawn_slot(self) -> None:
-        with self._lock:
-            self._slots += 1
-            n = self._slots + self._stuck
-        threading.Thread(target=self._slot, name=f"corral-slot-{n}", daemon=True).start()
-
     def _stop_threads(self) -> None:
-        with self._lock:
-            slots = self._slots
-        for _ in range(slots):
-            self._tasks.put(None)
         self._stop.set()  # the recovery thread stops on it
         self._halt.set()
-        self._renew_wake.set()
-        for thread in (self._renewer, self._recovery_thread):
-            if thread is not None:
-                thread.join(timeout=5)
+        self._runner.stop()
+        self._renewer.stop()
+        if self._recovery_thread is not None:
+            self._recovery_thread.join(timeout=5)
 
-    def _slot(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            while True:
-                flight = self._tasks.get()
-                if flight is None:
-                    return
-                change = self._run(flight, loop)
-                with self._lock:
-                    flight.finished = True
-                    given_up = flight.abandoned
-                    if given_up:
-                        self._stuck -= 1
-                self._done.put((flight, change))
-                with self._finished:
-                    self._finished.notify()
-                self.port.notify_local()
-                if given_up:
-                    return  # another thread took this one's place when it was given up
-        finally:
-            loop.close()
+    def _snapshot(self) -> dict[str, Flight]:
+        with self._lock:
+            return dict(self._in_flight)
 
-    def _run(self, flight: _InFlight, loop: asyncio.AbstractEventLoop) -> Change | None:
-        """Run the iteration and settle its outcome: the Change to commit, or None when it
-        could not be settled (a bug, logged): then its lease is given back."""
+    def _finish(self, flight: Flight, outcome: Outcome | None) -> None:
+        """Settle a finished iteration and hand it to the loop (from the runner)."""
+        change = self._settle(flight, outcome)
+        with self._lock:
+            flight.finished = True
+            if flight.abandoned:
+                self._runner.returned(flight)
+        self._done.put((flight, change))
+        with self._finished:
+            self._finished.notify()
+        self.port.notify_local()
+
+    def _settle(self, flight: Flight, outcome: Outcome | None) -> Change | None:
+        """The Change to commit, or None when it could not be settled (a bug, logged):
+        then its lease is given back."""
+        if outcome is None:
+            return None
         process = flight.claimed.process
         try:
-            job = self.registry.jobs[process.job]
-            outcome = run_iteration(self.registry, job, process, flight.signals, loop)
-            change = settle(process, self.registry.policy(job), outcome, self.port.now())
+            policy = self.registry.policy(self.registry.jobs[process.job])
+            change = settle(process, policy, outcome, self.port.now())
         except Exception:
             log.exception("process %s: its iteration could not be settled", process.id)
             return None
@@ -555,74 +598,7 @@ class Worker:
             change = change.with_(events=(*flight.events, *change.events))
         return change
 
-    def _renew_interval(self, flights: Iterable[_InFlight]) -> float:
-        """A third of the lease, or of the shortest heartbeat timeout of what runs: the
-        database learns that a handler beats well within its heartbeat_timeout."""
-        interval = self.lease_seconds / 3
-        for f in flights:
-            beat = f.claimed.process.heartbeat_timeout
-            if beat is not None:
-                interval = min(interval, beat / 3)
-        return max(interval, 0.05)
-
-    def _renew(self) -> None:
-        last = time.monotonic()
-        while not self._halt.is_set():
-            with self._lock:
-                flights = dict(self._in_flight)
-            remaining = last + self._renew_interval(flights.values()) - time.monotonic()
-            # Wake up for the first start_to_close to pass, too: its handler is given up
-            # (and its timeout committed) then, not at the next renewal.
-            remaining = min(remaining, _until_first_deadline(flights.values(), self.port.now()))
-            # Not more often than every 20 ms, whatever is overdue.
-            remaining = max(remaining, last + 0.02 - time.monotonic())
-            if remaining > 0:
-                self._renew_wake.wait(remaining)
-                self._renew_wake.clear()
-                continue
-            last = time.monotonic()
-            self._renew_round(flights)
-
-    def _renew_round(self, flights: dict[str, _InFlight]) -> None:
-        now, mono = self.port.now(), time.monotonic()
-        held: dict[str, int] = {}
-        beats: dict[str, float] = {}
-        for pid, f in flights.items():
-            why = _over_time(f, now, mono)
-            if why:
-                # start_to_close or heartbeat_timeout: give the iteration up and commit the
-                # timeout while this worker still holds the lease (the sweep would see it
-                # only once the lease or the heartbeat it vouched for ran out).
-                if self._abandon(pid, f, why):
-                    self._time_out(f, why, now)
-                continue
-            if f.signals.lost:
-                self._abandon(pid, f, "lease lost")
-                continue
-            held[pid] = f.claimed.token
-            # This worker vouches for the handler (it beat within its heartbeat_timeout,
-            # or has none): the database's clock of its heartbeat starts again now.
-            beats[pid] = now
-        if not held:
-            return
-        try:
-            renewal = self.port.renew(self.options.owner, held, self.lease_seconds, beats)
-        except StorageError as exc:  # the database is away (logged once): next round
-            log.debug("leases not renewed: %s", exc)
-            return
-        except Exception:
-            log.exception("could not renew leases")
-            return
-        # A refused renewal is a lost lease only for an iteration still running. One that
-        # finished meanwhile was committed by the loop (which released the lease: hence
-        # the refusal) or is being committed, fenced: the loop notes a real loss.
-        lost = [pid for pid in renewal.lost if self._abandon(pid, flights[pid], "lease lost")]
-        if lost:
-            self._note_lost([(pid, flights[pid].claimed.token, "renewal refused") for pid in lost])
-        for pid in renewal.cancel_requested:
-            flights[pid].signals.request_cancel()
-
-    def _time_out(self, flight: _InFlight, cause: str, now: float) -> None:
+    def _time_out(self, flight: Flight, cause: str, now: float) -> None:
         process = flight.claimed.process
         try:
             policy = self.registry.policy(self.registry.jobs[process.job])
@@ -651,41 +627,44 @@ class Worker:
         except StorageError:  # only notes: the process itself is safe either way
             log.debug("%d lease_lost notes not written: the database is unavailable", len(events))
 
-    def _abandon(self, pid: str, flight: _InFlight, why: str) -> bool:
+    def _abandon(self, pid: str, flight: Flight, why: str) -> bool:
         """Give up on a running iteration whose lease is gone or whose time is up: its
-        handler is told, and a new thread takes its slot while it runs on. False if it is
-        no longer running (finished, or followed by the process's next iteration)."""
+        handler is told, and the runner cancels it (async) or lets another thread take its
+        slot while it runs on. False if it is no longer running (finished, or followed by
+        the process's next iteration)."""
         with self._lock:
             if self._in_flight.get(pid) is not flight or flight.finished:
                 return False
             flight.signals.lose_lease()  # before it leaves _in_flight: see _collect_finished
             flight.abandoned = True
             del self._in_flight[pid]
-            self._stuck += 1
-            self._slots -= 1
-            stuck = self._stuck
-        self.stats.stuck = max(self.stats.stuck, stuck)
-        if stuck > self._max_stuck:
-            log.error(
-                "process %s: handler still running (%s); %d handlers are stuck, more than "
-                "the %d this worker tolerates: stopping so that it can be replaced",
-                pid,
+        on_a_thread = flight.task is None
+        room = self._runner.give_up(flight)
+        self.stats.stuck = self._runner.most_stuck
+        fields = logs.iteration_fields(flight.claimed.process, outcome="given_up")
+        stuck, bound = self._runner.stuck, self._runner.max_stuck
+        if not on_a_thread:
+            logs.ITERATIONS.warning("async handler canceled (%s)", why, extra=fields)
+        elif room:
+            logs.ITERATIONS.warning(
+                "handler still running (%s); its thread is left to finish and another takes "
+                "its place (%d stuck, at most %d)",
                 why,
                 stuck,
-                self._max_stuck,
+                bound,
+                extra=fields,
+            )
+        else:
+            logs.ITERATIONS.error(
+                "handler still running (%s); %d handlers are stuck, more than the %d this "
+                "worker tolerates: stopping so that it can be replaced",
+                why,
+                stuck,
+                bound,
+                extra=fields,
             )
             self._wedged = True
             self._stop.set()
-        else:
-            log.warning(
-                "process %s: handler still running (%s); its thread is left to finish and "
-                "another takes its place (%d stuck, at most %d)",
-                pid,
-                why,
-                stuck,
-                self._max_stuck,
-            )
-            self._spawn_slot()
         self.port.notify_local()
         return True
 
@@ -696,6 +675,8 @@ class Worker:
             return "max-time"
         if opts.max_memory_mb is not None and resident_mb() >= opts.max_memory_mb:
             return "max-memory"
+        if opts.max_iterations is not None and self._started >= opts.max_iterations:
+            return "max-iterations"
         return ""
 
     def _drain(self, grace: float) -> None:
@@ -704,12 +685,14 @@ class Worker:
         committed or given back is left to expire."""
         deadline = self._grace_ends or time.monotonic() + grace
         while self._in_flight and not self._halt.is_set() and time.monotonic() < deadline:
+            epoch = self.port.change_epoch()
             self._commit_finished(deadline)
             if self._in_flight:
+                pause = min(0.1, max(deadline - time.monotonic(), 0))
                 try:
-                    self.port.wait_for_change(min(0.1, max(deadline - time.monotonic(), 0)))
+                    self.port.wait_for_change(epoch, pause)
                 except StorageError:
-                    time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+                    time.sleep(pause)
         self._commit_finished(deadline)
         with self._lock:
             left = {pid: f.claimed.token for pid, f in self._in_flight.items()}
@@ -751,32 +734,6 @@ class _Outage:
         if self.delay:
             log.info("database available again after %.1f s", time.monotonic() - self.since)
             self.delay = 0.0
-
-
-def _until_first_deadline(flights: Iterable[_InFlight], now: float) -> float:
-    """Seconds until the first running iteration passes its start_to_close (inf: none)."""
-    first = math.inf
-    for f in flights:
-        p = f.claimed.process
-        if p.start_to_close is not None and p.claimed_at is not None:
-            first = min(first, p.claimed_at + p.start_to_close - now)
-    return first
-
-
-def _over_time(flight: _InFlight, now: float, mono: float) -> str:
-    """Which of its timeouts the running iteration has passed, if any."""
-    p = flight.claimed.process
-    if (
-        p.start_to_close is not None
-        and p.claimed_at is not None
-        and (now - p.claimed_at > p.start_to_close)
-    ):
-        return "start_to_close"
-    if p.heartbeat_timeout is not None and mono - flight.signals.last_heartbeat > (
-        p.heartbeat_timeout
-    ):
-        return "heartbeat_timeout"
-    return ""
 
 
 def resident_mb() -> float:

@@ -22,8 +22,8 @@ from tests.e2e.conftest import Corral
 
 FLEET_APP = Path(__file__).resolve().parent / "apps" / "pg_fleet.py"
 STOPPED = re.compile(
-    r"worker stopped \((\w+)\): (\d+) iterations, (\d+) completed, (\d+) failed, "
-    r"(\d+) leases lost, (\d+) released"
+    r"stopped: [^()]*\(([\w -]+)\); (\d+) iterations?: (\d+) completed, (\d+) failed or "
+    r"canceled, (\d+) leases lost, (\d+) leases given back"
 )
 
 

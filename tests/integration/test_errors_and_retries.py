@@ -52,7 +52,7 @@ def test_a_generic_rollback_runs_for_jobs_without_their_own(app: App) -> None:
     def fails() -> None:
         raise RuntimeError("no")
 
-    @app.handler(status="failing", priority=110)
+    @app.handler(status="failing", order=110)
     def cleanup(ctx: Context) -> None:
         cleaned.append(ctx.job)
 

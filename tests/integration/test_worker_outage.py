@@ -24,7 +24,7 @@ from tests.backends import backend_url
 from tests.e2e.conftest import wait_until
 
 #: Calls that do not reach the database (`now` never raises: it is the clock).
-LOCAL = {"wait_for_change", "notify_local", "close", "url", "now"}
+LOCAL = {"wait_for_change", "change_epoch", "notify_local", "close", "url", "now"}
 
 
 class Flaky:

@@ -159,7 +159,7 @@ def test_the_jobs_table_shows_which_handler_runs_per_status() -> None:
     rows: dict[str, Any] = {name: hs for name, _, hs in build().registry.table()}
     assert rows["bare"][Status.STARTING] == "-"
     assert rows["bare"][Status.RUNNING].endswith("Bare.step")
-    assert rows["bare"][Status.FAILING] == "early_cleanup (generic, priority 90)"
+    assert rows["bare"][Status.FAILING] == "early_cleanup (generic, order 90)"
     assert rows["full"][Status.FAILING].endswith("Full.rollback")
 
 
@@ -190,3 +190,17 @@ def test_only_errors_of_a_policy_are_retried() -> None:
     assert backoff is not None and backoff(1) == 2
     assert app.registry.policy(plain_job).backoff is None
     assert plain_job.max_attempts == 3
+
+
+def test_a_generic_handlers_order_is_its_old_priority() -> None:
+    app = make_app()
+
+    @app.handler(status="failing", order=5)
+    def first(ctx: Context) -> None: ...
+
+    @app.handler(status="failing", priority=7)
+    def second(ctx: Context) -> None: ...
+
+    assert [h.priority for h in app.registry.generic[Status.FAILING]] == [5, 7]
+    with pytest.raises(ConfigurationError, match="once"):
+        app.handler(status="running", order=1, priority=2)
