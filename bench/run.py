@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=16,
         help="jobs in flight per worker process (threads, async tasks) for every system",
     )
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="every system at its own defaults: no concurrency or batch option passed "
+        "(--concurrency is ignored)",
+    )
     p.add_argument("--w1-jobs", type=int, default=5000)
     p.add_argument("--w2-jobs", type=int, default=20_000)
     p.add_argument("--w3-jobs", type=int, default=200)
@@ -128,8 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.retries = 0
         # Its own files and PostgreSQL database: a smoke run may overlap a full one.
         os.environ.setdefault("BENCH_CORRAL_DATABASE", "corral_bench_smoke")
-        args.concurrency = min(args.concurrency, 8)
+        if args.concurrency is not None:
+            args.concurrency = min(args.concurrency, 8)
         args.timeout = min(args.timeout, 60.0)
+    if args.defaults:
+        args.concurrency = None  # each system's own default
     args.workdir = args.workdir or str(RESULTS / ("smoke-work" if args.smoke else "work"))
     args.systems = (args.systems or ",".join(s.name for s in SYSTEMS)).split(",")
     unknown = [s for s in args.systems if s not in BY_NAME]
@@ -646,8 +655,12 @@ def report(run: Run, info: dict[str, str]) -> str:
         + f". The run took {info['minutes']} min; 1-minute load average after each "
         f"measurement: {info['load']} (2 would mean both cores busy all the time).",
         f"Every system: {args.workers} worker processes in W2 and W3 (1 in W6), "
-        f"{args.concurrency} jobs in flight per process (threads or async tasks), "
-        "logging at WARNING; otherwise its defaults.",
+        + (
+            "each at its own defaults (no concurrency or batch option passed), "
+            if args.concurrency is None
+            else f"{args.concurrency} jobs in flight per process (threads or async tasks), "
+        )
+        + "logging at WARNING; otherwise its defaults.",
         "",
         table(
             ["workload", "unit", *labels],

@@ -87,7 +87,8 @@ class Corral(System):
             [NewProcess(str(uuid.uuid4()), job, p, now, now) for p in params]
         )
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        given = [] if concurrency is None else ["--concurrency", str(concurrency)]
         return [
             sys.executable,
             "-c",
@@ -99,8 +100,7 @@ class Corral(System):
             "--log-level",
             "WARNING",
             "worker",
-            "--concurrency",
-            str(concurrency),
+            *given,
             "--grace",
             "5",
         ]

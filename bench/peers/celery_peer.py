@@ -54,7 +54,8 @@ class Celery(System):
             for i, t in items:
                 noop.apply_async((i, t), producer=producer)
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        given = [] if concurrency is None else ["--concurrency", str(concurrency)]
         return [
             sys.executable,
             "-m",
@@ -64,8 +65,7 @@ class Celery(System):
             "worker",
             "--pool",
             "threads",
-            "--concurrency",
-            str(concurrency),
+            *given,
             "--hostname",
             f"bench{index}@%h",
             "--loglevel",

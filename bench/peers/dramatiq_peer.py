@@ -47,14 +47,6 @@ class Dramatiq(System):
     def enqueue_bulk(self, items: Sequence[tuple[int, float]]) -> None:
         dramatiq.group([noop.message(i, t) for i, t in items]).run()
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "peers.dramatiq_peer",
-            "--processes",
-            "1",
-            "--threads",
-            str(concurrency),
-        ]
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        given = [] if concurrency is None else ["--threads", str(concurrency)]
+        return [sys.executable, "-m", "dramatiq", "peers.dramatiq_peer", "--processes", "1", *given]

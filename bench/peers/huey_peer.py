@@ -45,7 +45,8 @@ class Huey(System):
     def enqueue_one(self, i: int, t: float) -> None:
         noop(i, t)
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        given = [] if concurrency is None else ["-w", str(concurrency)]
         return [
             sys.executable,
             "-m",
@@ -53,8 +54,7 @@ class Huey(System):
             "peers.huey_peer.huey",
             "-k",
             "thread",
-            "-w",
-            str(concurrency),
+            *given,
             "-q",
         ]
 

@@ -107,13 +107,9 @@ class PgQueuer(System):
             ["noop"] * len(items), [payload(i, t) for i, t in items], [0] * len(items)
         )
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "peers.pgqueuer_peer",
-            str(concurrency),
-        ]
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        given = [] if concurrency is None else [str(concurrency)]
+        return [sys.executable, "-m", "peers.pgqueuer_peer", *given]
 
     def worker_env(self) -> dict[str, str]:
         return {DSN_ENV: self.dsn}
@@ -164,19 +160,22 @@ class PgQueuer(System):
         await queries.log_jobs([(jobs[0], "successful", None)])
 
 
-def run_worker(concurrency: int) -> None:
-    """What `pgq run peers.pgqueuer_peer:main --max-concurrent-tasks N` does."""
+def run_worker(concurrency: int | None) -> None:
+    """What `pgq run peers.pgqueuer_peer:main --max-concurrent-tasks N` does (None: what
+    `pgq run peers.pgqueuer_peer:main` does, at PgQueuer's defaults)."""
     import logging
 
     import pgqueuer
 
     logging.basicConfig(level=logging.WARNING)
-    worker = pgqueuer.run(
-        "peers.pgqueuer_peer:main",
-        max_concurrent_tasks=concurrency,
+    options: dict[str, int] = {}
+    if concurrency is not None:
         # It insists on max_concurrent_tasks >= 2 * batch_size (10 by default).
-        batch_size=min(10, max(concurrency // 2, 1)),
-    )
+        options = {
+            "max_concurrent_tasks": concurrency,
+            "batch_size": min(10, max(concurrency // 2, 1)),
+        }
+    worker = pgqueuer.run("peers.pgqueuer_peer:main", **options)
     try:
         import uvloop
     except ImportError:
@@ -186,4 +185,4 @@ def run_worker(concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    run_worker(int(sys.argv[1]))
+    run_worker(int(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -72,7 +72,8 @@ class Procrastinate(System):
     def enqueue_bulk(self, items: Sequence[tuple[int, float]]) -> None:
         noop.batch_defer(*({"i": i, "t": t} for i, t in items))
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        given = [] if concurrency is None else ["--concurrency", str(concurrency)]
         return [
             sys.executable,
             "-m",
@@ -82,8 +83,7 @@ class Procrastinate(System):
             "--log-level",
             "warning",
             "worker",
-            "--concurrency",
-            str(concurrency),
+            *given,
         ]
 
     def worker_env(self) -> dict[str, str]:

@@ -52,7 +52,7 @@ class RQ(System):
     def enqueue_bulk(self, items: Sequence[tuple[int, float]]) -> None:
         self.queue.enqueue_many([Queue.prepare_data(noop, (i, t)) for i, t in items])
 
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
         return [
             sys.executable,
             "-m",

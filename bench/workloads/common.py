@@ -32,7 +32,7 @@ class Settings:
 
     workdir: Path
     record_file: Path
-    concurrency: int
+    concurrency: int | None
 
 
 class System:
@@ -86,7 +86,9 @@ class System:
             self.enqueue_bulk(items[start : start + chunk])
 
     # --- workers -------------------------------------------------------------------------
-    def worker_command(self, concurrency: int, index: int) -> list[str]:
+    def worker_command(self, concurrency: int | None, index: int) -> list[str]:
+        """The command of worker process `index` running `concurrency` jobs at once, or the
+        system's own default when None (`bench/run.py --defaults`)."""
         raise NotImplementedError
 
     def worker_env(self) -> dict[str, str]:
@@ -116,7 +118,7 @@ class Workers:
     timeout, the workers go with it.
     """
 
-    def __init__(self, system: System, count: int, concurrency: int, tag: str) -> None:
+    def __init__(self, system: System, count: int, concurrency: int | None, tag: str) -> None:
         self.system = system
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []

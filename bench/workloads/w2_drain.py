@@ -11,7 +11,7 @@ from workloads.common import System, Workers, wait_for_records
 
 
 def run(
-    system: System, jobs: int, workers: int, concurrency: int, timeout: float
+    system: System, jobs: int, workers: int, concurrency: int | None, timeout: float
 ) -> dict[str, Any]:
     system.start_fresh()
     system.enqueue_many([(i, 0.0) for i in range(jobs)])

@@ -15,7 +15,9 @@ from workloads.common import System, Workers
 CHUNK = 10_000
 
 
-def run(system: System, checkpoints: list[int], concurrency: int, timeout: float) -> dict[str, Any]:
+def run(
+    system: System, checkpoints: list[int], concurrency: int | None, timeout: float
+) -> dict[str, Any]:
     system.start_fresh()
     total = max(checkpoints)
     system.enqueue_many([(i, 0.0) for i in range(total)])

@@ -1,12 +1,14 @@
-"""The `corral` command: `corral [--app FILE.py|module:attr] [--database URL] COMMAND`.
+"""The `corral` command: `corral [--app FILE] [--database URL] COMMAND`.
 
-Exit codes: 0 done; 1 `execute`'s process did not complete, or an unexpected error (one
-line; `--traceback` shows the whole trace); 2 bad usage or input, or a database that will
-not work (one line, nothing written); 3 the database cannot be reached now (try again).
+Exit codes: 0 done; 1 `execute` or `wait`: the process failed or was canceled, or an
+unexpected error (one line; `--traceback` shows the whole trace); 2 bad usage or input, or a
+database that will not work (one line, nothing written); 3 the database cannot be reached
+now (try again). `corral worker` exits with why it stopped (`WORKER_EXIT_CODES`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -17,6 +19,7 @@ import traceback
 import types
 import typing
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -34,15 +37,49 @@ else:
         from click import ClickException as CommandLineError
 
 from corral import cli_output as out
-from corral.app import App
+from corral import logs
+from corral.app import App, parse_id
 from corral.errors import CorralError, StorageUnavailable, UsageError
 from corral.loader import load_app
 from corral.model import Status
-from corral.worker import Worker, WorkerOptions
+from corral.storage import default_url
+from corral.worker import (
+    EXIT_BUDGET,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_WEDGED,
+    Worker,
+    WorkerOptions,
+)
+
+#: The statuses a process is stored with (`list --status`), and what a display may show.
+STATUSES = ", ".join(s.value for s in Status)
+DURATION_HELP = (
+    "a DURATION is a number and a unit: ms, s, m, h, d or w, and combinations (90s, 10m, "
+    "1h30m, 2d); a bare number is seconds"
+)
+TIME_HELP = (
+    "Times: every display is in UTC and says so; a --run-at without a zone means UTC too "
+    "(2026-01-31T09:00 is 09:00 UTC; write +02:00 or Z for another or the same zone)."
+)
+
+#: Why `corral worker` stopped, as its exit code (the worker's own, src/corral/worker.py).
+WORKER_EXIT_CODES = {
+    EXIT_OK: "nothing left to do (--once), or stopped by SIGTERM or SIGINT",
+    EXIT_INTERNAL: "a bug in corral (its traceback is in the log)",
+    EXIT_STORAGE: "the database failed for good, or was still away when the grace ran out",
+    EXIT_BUDGET: "a budget was spent (--max-time, --max-memory, --max-iterations): start it again",
+    EXIT_WEDGED: "more handlers stuck past their timeouts than it tolerates: replace it",
+}
 
 cli = typer.Typer(
     name="corral",
-    help="Durable jobs and multi-step processes: submit them, run workers, see what happened.",
+    help="Durable jobs and multi-step processes: submit them, run workers, see what happened."
+    f"\n\n{TIME_HELP} Durations: {DURATION_HELP}."
+    "\n\nExit codes: 0 done; 1 the process failed (execute, wait) or a bug in corral; 2 bad "
+    "usage or input, or a database that will not work; 3 the database cannot be reached "
+    "now, try again. `corral worker --help` lists a worker's own.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,6 +94,7 @@ class State:
     app_ref: str | None = None
     database: str | None = None
     traceback: bool = False
+    log_format: logs.LogFormat = "text"
     _app: App | None = None
 
     def app(self, *, required: bool = False) -> App:
@@ -75,6 +113,36 @@ class State:
                 self._app.use_database(self.database)
         return self._app
 
+    def url(self) -> str:
+        """The database the command would open: --database (or CORRAL_DATABASE_URL, its
+        environment form), else the app's own URL, else sqlite:///corral.db."""
+        app = self._app
+        return self.database or (app.database_url if app else None) or default_url()
+
+    def database_for(self, command: str, *, reads: bool = False, required: bool = False) -> App:
+        """The app, once the database it names can serve `command`: memory:// is refused
+        (whatever the command wrote or read would vanish when it exits), and a command
+        that only reads (`reads`) does not create a SQLite file that does not exist."""
+        app = self.app(required=required)
+        url = self.url()
+        scheme, _, rest = url.partition("://")
+        if scheme == "memory":
+            raise UsageError(
+                f"`corral {command}` on memory:// would vanish when it exits (an in-memory "
+                "database lives inside one Python process); use a file (sqlite:///corral.db, "
+                "the default) or postgresql://…, or run one process here with `corral "
+                "execute`"
+            )
+        if reads and scheme == "sqlite":
+            path = (rest[1:] if rest.startswith("/") else rest).partition("?")[0]
+            if path and not os.path.exists(path):
+                raise UsageError(
+                    f"no database at {os.path.abspath(path)}: nothing was ever submitted "
+                    "there; check --database or CORRAL_DATABASE_URL, and the directory you "
+                    "run corral in"
+                )
+        return app
+
 
 state = State()
 
@@ -85,10 +153,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def say_error(message: str) -> None:
-    """`error: message` on stderr, on one line, printed as it is (no markup)."""
+def say_error(message: str, *, level: str = "error") -> None:
+    """`error: message` on stderr, on one line, printed as it is (no markup); with
+    --log-format json, one JSON object like the log's."""
     line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
-    errors.print(Text.assemble(("error:", "red"), " ", line), highlight=False, soft_wrap=True)
+    if state.log_format == "json":
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        record = {"time": now, "level": level.upper(), "logger": "corral.cli", "message": line}
+        print(json.dumps(record, ensure_ascii=False), file=sys.stderr, flush=True)
+        return
+    style = "red" if level == "error" else "yellow"
+    errors.print(Text.assemble((f"{level}:", style), " ", line), highlight=False, soft_wrap=True)
 
 
 def guarded(action: Callable[[], T]) -> T:
@@ -103,6 +178,16 @@ def guarded(action: Callable[[], T]) -> T:
         fail(str(exc), 3 if isinstance(exc, StorageUnavailable) else 2)
 
 
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("corral")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        print(f"corral {version}")
+        raise typer.Exit()
+
+
 @cli.callback()
 def main_options(
     ctx: typer.Context,
@@ -110,44 +195,68 @@ def main_options(
         str | None,
         typer.Option(
             "--app",
+            metavar="FILE",
             envvar="CORRAL_APP",
-            help="Your jobs: FILE.py or module:attr (attr defaults to app).",
+            help="Your jobs: a file, path/to/tasks.py[:attr], or a module, package.tasks[:attr] "
+            "(attr defaults to app).",
         ),
     ] = None,
     database: Annotated[
         str | None,
         typer.Option(
             "--database",
+            metavar="URL",
             envvar="CORRAL_DATABASE_URL",
-            help="memory://, sqlite:///path.db (default sqlite:///corral.db) or postgresql://…",
+            help="sqlite:///path.db (default: sqlite:///corral.db), postgresql://user@host/db, "
+            "or memory:// (execute only: it vanishes on exit). Overrides the app's own URL.",
         ),
     ] = None,
     log_level: Annotated[
         str | None,
         typer.Option(
-            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise)."
+            metavar="LEVEL",
+            envvar="CORRAL_LOG_LEVEL",
+            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise).",
         ),
     ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            metavar="text|json",
+            envvar="CORRAL_LOG_FORMAT",
+            help="How logs (and error lines) go to stderr: text, or json (one object a line, "
+            "with process_id, job, attempt and outcome on a worker's iteration lines).",
+        ),
+    ] = "text",
     show_traceback: Annotated[
         bool,
         typer.Option(
             "--traceback",
             envvar="CORRAL_TRACEBACK",
-            help="On an error, print Python's whole traceback too (for a bug report).",
+            help="On an error, print Python's whole traceback too (for a bug report, or an "
+            "app file that does not load).",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print corral's version and exit."
         ),
     ] = False,
 ) -> None:
     state.app_ref = app
     state.database = database
     state.traceback = show_traceback
+    if log_format not in ("text", "json"):
+        fail(f"--log-format {log_format!r}: use text or json")
+    state.log_format = "json" if log_format == "json" else "text"
     if log_level is None:
         log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker") else "WARNING"
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown log level {log_level!r}; use DEBUG, INFO, WARNING or ERROR")
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(level, state.log_format)
+    logging.captureWarnings(True)  # a library's warning is a log line too, in its format
 
 
 # --- submitting ------------------------------------------------------------------------------
@@ -157,12 +266,34 @@ ParamOpt = Annotated[
     typer.Option(
         "--param",
         "-p",
-        help="A parameter as key=value (repeatable); values that are not strings "
-        "in the job's schema are read as JSON.",
+        metavar="KEY=VALUE",
+        help="A parameter (repeatable: -p a=1 -p b=2). A value is read as JSON unless the "
+        "parameter is text in the job's schema (`corral jobs` lists them).",
     ),
 ]
 ParamsFileOpt = Annotated[
-    Path | None, typer.Option("--params-file", help="A JSON file with an object of parameters.")
+    Path | None,
+    typer.Option(
+        "--params-file",
+        metavar="FILE",
+        help='A JSON file holding an object of parameters ({"a": 1}); -p values go on top.',
+    ),
+]
+TagOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tag", metavar="KEY=VALUE", help="A tag (repeatable: --tag team=x --tag env=prod)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table or words.")]
+IdArg = Annotated[
+    str, typer.Argument(metavar="ID", help="A process id, as `submit` and `list` print it.")
+]
+JobArg = Annotated[
+    str, typer.Argument(metavar="JOB", help="The job's name (`corral jobs` lists them).")
+]
+QueueNameOpt = Annotated[
+    str, typer.Option(metavar="QUEUE", help="The queue's name; * (the default) for every queue.")
 ]
 
 
@@ -267,52 +398,99 @@ def _is_text(annotation: Any) -> bool:
     return False
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_NUMBER = r"\d+(?:\.\d+)?"
+_UNIT = r"ms|s|m|h|d|w"
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:{_UNIT}))+")
+_PART = re.compile(rf"({_NUMBER})({_UNIT})")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str, *, bare_seconds: bool = True) -> float | None:
+    """Seconds in `90s`, `10m`, `1h30m`, `2d12h`, `250ms` (units ms, s, m, h, d, w, largest
+    first or not, spaces allowed), or in a bare number of seconds; None: not a duration."""
+    compact = "".join(text.split())
+    if bare_seconds and re.fullmatch(_NUMBER, compact):
+        return float(compact)
+    if not _DURATION.fullmatch(compact):
+        return None
+    return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
 
 
 def parse_duration(text: str, what: str) -> float:
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{what} {text!r}: write a duration such as 45s, 10m, 12h or 90d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = duration(text)
+    if seconds is None:
+        raise UsageError(f"{what} {text!r}: write a duration such as 45s, 10m, 1h30m, 12h or 90d")
+    return seconds
 
 
 def parse_when(text: str, now: float) -> float:
-    if text.startswith("+"):
-        return now + parse_duration(text[1:], "--run-at")
-    from datetime import datetime
-
+    """A --run-at: `+DURATION` or `DURATION` from now, or a date and time in ISO 8601; one
+    without a zone is UTC, as every display is (`2026-01-31 09:00:00 UTC` is read back)."""
+    relative = text.strip()
+    if relative.startswith("+"):
+        seconds = duration(relative[1:])
+        if seconds is None:
+            raise UsageError(
+                f"--run-at {text!r}: after + write a duration such as 90s, 10m or 1h30m"
+            )
+        return now + seconds
+    seconds = duration(relative, bare_seconds=False)
+    if seconds is not None:
+        return now + seconds
+    iso_text = re.sub(r"\s*UTC$", "+00:00", relative)
     try:
-        when = datetime.fromisoformat(text)
+        when = dt.datetime.fromisoformat(iso_text)
     except ValueError:
         raise UsageError(
-            f"--run-at {text!r}: use ISO 8601 (2026-01-31T09:00:00+00:00) or +duration (+10m)"
+            f"--run-at {text!r}: write a time in ISO 8601 (2026-01-31T09:00, UTC unless it "
+            "names a zone: 2026-01-31T09:00+02:00) or a delay (+10m, 1h30m, 2d)"
         ) from None
     if when.tzinfo is None:
-        when = when.astimezone()  # a local time, as a person typing it means
+        when = when.replace(tzinfo=dt.UTC)  # as every display shows it
     return when.timestamp()
 
 
 @cli.command()
 def submit(
-    job: Annotated[str, typer.Argument(help="The job to run.")],
+    job: JobArg,
     param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
     custom_id: Annotated[
         str | None,
-        typer.Option(help="Idempotency key: submitting it again returns the same process."),
+        typer.Option(
+            metavar="KEY",
+            help="Idempotency key: submitting it again (same job and parameters) returns the "
+            "same process.",
+        ),
     ] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher runs first.")] = None,
-    run_at: Annotated[str | None, typer.Option(help="Not before: ISO 8601 or +duration.")] = None,
-    queue: Annotated[str | None, typer.Option(help="Queue name.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="key=value tag (repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Process priority: a HIGHER number runs first (default: the job's, 0 unless "
+            "it sets one). Not a generic handler's order, where the lowest runs.",
+        ),
+    ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Not before WHEN: a delay (+1h30m or 1h30m, 90s, 2d) or a time in ISO 8601 "
+            "(2026-01-31T09:00), UTC unless it names a zone.",
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(metavar="QUEUE", help="Put it in this queue (default: the job's)."),
+    ] = None,
+    tag: TagOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Submit a process of JOB; prints its id and whether it was created or already existed."""
+    """Submit a process of JOB; prints its id and `created`, or `existing` for a
+    --custom-id submitted before."""
 
     def run() -> None:
-        app = state.app(required=True)
+        app = state.database_for("submit", required=True)
         params = parse_params(app, job, param, params_file)
         tags = dict(_pair(t, "--tag") for t in tag or [])
         when = parse_when(run_at, app.clock()) if run_at else None
@@ -343,21 +521,35 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 
 @cli.command("list")
 def list_(
-    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
-    job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="key=value tag (repeatable).")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    status: Annotated[
+        str | None,
+        typer.Option(metavar="STATUS", help=f"Only processes stored in this status: {STATUSES}."),
+    ] = None,
+    job: Annotated[str | None, typer.Option(metavar="JOB", help="Only this job's.")] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE", help="Only processes with this tag (repeatable: all must match)."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="At most N, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
-    """List processes, newest first."""
+    """List processes, newest first. The status column says what each is doing: queued
+    (no worker took it yet), scheduled for T (it waits for its --run-at), retrying at T
+    (waiting out a retry's backoff or a RetryLater), or its status. Times are UTC."""
 
     def run() -> None:
         tags = dict(_pair(t, "--tag") for t in tag or []) or None
-        processes = state.app().list(status=status, job=job, tags=tags, limit=limit)
+        if status is not None and status not in {s.value for s in Status}:
+            raise UsageError(f"--status {status!r}: use one of {STATUSES}")
+        app = state.database_for("list", reads=True)
+        processes = app.list(status=status, job=job, tags=tags, limit=limit)
+        now = app.clock()
         if as_json:
-            print(json.dumps([out.process_json(p) for p in processes]))
+            print(json.dumps([out.process_json(p, now=now) for p in processes]))
         elif processes:
-            console.print(out.process_table(processes))
+            console.print(out.process_table(processes, now))
         else:
             console.print("no processes")
 
@@ -365,52 +557,167 @@ def list_(
 
 
 @cli.command()
-def show(
-    process_id: Annotated[str, typer.Argument(metavar="ID")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Show one process: parameters, store, progress, result or error, and its history."""
+def show(process_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Show one process: what it is doing (queued, scheduled for T, retrying at T, or its
+    status), queue, priority, tags, run at, the lease holder and its expiry while one runs,
+    parameters, store, progress, result or error, the attempts it took, and its history.
+    Times are UTC."""
 
     def run() -> None:
-        app = state.app()
+        parse_id(process_id)  # a malformed id is said first
+        app = state.database_for("show", reads=True)
         process = app.get(process_id)
         history = app.history(process.id)
+        now = app.clock()
         if as_json:
-            print(json.dumps(out.process_json(process, history)))
+            print(json.dumps(out.process_json(process, history, now=now)))
         else:
-            out.show_process(console, process, history)
+            out.show_process(console, process, history, now)
 
     guarded(run)
 
 
 @cli.command()
-def jobs() -> None:
-    """List the app's jobs and, per status, which handler would run."""
+def wait(
+    process_id: IdArg,
+    timeout: Annotated[
+        str | None,
+        typer.Option(metavar="DURATION", help="Give up after this long (default: never)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the process as `show --json` does.")
+    ] = False,
+) -> None:
+    """Wait until the process ends. Exit 0 when it completed, 1 when it failed or was
+    canceled, 124 when it still runs after --timeout."""
+
+    def run() -> int:
+        seconds = None if timeout is None else parse_duration(timeout, "--timeout")
+        parse_id(process_id)  # a malformed id is said first
+        app = state.database_for("wait", reads=True)
+        try:
+            process = app.wait(process_id, timeout=seconds)
+        except TimeoutError as exc:
+            say_error(str(exc))
+            return 124
+        if as_json:
+            history = app.history(process.id)
+            print(json.dumps(out.process_json(process, history, now=app.clock())))
+        else:
+            console.print(f"{process.id} {process.status.value}", highlight=False)
+        return 0 if process.status is Status.COMPLETED else 1
+
+    raise typer.Exit(guarded(run))
+
+
+@cli.command()
+def jobs(as_json: JsonOpt = False) -> None:
+    """List the app's jobs: their parameters (type, default, description), queue and
+    priority, and which handler runs in each status. A generic handler serves every job
+    without its own; among generic handlers of one status, the lowest ORDER runs (a
+    process's priority is the other way: the higher runs first)."""
 
     def run() -> None:
         app = state.app(required=True)
-        table = Table(box=None, header_style="bold")
-        table.add_column("job")
-        table.add_column("kind")
-        statuses = (Status.STARTING, Status.RUNNING, Status.ENDING, Status.FAILING)
-        for status in statuses:
-            table.add_column(status.value)
-        for name, kind, handlers in app.registry.table():
-            table.add_row(name, kind, *(handlers.get(s, "") for s in statuses))
-        console.print(table)
+        described = [_describe_job(app, name) for name in sorted(app.registry.jobs)]
+        if as_json:
+            print(json.dumps(described))
+            return
+        for i, job in enumerate(described):
+            if i:
+                console.print()
+            console.print(_job_grid(job))
+        console.print(
+            "\nhandler order: among generic handlers of one status the lowest order runs; "
+            "process priority (submit --priority): the highest number runs first.",
+            highlight=False,
+        )
 
     guarded(run)
+
+
+def _describe_job(app: App, name: str) -> dict[str, Any]:
+    job = app.registry.jobs[name]
+    params = []
+    for field_name, field in job.params_model.model_fields.items():
+        required = field.is_required()
+        default: Any = None
+        if not required:
+            default = field.get_default(call_default_factory=True)
+        params.append(
+            {
+                "name": field_name,
+                "type": _type_name(field.annotation),
+                "required": required,
+                "default": _jsonable(default),
+                "description": field.description,
+            }
+        )
+    handlers = {}
+    for _, _, by_status in (row for row in app.registry.table() if row[0] == name):
+        handlers = {status.value: text for status, text in by_status.items()}
+    return {
+        "name": name,
+        "kind": job.kind,
+        "queue": job.queue,
+        "priority": job.priority,
+        "params": params,
+        "handlers": handlers,
+    }
+
+
+def _job_grid(job: dict[str, Any]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row(
+        Text(job["name"], style="bold cyan"),
+        f"{job['kind']}; queue {job['queue']}, priority {job['priority']} (higher runs first)",
+    )
+    label = "parameters"
+    for p in job["params"]:
+        text = Text(f"{p['name']}: {p['type']}", style="green")
+        if p["required"]:
+            text.append(" (required)")
+        else:
+            text.append(f" = {json.dumps(p['default'])}")
+        if p["description"]:
+            text.append(f"  {p['description']}", style="dim")
+        grid.add_row(label, text)
+        label = ""
+    if not job["params"]:
+        grid.add_row(label, "none")
+    label = "handlers"
+    for status, handler in job["handlers"].items():
+        grid.add_row(label, f"{status}: {handler}")
+        label = ""
+    return grid
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 # --- commands on processes -----------------------------------------------------------------------
 
 
 @cli.command()
-def cancel(process_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def cancel(process_id: IdArg) -> None:
     """Cancel a process: at once if it never started, else after its rollback."""
 
     def run() -> None:
-        p = state.app().cancel(process_id)
+        parse_id(process_id)  # a malformed id is said first
+        p = state.database_for("cancel", reads=True).cancel(process_id)
         what = "canceled" if p.status is Status.CANCELED else "cancel requested"
         console.print(f"{p.id} {what}", highlight=False)
 
@@ -418,40 +725,61 @@ def cancel(process_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
 
 @cli.command()
-def retry(process_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def retry(process_id: IdArg) -> None:
     """Resume a failed or canceled process where it stopped, with its store."""
 
     def run() -> None:
-        p = state.app().retry(process_id)
+        parse_id(process_id)  # a malformed id is said first
+        p = state.database_for("retry", reads=True).retry(process_id)
         console.print(f"{p.id} {p.status.value}", highlight=False)
 
     guarded(run)
 
 
 @cli.command()
-def pause(queue: Annotated[str, typer.Option(help="Queue to pause; * for all.")] = "*") -> None:
-    """Make workers stop claiming (running iterations finish)."""
-    guarded(lambda: state.app().pause(queue))
+def pause(queue: QueueNameOpt = "*") -> None:
+    """Make workers stop claiming from a queue (running iterations finish). With --app,
+    warns when no job of the app uses the queue (a typo pauses nothing you run)."""
+
+    def run() -> None:
+        app = state.database_for("pause")
+        if queue != "*" and state.app_ref:
+            used = sorted({job.queue for job in app.registry.jobs.values()})
+            if queue not in used:
+                say_error(
+                    f"no job of {state.app_ref} uses queue {queue!r} (they use: "
+                    f"{', '.join(used) or 'none'}); paused it anyway, for processes "
+                    "submitted to it with --queue",
+                    level="warning",
+                )
+        app.pause(queue)
+
+    guarded(run)
     console.print(f"paused {queue}", highlight=False)
 
 
 @cli.command()
-def resume(queue: Annotated[str, typer.Option(help="Queue to resume; * for all.")] = "*") -> None:
-    """Let workers claim again."""
-    guarded(lambda: state.app().resume(queue))
+def resume(queue: QueueNameOpt = "*") -> None:
+    """Let workers claim from a queue again."""
+    guarded(lambda: state.database_for("resume").resume(queue))
     console.print(f"resumed {queue}", highlight=False)
 
 
 @cli.command()
 def prune(
     older_than: Annotated[
-        str, typer.Option(help="Age of finished processes to delete, e.g. 90d, 12h.")
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Delete processes that ended longer ago than this (e.g. 90d, 12h).",
+        ),
     ] = "90d",
 ) -> None:
     """Delete processes that ended longer ago than --older-than, with their history."""
 
     def run() -> None:
-        n = state.app().prune(parse_duration(older_than, "--older-than"))
+        seconds = parse_duration(older_than, "--older-than")
+        n = state.database_for("prune").prune(seconds)
         console.print(f"pruned {n} processes", highlight=False)
 
     guarded(run)
@@ -462,7 +790,7 @@ def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on first use)."""
 
     def run() -> None:
-        version = state.app().storage.migrate()
+        version = state.database_for("migrate").storage.migrate()
         console.print(f"schema version {version}", highlight=False)
 
     guarded(run)
@@ -470,62 +798,86 @@ def migrate() -> None:
 
 # --- working ---------------------------------------------------------------------------
 
-ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Iterations run at once.")]
-QueueOpt = Annotated[list[str] | None, typer.Option("--queue", help="Only these queues.")]
+ConcurrencyOpt = Annotated[
+    int, typer.Option(min=1, metavar="N", help="Iterations run at once (threads).")
+]
+
+_EXIT_LINES = "\n".join(f"  {code}  {why}" for code, why in sorted(WORKER_EXIT_CODES.items()))
 
 
-@cli.command()
-def work(
-    once: Annotated[bool, typer.Option("--once", help="Drain until idle, then exit 0.")] = False,
-    max_time: Annotated[float | None, typer.Option(help="Stop claiming after S seconds.")] = None,
-    max_memory: Annotated[
-        float | None, typer.Option(help="Stop claiming past MB resident.")
-    ] = None,
-    concurrency: ConcurrencyOpt = 1,
-    queue: QueueOpt = None,
-) -> None:
-    """Work through runnable processes; with --once, exit when idle (fit for a crontab line)."""
-    if max_time is not None and max_time <= 0:
-        fail("--max-time must be > 0 seconds")
-    if max_memory is not None and max_memory <= 0:
-        fail("--max-memory must be > 0 MB")
-    options = WorkerOptions(
-        concurrency=concurrency,
-        once=once,
-        max_time=max_time,
-        max_memory_mb=max_memory,
-        queues=queue,
-    )
-    _run_worker(options)
-
-
-@cli.command()
 def worker(
-    concurrency: ConcurrencyOpt = 1,
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit when nothing is left to do (a crontab line).")
+    ] = False,
+    max_time: Annotated[
+        str | None,
+        typer.Option(metavar="DURATION", help="Stop claiming after this long, then exit 4."),
+    ] = None,
+    max_memory: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MB", help="Stop claiming once resident memory passes MB megabytes, exit 4."
+        ),
+    ] = None,
+    max_iterations: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Stop claiming after starting N iterations, then exit 4."
+        ),
+    ] = None,
     grace: Annotated[
-        float, typer.Option(help="Seconds running iterations get after SIGTERM.")
-    ] = 30.0,
-    queue: QueueOpt = None,
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="After SIGTERM or SIGINT, how long running iterations get to finish before "
+            "their leases are given back (0: at once).",
+        ),
+    ] = "30s",
+    concurrency: ConcurrencyOpt = 1,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue", metavar="QUEUE", help="Only this queue (repeatable; default: all)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a long-lived worker. SIGTERM or SIGINT: finish running iterations, then exit;
-    a second signal gives their leases back at once."""
-    _run_worker(WorkerOptions(concurrency=concurrency, grace=grace, queues=queue))
+    def run() -> WorkerOptions:
+        seconds = None if max_time is None else parse_duration(max_time, "--max-time")
+        if seconds is not None and seconds <= 0:
+            raise UsageError("--max-time must be more than 0 seconds")
+        if max_memory is not None and max_memory <= 0:
+            raise UsageError("--max-memory must be more than 0 MB")
+        return WorkerOptions(
+            concurrency=concurrency,
+            once=once,
+            max_time=seconds,
+            max_memory_mb=max_memory,
+            max_iterations=max_iterations,
+            grace=parse_duration(grace, "--grace"),
+            queues=queue,
+        )
+
+    _run_worker(guarded(run))
+
+
+worker.__doc__ = f"""Run a worker: claim runnable processes and run their iterations until
+stopped (with --once: until nothing is left to do). SIGTERM or SIGINT: stop claiming, let
+running iterations finish within --grace, then give their leases back; a second signal
+gives them back at once. `work` is the same command (its older name).
+
+\b
+Exit codes (why it stopped):
+{_EXIT_LINES}
+"""
+cli.command("worker")(worker)
+cli.command("work", help="The same as `corral worker` (its older name): see its --help.")(worker)
 
 
 def _run_worker(options: WorkerOptions) -> None:
-    app = guarded(lambda: state.app(required=True))
+    app = guarded(lambda: state.database_for("worker", required=True))
     w = guarded(lambda: Worker(app, options))
     _on_signals(lambda: w.stop())
-    stats = guarded(w.run)
-    errors.print(
-        f"worker stopped ({stats.stopped_by}): {stats.iterations} iterations, "
-        f"{stats.completed} completed, {stats.failed} failed, {stats.lost} leases lost, "
-        f"{stats.released} released",
-        highlight=False,
-        soft_wrap=True,
-    )
-    # Why it stopped, as an exit code: 0 idle or a signal, 3 the database failed for good
-    # or was away when the grace ran out, 5 too many stuck handlers (see README).
+    stats = guarded(w.run)  # its last log line says why it stopped and what it did: no other
     if stats.exit_code:
         raise typer.Exit(stats.exit_code)
 
@@ -540,14 +892,17 @@ def _on_signals(stop: Callable[[], None]) -> None:
 
 @cli.command()
 def execute(
-    job: Annotated[str, typer.Argument(help="The job to run.")],
+    job: JobArg,
     param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
-    custom_id: Annotated[str | None, typer.Option(help="Idempotency key.")] = None,
+    custom_id: Annotated[
+        str | None, typer.Option(metavar="KEY", help="Idempotency key, as for submit.")
+    ] = None,
     concurrency: ConcurrencyOpt = 1,
 ) -> None:
-    """Submit one process and drive it to an end here, with a progress bar; other workers
-    may help. Exit 0 when it completed, 1 when it failed or was canceled."""
+    """Submit one process and drive it to its end here, with a progress bar; other workers
+    may help. Works on memory:// too. Exit 0 when it completed, 1 when it failed or was
+    canceled, 130 when interrupted (it is left for any worker to continue)."""
     from corral.execute import drive
 
     def run() -> int:
@@ -599,6 +954,9 @@ def _check_all_text(command: Any) -> None:
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     args = sys.argv[1:] or ["--help"]
+    # Before parsing, so that a bad command line is said in the format asked for too.
+    if _asks_for_json(args):
+        state.log_format = "json"
     try:
         command = typer.main.get_command(cli)
         _check_all_text(command)
@@ -619,6 +977,15 @@ def main() -> None:
             say_error(f"internal error: {_describe(exc)}; run with --traceback for details")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _asks_for_json(args: list[str]) -> bool:
+    """Whether the command line or the environment asks for JSON lines (looked for before
+    parsing: no command has an option of that name)."""
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    if any(a == "--log-format=json" or (a, b) == ("--log-format", "json") for a, b in pairs):
+        return True
+    return os.environ.get("CORRAL_LOG_FORMAT") == "json"
 
 
 def _describe(exc: BaseException) -> str:

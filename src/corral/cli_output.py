@@ -1,7 +1,22 @@
-"""How the CLI shows processes: JSON objects (DESIGN §10) and Rich tables."""
+"""How the CLI shows processes: JSON objects (DESIGN §10) and Rich tables.
+
+What a person reads as a process's status is derived here from the stored process and its
+history, without changing what is stored (README, "The command line"):
+
+- `queued`: no worker has touched it yet (never claimed, status `starting`) and it may run;
+- `scheduled for T`: it never started and its `run_at` is still ahead;
+- `retrying at T`: it started, no worker holds it, and it waits out a retry's backoff or a
+  `RetryLater` until T;
+- otherwise its stored status (`running`, `completed`, …).
+
+Time: every display is in UTC and says so (`2026-01-31 09:00:00 UTC` in words, ISO 8601 with
+`+00:00` in JSON); a `--run-at` without a zone means UTC too (`corral submit --help`).
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,19 +39,82 @@ STATUS_STYLE = {
     Status.CANCELED: "magenta",
 }
 
+#: The statuses a display may show besides the stored ones (see `state`).
+DERIVED_STYLE = {"queued": "cyan", "scheduled": "dim cyan", "retrying": "yellow"}
+
+#: The zone every display uses, and its mark.
+ZONE = "UTC"
+
 
 def iso(ts: float | None) -> str | None:
+    """ISO 8601 in UTC, with its offset (`2026-01-31T09:00:00.000+00:00`): for JSON."""
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def process_json(p: Process, history: Sequence[Event] | None = None) -> dict[str, Any]:
+def when(ts: float | None) -> str:
+    """A time for a person, in UTC and marked so: `2026-01-31 09:00:00 UTC`."""
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S ") + ZONE
+
+
+def _clock(ts: float | None) -> str:
+    """A time in a table whose column header says `(UTC)`."""
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def state(p: Process, now: float) -> tuple[str, float | None]:
+    """(what the process is doing, since or until when) as a person reads it: `queued`,
+    `scheduled` (until its run_at), `retrying` (until its run_at), or its stored status."""
+    if p.status.terminal or p.leased:
+        return p.status.value, None
+    if p.run_at > now:
+        # Never claimed (lease_token 0): it waits for its first run_at. Claimed before and
+        # now free: a retry's backoff or a RetryLater.
+        return ("retrying" if p.lease_token > 0 else "scheduled"), p.run_at
+    if p.lease_token == 0 and p.status is Status.STARTING:
+        return "queued", None
+    return p.status.value, None
+
+
+def state_words(p: Process, now: float) -> str:
+    word, at = state(p, now)
+    if word == "scheduled":
+        return f"scheduled for {when(at)}"
+    if word == "retrying":
+        return f"retrying at {when(at)}"
+    return word
+
+
+def state_text(p: Process, now: float) -> Text:
+    word, _ = state(p, now)
+    style = DERIVED_STYLE.get(word) or STATUS_STYLE[Status(word)]
+    return Text(state_words(p, now), style=style)
+
+
+def attempts(history: Sequence[Event]) -> int:
+    """The attempts a process took: the highest attempt number in its history, that is the
+    most tries any one of its iterations needed (1: each succeeded on its first try; 0: it
+    never ran). A worker counts an iteration's tries from 1 and starts again at the next."""
+    return max((e.attempt for e in history), default=0)
+
+
+def process_json(
+    p: Process, history: Sequence[Event] | None = None, *, now: float | None = None
+) -> dict[str, Any]:
+    word, at = state(p, time.time() if now is None else now)
     out: dict[str, Any] = {
         "id": p.id,
         "job": p.job,
         "params": p.params,
         "status": p.status.value,
+        # What a person reads (queued, scheduled, retrying or the status) and until when.
+        "state": word,
+        "state_until": iso(at),
         "store": p.store,
         "result": p.result,
         "error": p.error.to_json() if p.error else None,
@@ -45,6 +123,8 @@ def process_json(p: Process, history: Sequence[Event] | None = None) -> dict[str
         "priority": p.priority,
         "queue": p.queue,
         "run_at": iso(p.run_at),
+        "lease_owner": p.lease_owner if p.leased else None,
+        "lease_expires_at": iso(p.lease_expires_at),
         "cancel_requested": p.cancel_requested,
         "custom_id": p.custom_id,
         "client_id": p.client_id,
@@ -54,6 +134,7 @@ def process_json(p: Process, history: Sequence[Event] | None = None) -> dict[str
         "finished_at": iso(p.finished_at),
     }
     if history is not None:
+        out["attempts"] = attempts(history)
         out["history"] = [event_json(e) for e in history]
     return out
 
@@ -82,27 +163,30 @@ def status_text(status: Status) -> Text:
     return Text(status.value, style=STATUS_STYLE[status])
 
 
-def process_table(processes: Sequence[Process]) -> Table:
+def process_table(processes: Sequence[Process], now: float) -> Table:
+    """One row a process. The id is never cut (it is what a person types back); the other
+    cells fold rather than end in an ellipsis; progress and attempt only when some row has
+    one."""
     table = Table(box=None, header_style="bold")
-    for col in ("id", "job", "status", "progress", "attempt", "created", "updated"):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True, min_width=max((len(p.id) for p in processes), default=2))
+    table.add_column("job", overflow="fold")
+    table.add_column("status", overflow="fold")
+    with_progress = any(p.progress_done is not None for p in processes)
+    with_attempt = any(p.attempt for p in processes)
+    if with_progress:
+        table.add_column("progress", overflow="fold")
+    if with_attempt:
+        table.add_column("attempt")
+    table.add_column(f"created ({ZONE})", overflow="fold")
     for p in processes:
-        table.add_row(
-            p.id,
-            p.job,
-            status_text(p.status),
-            progress_text(p),
-            str(p.attempt),
-            _short(p.created_at),
-            _short(p.updated_at),
-        )
+        cells: list[str | Text] = [p.id, p.job, state_text(p, now)]
+        if with_progress:
+            cells.append(progress_text(p))
+        if with_attempt:
+            cells.append(str(p.attempt))
+        cells.append(datetime.fromtimestamp(p.created_at, UTC).strftime("%Y-%m-%d %H:%M"))
+        table.add_row(*cells)
     return table
-
-
-def _short(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _detail(e: Event) -> str:
@@ -112,16 +196,29 @@ def _detail(e: Event) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items() if v is not None)
 
 
-def show_process(console: Console, p: Process, history: Sequence[Event]) -> None:
-    import json
+def show_process(console: Console, p: Process, history: Sequence[Event], now: float) -> None:
+    parts: list[Any] = [_fields(p, history, now), Text(""), _timeline(history)]
+    if p.error is not None and p.error.traceback:
+        parts += [Text(""), Text(p.error.traceback.rstrip(), style="dim")]
+    console.print(Panel(Group(*parts), title=p.id, title_align="left"))
 
+
+def _fields(p: Process, history: Sequence[Event], now: float) -> Table:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
     fields.add_row("job", p.job)
-    fields.add_row("status", status_text(p.status))
+    fields.add_row("status", state_text(p, now))
     if p.cancel_requested and not p.status.terminal:
         fields.add_row("", Text("cancel requested", style="magenta"))
+    fields.add_row("queue", p.queue)
+    fields.add_row("priority", f"{p.priority} (higher runs first)")
+    if p.tags:
+        fields.add_row("tags", " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())))
+    fields.add_row("run at", when(p.run_at))
+    if p.leased:
+        held = "until" if (p.lease_expires_at or 0) > now else "expired at"
+        fields.add_row("lease", f"held by {p.lease_owner} {held} {when(p.lease_expires_at)}")
     fields.add_row("params", json.dumps(p.params))
     fields.add_row("store", json.dumps(p.store))
     if p.progress_done is not None:
@@ -131,20 +228,29 @@ def show_process(console: Console, p: Process, history: Sequence[Event]) -> None
     if p.error is not None:
         fields.add_row("error", Text(f"{p.error.type}: {p.error.message}", style="red"))
         fields.add_row("reason", p.error.reason)
-    fields.add_row("attempt", str(p.attempt))
-    for label, value in (
+    if p.status.terminal:
+        took = attempts(history)
+        fields.add_row(
+            "attempts", f"{took} (the most tries one iteration took)" if took else "0 (never ran)"
+        )
+    elif p.attempt:
+        fields.add_row("attempt", str(p.attempt))
+    optional = (
         ("custom id", p.custom_id),
         ("client id", p.client_id or None),
-        ("priority", str(p.priority)),
-        ("queue", p.queue),
-        ("created", iso(p.created_at)),
-        ("updated", iso(p.updated_at)),
-        ("finished", iso(p.finished_at)),
-    ):
+        ("created", when(p.created_at)),
+        ("updated", when(p.updated_at)),
+        ("finished", when(p.finished_at) or None),
+    )
+    for label, value in optional:
         if value is not None:
             fields.add_row(label, value)
+    return fields
+
+
+def _timeline(history: Sequence[Event]) -> Table:
     timeline = Table(box=None, header_style="bold", title="history", title_justify="left")
-    for col in ("at", "event", "status", "attempt", "detail"):
+    for col in (f"at ({ZONE})", "event", "status", "attempt", "detail"):
         timeline.add_column(col)
     for e in history:
         move = ""
@@ -152,8 +258,5 @@ def show_process(console: Console, p: Process, history: Sequence[Event]) -> None
             move = f"{e.from_status.value if e.from_status else ''} → {e.to_status.value}"
         elif e.from_status is not None:
             move = e.from_status.value
-        timeline.add_row(_short(e.at), e.kind, move, str(e.attempt or ""), _detail(e))
-    parts: list[Any] = [fields, Text(""), timeline]
-    if p.error is not None and p.error.traceback:
-        parts += [Text(""), Text(p.error.traceback.rstrip(), style="dim")]
-    console.print(Panel(Group(*parts), title=p.id, title_align="left"))
+        timeline.add_row(_clock(e.at), e.kind, move, str(e.attempt or ""), _detail(e))
+    return timeline

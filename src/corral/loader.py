@@ -6,6 +6,8 @@ import importlib
 import importlib.util
 import os
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -65,19 +67,64 @@ def _import_module(target: str) -> object:
 
 def _run_user_code(ref: str, action: Callable[[], T]) -> T:
     """Import the user's module: an exception of theirs (a syntax error, a failed import of
-    theirs, a bug) is their app not loading, said in one line; the cause stays chained
-    for `--traceback`. corral's own errors (a bad job declaration, …) go through as they
-    are."""
+    theirs, a bug, a `sys.exit()`) is their app not loading, said in one line naming the
+    file and line where it happened; the cause stays chained for `--traceback`. corral's own
+    errors (a bad job declaration, …) go through as they are."""
     try:
         return action()
     except CorralError:
         raise
-    except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    except (Exception, SystemExit) as exc:
         raise UsageError(
-            f"--app {ref}: loading it raised {what}; fix it, or run with --traceback to see where"
+            f"--app {ref}: {where(exc)}{describe(exc)}; fix it, or run with --traceback to "
+            "see the whole trace"
         ) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message`."""
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc.msg}"
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while loading"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def where(exc: BaseException) -> str:
+    """`FILE line N: ` where the user's code raised `exc`: for a syntax error, where the
+    parser stopped; else the innermost frame of the user's own code (not the standard
+    library's, an installed package's or corral's), or the innermost frame at all."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{exc.filename} line {exc.lineno}: "
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<") and Path(f.filename).resolve() != _HERE
+    ]
+    if not frames:
+        return ""
+    own = [f for f in frames if not _installed(f.filename)]
+    frame = (own or frames)[-1]
+    return f"{frame.filename} line {frame.lineno}: "
+
+
+_HERE = Path(__file__).resolve()
+_CORRAL = _HERE.parent
+
+
+def _installed(filename: str) -> bool:
+    """Whether a file belongs to Python, an installed package, or corral itself."""
+    path = Path(filename).resolve()
+    if path.is_relative_to(_CORRAL):
+        return True
+    return any(path.is_relative_to(root) for root in _library_roots())
+
+
+def _library_roots() -> list[Path]:
+    paths = sysconfig.get_paths()
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    return [Path(paths[n]).resolve() for n in names if n in paths]
 
 
 def _is_windows_drive(ref: str) -> bool:

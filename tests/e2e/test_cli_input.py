@@ -219,6 +219,7 @@ def test_an_unexpected_error_is_one_line_and_traceback_shows_it(
 ) -> None:
     app = tmp_path / "broken.py"
     app.write_text(BROKEN_APP)
+    corral.ok("migrate", app=None)
     r = corral.run("list", app=app)
     line = assert_usage_error(r, "internal error", "RuntimeError", "the list broke", code=1)
     assert "--traceback" in line, line

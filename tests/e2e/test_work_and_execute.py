@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.conftest import EXAMPLE, Corral, history_kinds, wait_until
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-STATS = re.compile(r"worker stopped \(([\w-]+)\): (\d+) iterations, (\d+) completed")
+STATS = re.compile(r"stopped: [^()]*\(([\w -]+)\); (\d+) iterations?: (\d+) completed")
 
 
 def worker_stats(text: str) -> tuple[str, int, int]:
@@ -100,7 +100,7 @@ def test_work_once_max_time_stops_with_work_left(corral: Corral) -> None:
     started = time.monotonic()
     r = corral.run("work", "--once", "--max-time", "1")
     elapsed = time.monotonic() - started
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 4, r.stderr  # a budget spent: the exit code of a recycled worker
     assert worker_stats(r.stderr)[0] == "max-time"
     assert elapsed < 10, f"work --once --max-time 1 took {elapsed:.1f}s"
     statuses = Counter(p["status"] for p in corral.show_many(ids))

@@ -166,6 +166,6 @@ class Looper:
         append_line(ctx.params.marker, "rollback")
 
 
-@app.handler(status="failing", priority=110)
+@app.handler(status="failing", order=110)
 def cleanup(ctx: Context) -> None:
     """The generic rollback of every job without its own."""
