@@ -64,3 +64,21 @@ def test_queue_counts_are_by_queue_and_status(storage: Storage) -> None:
         "mail": {Status.STARTING: 3},
         "default": {Status.STARTING: 1},
     }
+
+
+def test_id_neighbors_are_the_stored_ids_either_side(storage: Storage) -> None:
+    ps = [new(at=T0 + i) for i in range(5)]
+    storage.process_insert_many(ps)
+    ids = sorted(p.id for p in ps)
+    found = storage.process_id_neighbors([ids[0], ids[2], ids[4]])
+    assert found == {
+        ids[0]: (None, ids[1]),
+        ids[2]: (ids[1], ids[3]),
+        ids[4]: (ids[3], None),
+    }
+    # An id that is not stored still has neighbours: where it would go.
+    between = ids[2][:-1] + ("0" if ids[2][-1] != "0" else "1")
+    if ids[1] < between < ids[3] and between != ids[2]:
+        before, after = storage.process_id_neighbors([between])[between]
+        assert before in (ids[1], ids[2]) and after in (ids[2], ids[3])
+    assert storage.process_id_neighbors([]) == {}

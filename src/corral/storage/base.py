@@ -240,6 +240,11 @@ class Storage(abc.ABC):
         more there are past what it shows)."""
 
     @abc.abstractmethod
+    def process_id_neighbors(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """For each id, the stored ids just before and just after it in id order (None at
+        either end): what a short id must differ from to name one process only."""
+
+    @abc.abstractmethod
     def process_claim(self, claim: Claim) -> list[Claimed]:
         """Lease up to `claim.limit` runnable processes in the order of DESIGN §3.
 
