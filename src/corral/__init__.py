@@ -1,7 +1,7 @@
 """corral: durable jobs, multi-step processes and task graphs for Python.
 
 Embedded on one SQLite file by default; many workers on many machines on PostgreSQL.
-See DESIGN §10 for the public API.
+The README says how to use it; docs/architecture.md says how it is built.
 """
 
 from corral.app import App, Submitted

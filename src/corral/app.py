@@ -1,15 +1,16 @@
-"""The App: a registry of jobs bound to one database, and the public API of DESIGN §10."""
+"""The App: a registry of jobs bound to one database, and the public API."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
@@ -38,7 +39,7 @@ from corral.jobs import (
 )
 from corral.model import Event, Process, Status
 from corral.storage import codec, default_url, open_storage
-from corral.storage.base import ProcessFilter, Storage, SubmitShared
+from corral.storage.base import ProcessFilter, Storage, SubmitShared, WorkerInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
@@ -93,6 +94,15 @@ class Submitted:
     @property
     def status(self) -> Status:
         return self.process.status
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as `corral queues` shows it."""
+
+    name: str
+    counts: Mapping[Status, int]
+    paused: bool
 
 
 class App:
@@ -184,7 +194,7 @@ class App:
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
-        Timeouts (DESIGN §6) are in seconds; `submit` may override them."""
+        Timeouts (docs/timeouts.md) are in seconds; `submit` may override them."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
 
@@ -239,7 +249,8 @@ class App:
         heartbeat_timeout: float | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
-        `rollback` methods handle the phases (DESIGN §2); `validate` runs before `start`.
+        `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
+        before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
         `ctx.store`, not in attributes."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
@@ -447,19 +458,109 @@ class App:
         job: str | None = None,
         tags: Mapping[str, str] | None = None,
         limit: int = 50,
+        *,
+        queue: str | None = None,
+        custom_id: str | None = None,
     ) -> list[Process]:
+        """Processes, newest first: those in `status`, of `job`, with every tag of `tags`,
+        in `queue`, submitted with `custom_id` (by this app's client)."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise UsageError(f"limit must be a positive integer, not {limit!r}")
+        where = self._filter(status, job, tags, queue, custom_id)
+        return self.storage.process_list(replace(where, limit=limit))
+
+    def count(
+        self,
+        status: str | Status | None = None,
+        job: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        *,
+        queue: str | None = None,
+        custom_id: str | None = None,
+    ) -> int:
+        """How many processes `list` with the same filters would give without a limit."""
+        return self.storage.process_count(self._filter(status, job, tags, queue, custom_id))
+
+    def _filter(
+        self,
+        status: str | Status | None,
+        job: str | None,
+        tags: Mapping[str, str] | None,
+        queue: str | None,
+        custom_id: str | None,
+    ) -> ProcessFilter:
         try:
             st = None if status is None else Status(status)
         except ValueError:
             raise UsageError(
                 f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}"
             ) from None
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise UsageError(f"limit must be a positive integer, not {limit!r}")
-        if job is not None and not isinstance(job, str):
-            raise UsageError(f"job must be a job name, not {job!r}")
+        for name, value in (("job", job), ("queue", queue), ("custom_id", custom_id)):
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{name} must be a string, not {value!r}")
         _check_tags(tags)
-        return self.storage.process_list(ProcessFilter(st, job, tags, limit))
+        return ProcessFilter(
+            status=st,
+            job=job,
+            tags=tags,
+            queue=queue,
+            custom_id=custom_id,
+            client_id=None if custom_id is None else self.client_id,
+        )
+
+    def find(self, ref: str) -> Process:
+        """The process a person named: its full id, or a prefix of at least 8 characters
+        that starts one id only (as `corral list` shows them). An ambiguous prefix is an
+        error listing the processes it could mean."""
+        if not isinstance(ref, str):
+            return self.get(ref)
+        try:
+            return self.get(ref)
+        except InvalidId:
+            prefix = ids.prefix_of_id(ref)
+            if prefix is None:
+                raise InvalidId(
+                    f"{ref!r} is not a process id: give a whole id or its first "
+                    f"{ids.MIN_PREFIX} or more characters, as `corral list` shows them"
+                ) from None
+        found = self.storage.process_list(ProcessFilter(id_prefix=prefix, limit=6))
+        if not found:
+            raise ProcessNotFound(f"no process id starts with {prefix}")
+        if len(found) > 1:
+            shown = ", ".join(f"{p.id} ({p.job}, {p.status.value})" for p in found[:5])
+            more = " and more" if len(found) > 5 else ""
+            raise InvalidId(f"{prefix} starts more than one id: {shown}{more}; type more of it")
+        return found[0]
+
+    def find_custom(self, custom_id: str) -> Process:
+        """The process this app's client submitted with `custom_id`."""
+        if not isinstance(custom_id, str) or not custom_id:
+            raise UsageError(f"custom_id must be a non-empty string, not {custom_id!r}")
+        where = ProcessFilter(custom_id=custom_id, client_id=self.client_id, limit=1)
+        found = self.storage.process_list(where)
+        if not found:
+            raise ProcessNotFound(f"no process with custom id {custom_id!r}")
+        return found[0]
+
+    def short_ids(self, process_ids: Sequence[str]) -> dict[str, str]:
+        """For each id, the shortest prefix (8 characters or more) that starts no other
+        stored id: what `corral list` shows, and `find` takes back."""
+        neighbors = self.storage.process_id_neighbors(list(process_ids))
+        return {pid: ids.short_id(pid, *neighbors[pid]) for pid in process_ids}
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """The registered workers, oldest first (see `WorkerInfo`)."""
+        return self.storage.worker_list()
+
+    def queues(self) -> builtins.list[QueueInfo]:
+        """Every queue that holds processes, is paused, or is a job's: counts by status."""
+        counts = self.storage.queue_counts()
+        paused = set(self.storage.queue_paused())
+        names = set(counts) | (paused - {"*"}) | {j.queue for j in self.registry.jobs.values()}
+        return [
+            QueueInfo(name, counts.get(name, {}), name in paused or "*" in paused)
+            for name in sorted(names)
+        ]
 
     def wait(self, process_id: str, timeout: float | None = None) -> Process:
         """Block until the process is terminal; raise TimeoutError after `timeout` seconds."""

@@ -37,13 +37,14 @@ else:
         from click import ClickException as CommandLineError
 
 from corral import cli_output as out
-from corral import logs
+from corral import ids, logs
 from corral.app import App, parse_id
 from corral.errors import CorralError, StorageUnavailable, UsageError
 from corral.loader import load_app
-from corral.model import Status
+from corral.model import Process, Status
 from corral.storage import default_url
 from corral.worker import (
+    DEFAULT_CONCURRENCY,
     EXIT_BUDGET,
     EXIT_INTERNAL,
     EXIT_OK,
@@ -287,7 +288,20 @@ TagOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table or words.")]
 IdArg = Annotated[
-    str, typer.Argument(metavar="ID", help="A process id, as `submit` and `list` print it.")
+    str | None,
+    typer.Argument(
+        metavar="ID",
+        help="The process: its whole id, or its first 8 or more characters as `list` shows "
+        "them (enough to name one process).",
+    ),
+]
+CustomIdRef = Annotated[
+    str | None,
+    typer.Option(
+        "--custom-id",
+        metavar="KEY",
+        help="The process submitted with this custom id (instead of ID).",
+    ),
 ]
 JobArg = Annotated[
     str, typer.Argument(metavar="JOB", help="The job's name (`corral jobs` lists them).")
@@ -509,6 +523,22 @@ def submit(
     guarded(run)
 
 
+def find_process(app: App, ref: str | None, custom_id: str | None) -> Process:
+    """The process a command names: by ID (whole or a unique prefix) or by --custom-id."""
+    if (ref is None) == (custom_id is None):
+        raise UsageError("name the process: give its ID, or --custom-id KEY (not both)")
+    if custom_id is not None:
+        return app.find_custom(custom_id)
+    assert ref is not None
+    return app.find(ref)
+
+
+def check_ref(ref: str | None) -> None:
+    """A malformed ID is said before the database is opened."""
+    if ref is not None and ids.prefix_of_id(ref) is None:
+        parse_id(ref)
+
+
 def _pair(text: str, option: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -526,60 +556,102 @@ def list_(
         typer.Option(metavar="STATUS", help=f"Only processes stored in this status: {STATUSES}."),
     ] = None,
     job: Annotated[str | None, typer.Option(metavar="JOB", help="Only this job's.")] = None,
+    queue: Annotated[
+        str | None, typer.Option(metavar="QUEUE", help="Only those in this queue.")
+    ] = None,
     tag: Annotated[
         list[str] | None,
         typer.Option(
             metavar="KEY=VALUE", help="Only processes with this tag (repeatable: all must match)."
         ),
     ] = None,
+    custom_id: Annotated[
+        str | None,
+        typer.Option(metavar="KEY", help="Only the process submitted with this custom id."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, metavar="N", help="At most N, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
-    """List processes, newest first. The status column says what each is doing: queued
-    (no worker took it yet), scheduled for T (it waits for its --run-at), retrying at T
-    (waiting out a retry's backoff or a RetryLater), or its status. Times are UTC."""
+    """List processes, newest first, one line each (80 columns). The id shown is the
+    shortest start of the id that names one process: `show`, `cancel`, `retry` and `wait`
+    take it back. The status column says what each is doing: queued (no worker took it
+    yet), scheduled for T (it waits for its --run-at), retrying at T (waiting out a retry's
+    backoff or a RetryLater), or its status. Times are UTC. A last line says how many more
+    match past --limit."""
 
     def run() -> None:
         tags = dict(_pair(t, "--tag") for t in tag or []) or None
         if status is not None and status not in {s.value for s in Status}:
             raise UsageError(f"--status {status!r}: use one of {STATUSES}")
         app = state.database_for("list", reads=True)
-        processes = app.list(status=status, job=job, tags=tags, limit=limit)
+        where = {"status": status, "job": job, "tags": tags, "queue": queue}
+        processes = app.list(**where, limit=limit, custom_id=custom_id)  # type: ignore[arg-type]
+        more = 0
+        if len(processes) == limit:
+            more = app.count(**where, custom_id=custom_id) - limit  # type: ignore[arg-type]
         now = app.clock()
         if as_json:
             print(json.dumps([out.process_json(p, now=now) for p in processes]))
-        elif processes:
-            console.print(out.process_table(processes, now))
-        else:
+            return
+        if not processes:
             console.print("no processes")
+            return
+        shorts = app.short_ids([p.id for p in processes])
+        console.print(out.process_table(processes, now, shorts))
+        if more > 0:
+            console.print(f"{more} more past --limit {limit}", highlight=False)
 
     guarded(run)
 
 
 @cli.command()
-def show(process_id: IdArg, as_json: JsonOpt = False) -> None:
+def show(
+    process_id: IdArg = None,
+    custom_id: CustomIdRef = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Show status and progress live until the process ends; exit as `execute` "
+            "does (0 completed, 1 failed or canceled, 130 interrupted).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Show one process: what it is doing (queued, scheduled for T, retrying at T, or its
     status), queue, priority, tags, run at, the lease holder and its expiry while one runs,
     parameters, store, progress, result or error, the attempts it took, and its history.
     Times are UTC."""
 
-    def run() -> None:
-        parse_id(process_id)  # a malformed id is said first
+    def run() -> int:
+        check_ref(process_id)
         app = state.database_for("show", reads=True)
-        process = app.get(process_id)
+        process = find_process(app, process_id, custom_id)
+        if follow:
+            from corral.follow import follow_process
+
+            ended = follow_process(app, process.id, errors, on_signals=_on_signals)
+            if ended is None:
+                return 130
+            process = ended
         history = app.history(process.id)
         now = app.clock()
         if as_json:
             print(json.dumps(out.process_json(process, history, now=now)))
         else:
             out.show_process(console, process, history, now)
+        if not follow:
+            return 0
+        return 0 if process.status is Status.COMPLETED else 1
 
-    guarded(run)
+    raise typer.Exit(guarded(run))
 
 
 @cli.command()
 def wait(
-    process_id: IdArg,
+    process_id: IdArg = None,
+    custom_id: CustomIdRef = None,
     timeout: Annotated[
         str | None,
         typer.Option(metavar="DURATION", help="Give up after this long (default: never)."),
@@ -593,10 +665,11 @@ def wait(
 
     def run() -> int:
         seconds = None if timeout is None else parse_duration(timeout, "--timeout")
-        parse_id(process_id)  # a malformed id is said first
+        check_ref(process_id)
         app = state.database_for("wait", reads=True)
+        found = find_process(app, process_id, custom_id)
         try:
-            process = app.wait(process_id, timeout=seconds)
+            process = app.wait(found.id, timeout=seconds)
         except TimeoutError as exc:
             say_error(str(exc))
             return 124
@@ -712,32 +785,44 @@ def _jsonable(value: Any) -> Any:
 
 
 @cli.command()
-def cancel(process_id: IdArg) -> None:
+def cancel(
+    process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False
+) -> None:
     """Cancel a process: at once if it never started, else after its rollback."""
 
     def run() -> None:
-        parse_id(process_id)  # a malformed id is said first
-        p = state.database_for("cancel", reads=True).cancel(process_id)
+        check_ref(process_id)
+        app = state.database_for("cancel", reads=True)
+        p = app.cancel(find_process(app, process_id, custom_id).id)
         what = "canceled" if p.status is Status.CANCELED else "cancel requested"
-        console.print(f"{p.id} {what}", highlight=False)
+        if as_json:
+            print(json.dumps({**out.process_json(p, now=app.clock()), "outcome": what}))
+        else:
+            console.print(f"{p.id} {what}", highlight=False)
 
     guarded(run)
 
 
 @cli.command()
-def retry(process_id: IdArg) -> None:
+def retry(
+    process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False
+) -> None:
     """Resume a failed or canceled process where it stopped, with its store."""
 
     def run() -> None:
-        parse_id(process_id)  # a malformed id is said first
-        p = state.database_for("retry", reads=True).retry(process_id)
-        console.print(f"{p.id} {p.status.value}", highlight=False)
+        check_ref(process_id)
+        app = state.database_for("retry", reads=True)
+        p = app.retry(find_process(app, process_id, custom_id).id)
+        if as_json:
+            print(json.dumps(out.process_json(p, now=app.clock())))
+        else:
+            console.print(f"{p.id} {p.status.value}", highlight=False)
 
     guarded(run)
 
 
 @cli.command()
-def pause(queue: QueueNameOpt = "*") -> None:
+def pause(queue: QueueNameOpt = "*", as_json: JsonOpt = False) -> None:
     """Make workers stop claiming from a queue (running iterations finish). With --app,
     warns when no job of the app uses the queue (a typo pauses nothing you run)."""
 
@@ -755,14 +840,21 @@ def pause(queue: QueueNameOpt = "*") -> None:
         app.pause(queue)
 
     guarded(run)
-    console.print(f"paused {queue}", highlight=False)
+    _said({"queue": queue, "paused": True}, f"paused {queue}", as_json)
 
 
 @cli.command()
-def resume(queue: QueueNameOpt = "*") -> None:
+def resume(queue: QueueNameOpt = "*", as_json: JsonOpt = False) -> None:
     """Let workers claim from a queue again."""
     guarded(lambda: state.database_for("resume").resume(queue))
-    console.print(f"resumed {queue}", highlight=False)
+    _said({"queue": queue, "paused": False}, f"resumed {queue}", as_json)
+
+
+def _said(data: dict[str, Any], words: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data))
+    else:
+        console.print(words, highlight=False)
 
 
 @cli.command()
@@ -774,13 +866,63 @@ def prune(
             help="Delete processes that ended longer ago than this (e.g. 90d, 12h).",
         ),
     ] = "90d",
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete processes that ended longer ago than --older-than, with their history."""
 
     def run() -> None:
         seconds = parse_duration(older_than, "--older-than")
         n = state.database_for("prune").prune(seconds)
-        console.print(f"pruned {n} processes", highlight=False)
+        _said({"pruned": n}, f"pruned {n} processes", as_json)
+
+    guarded(run)
+
+
+@cli.command()
+def queues(as_json: JsonOpt = False) -> None:
+    """List queues: those that hold processes, those the app's jobs use, and paused ones,
+    with how many processes each holds by status."""
+
+    def run() -> None:
+        app = state.database_for("queues", reads=True)
+        found = app.queues()
+        if as_json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "queue": q.name,
+                            "paused": q.paused,
+                            "counts": {s.value: n for s, n in q.counts.items()},
+                        }
+                        for q in found
+                    ]
+                )
+            )
+        elif found:
+            console.print(out.queue_table(found))
+        else:
+            console.print("no queues")
+
+    guarded(run)
+
+
+@cli.command()
+def workers(as_json: JsonOpt = False) -> None:
+    """List the workers in the registry: host, pid, app, concurrency, started, last seen,
+    and what each runs. A worker not seen for a lease's length (it died, or cannot reach
+    the database) shows as gone; the registry forgets it after an hour."""
+
+    def run() -> None:
+        app = state.database_for("workers", reads=True)
+        found = app.workers()
+        now = app.clock()
+        if as_json:
+            print(json.dumps([out.worker_json(w, now, app.lease_seconds) for w in found]))
+        elif found:
+            console.print(out.worker_table(found, now, app.lease_seconds))
+        else:
+            console.print("no workers")
 
     guarded(run)
 
@@ -799,7 +941,13 @@ def migrate() -> None:
 # --- working ---------------------------------------------------------------------------
 
 ConcurrencyOpt = Annotated[
-    int, typer.Option(min=1, metavar="N", help="Iterations run at once (threads).")
+    int,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help="Iterations run at once: threads for plain handlers, one event loop for async "
+        f"ones (default {DEFAULT_CONCURRENCY}: enough for I/O-bound jobs).",
+    ),
 ]
 
 _EXIT_LINES = "\n".join(f"  {code}  {why}" for code, why in sorted(WORKER_EXIT_CODES.items()))
@@ -833,7 +981,7 @@ def worker(
             "their leases are given back (0: at once).",
         ),
     ] = "30s",
-    concurrency: ConcurrencyOpt = 1,
+    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
     queue: Annotated[
         list[str] | None,
         typer.Option(
@@ -855,6 +1003,7 @@ def worker(
             max_iterations=max_iterations,
             grace=parse_duration(grace, "--grace"),
             queues=queue,
+            app_name=state.app_ref or "",
         )
 
     _run_worker(guarded(run))
@@ -898,20 +1047,30 @@ def execute(
     custom_id: Annotated[
         str | None, typer.Option(metavar="KEY", help="Idempotency key, as for submit.")
     ] = None,
-    concurrency: ConcurrencyOpt = 1,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="At the end, print the process as `show --json` does."),
+    ] = False,
 ) -> None:
-    """Submit one process and drive it to its end here, with a progress bar; other workers
-    may help. Works on memory:// too. Exit 0 when it completed, 1 when it failed or was
-    canceled, 130 when interrupted (it is left for any worker to continue)."""
+    """Submit one process and drive it to its end here, with a progress bar on stderr;
+    other workers may help. Works on memory:// too. When it completes, its result is
+    printed (JSON) on stdout. Exit 0 when it completed, 1 when it failed or was canceled,
+    130 when interrupted (it is left for any worker to continue)."""
     from corral.execute import drive
 
     def run() -> int:
         app = state.app(required=True)
         params = parse_params(app, job, param, params_file)
         submitted = app.submit(job, params, custom_id=custom_id)
-        return drive(
-            app, submitted.id, concurrency=concurrency, console=errors, on_signals=_on_signals
-        )
+        code = drive(app, submitted.id, console=errors, on_signals=_on_signals)
+        if code == 130:
+            return code
+        p = app.get(submitted.id)
+        if as_json:
+            print(json.dumps(out.process_json(p, app.history(p.id), now=app.clock())))
+        elif p.status is Status.COMPLETED:
+            print(json.dumps(p.result))
+        return code
 
     code = guarded(run)
     raise typer.Exit(code)

@@ -1,4 +1,4 @@
-"""How the CLI shows processes: JSON objects (DESIGN §10) and Rich tables.
+"""How the CLI shows processes, queues and workers: JSON objects and Rich tables.
 
 What a person reads as a process's status is derived here from the stored process and its
 history, without changing what is stored (README, "The command line"):
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from corral.model import Event, Process, Status
+from corral.storage.base import WorkerInfo
 
 STATUS_STYLE = {
     Status.WAITING: "dim",
@@ -81,19 +82,24 @@ def state(p: Process, now: float) -> tuple[str, float | None]:
     return p.status.value, None
 
 
-def state_words(p: Process, now: float) -> str:
+def state_words(p: Process, now: float, *, compact: bool = False) -> str:
+    """What the process is doing, in words; `compact` (a table's cell) gives the time as
+    `01-31 09:00:00` under a header that names the zone, rather than whole."""
     word, at = state(p, now)
-    if word == "scheduled":
-        return f"scheduled for {when(at)}"
-    if word == "retrying":
-        return f"retrying at {when(at)}"
+    if at is not None:
+        moment = _short_clock(at) if compact else when(at)
+        return f"scheduled for {moment}" if word == "scheduled" else f"retrying at {moment}"
     return word
 
 
-def state_text(p: Process, now: float) -> Text:
+def state_text(p: Process, now: float, *, compact: bool = False) -> Text:
     word, _ = state(p, now)
     style = DERIVED_STYLE.get(word) or STATUS_STYLE[Status(word)]
-    return Text(state_words(p, now), style=style)
+    return Text(state_words(p, now, compact=compact), style=style)
+
+
+def _short_clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%m-%d %H:%M:%S")
 
 
 def attempts(history: Sequence[Event]) -> int:
@@ -163,29 +169,89 @@ def status_text(status: Status) -> Text:
     return Text(status.value, style=STATUS_STYLE[status])
 
 
-def process_table(processes: Sequence[Process], now: float) -> Table:
-    """One row a process. The id is never cut (it is what a person types back); the other
-    cells fold rather than end in an ellipsis; progress and attempt only when some row has
-    one."""
-    table = Table(box=None, header_style="bold")
-    table.add_column("id", no_wrap=True, min_width=max((len(p.id) for p in processes), default=2))
-    table.add_column("job", overflow="fold")
-    table.add_column("status", overflow="fold")
-    with_progress = any(p.progress_done is not None for p in processes)
-    with_attempt = any(p.attempt for p in processes)
-    if with_progress:
-        table.add_column("progress", overflow="fold")
-    if with_attempt:
-        table.add_column("attempt")
-    table.add_column(f"created ({ZONE})", overflow="fold")
+def process_table(
+    processes: Sequence[Process], now: float, short_ids: Mapping[str, str] | None = None
+) -> Table:
+    """One row a process, within 80 columns: the short id (what a person types back; never
+    cut), the job (cut with an ellipsis past 14 characters: `show` has it whole), what it is
+    doing (progress and the attempt fold into it) and when it was created."""
+    shorts = short_ids or {}
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    id_width = max((len(shorts.get(p.id, p.id)) for p in processes), default=2)
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=14)
+    # Its times (scheduled for, retrying at) are in the zone its header names.
+    table.add_column(f"status ({ZONE})", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column(f"created ({ZONE})", no_wrap=True)
     for p in processes:
-        cells: list[str | Text] = [p.id, p.job, state_text(p, now)]
-        if with_progress:
-            cells.append(progress_text(p))
-        if with_attempt:
-            cells.append(str(p.attempt))
-        cells.append(datetime.fromtimestamp(p.created_at, UTC).strftime("%Y-%m-%d %H:%M"))
-        table.add_row(*cells)
+        status = state_text(p, now, compact=True)
+        extra = []
+        if p.progress_done is not None and not p.status.terminal:
+            extra.append(progress_short(p))
+        if p.attempt > 1 and not p.status.terminal:
+            extra.append(f"try {p.attempt}")
+        if extra:
+            status.append(" " + " ".join(extra), style="dim")
+        created = datetime.fromtimestamp(p.created_at, UTC).strftime("%m-%d %H:%M:%S")
+        table.add_row(shorts.get(p.id, p.id), p.job, status, created)
+    return table
+
+
+def progress_short(p: Process) -> str:
+    if p.progress_total:
+        return f"{100 * (p.progress_done or 0) / p.progress_total:.0f}%"
+    return f"{p.progress_done:g}"
+
+
+def queue_table(queues: Sequence[Any]) -> Table:
+    """One row a queue: paused or not, and its processes by status (statuses with none
+    left out)."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("queue", "paused", "processes"):
+        table.add_column(col, overflow="fold")
+    for q in queues:
+        counts = ", ".join(f"{n} {s.value}" for s, n in q.counts.items() if n) or "none"
+        table.add_row(q.name, "paused" if q.paused else "", counts)
+    return table
+
+
+def worker_state(w: WorkerInfo, now: float, stale_after: float) -> str:
+    """`running` while it refreshes its row, `gone` once it stopped doing so: it died, or
+    cannot reach the database (its leases then expire, and others take its work over)."""
+    return "gone" if now - w.last_seen_at > stale_after else "running"
+
+
+def worker_json(w: WorkerInfo, now: float, stale_after: float) -> dict[str, Any]:
+    return {
+        "id": w.owner,
+        "state": worker_state(w, now, stale_after),
+        "host": w.host,
+        "pid": w.pid,
+        "app": w.app,
+        "jobs": list(w.jobs),
+        "queues": None if w.queues is None else list(w.queues),
+        "concurrency": w.concurrency,
+        "started_at": iso(w.started_at),
+        "last_seen_at": iso(w.last_seen_at),
+        "running": list(w.running),
+    }
+
+
+def worker_table(workers: Sequence[WorkerInfo], now: float, stale_after: float) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("worker", "state", "app", "queues", "slots", f"started ({ZONE})", "seen"):
+        table.add_column(col, overflow="fold")
+    for w in workers:
+        state_ = worker_state(w, now, stale_after)
+        table.add_row(
+            f"{w.host}:{w.pid}",
+            Text(state_, style="green" if state_ == "running" else "red"),
+            w.app,
+            ", ".join(w.queues) if w.queues is not None else "all",
+            f"{len(w.running)}/{w.concurrency}",
+            _clock(w.started_at),
+            f"{max(now - w.last_seen_at, 0):.0f}s ago",
+        )
     return table
 
 

@@ -64,7 +64,7 @@ class ValueRejected(StorageError):
 
 
 class IllegalTransition(CorralError):
-    """A status change the rules of DESIGN §2 do not allow. Nothing was written."""
+    """A status change the rules of docs/state-machine.md do not allow. Nothing was written."""
 
 
 class ProcessTerminal(IllegalTransition):

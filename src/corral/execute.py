@@ -28,14 +28,14 @@ def drive(
     app: App,
     process_id: str,
     *,
-    concurrency: int,
     console: Console,
     on_signals: Callable[[Callable[[], None]], None],
 ) -> int:
     """Work on this one process only, cooperating with any other worker, until it ends.
 
     Returns the exit code: 0 completed, 1 failed or canceled, 130 interrupted (the
-    process is left for other workers to continue).
+    process is left for other workers to continue). One process runs one iteration at a
+    time: the worker needs one slot.
     """
     last = 0.0
     progress = Progress(
@@ -70,7 +70,7 @@ def drive(
     interrupted = False
     worker = Worker(
         app,
-        WorkerOptions(concurrency=concurrency, process_ids=[process_id], poll_interval=0.2),
+        WorkerOptions(concurrency=1, process_ids=[process_id], poll_interval=0.2),
         until=finished,
         tick=tick,
     )

@@ -15,6 +15,7 @@ UUID is still a valid process id: those stored before version 7 was used keep wo
 from __future__ import annotations
 
 import os
+import re
 import time
 
 _LOW_BITS = 62  # rand_b, under the variant bits
@@ -51,3 +52,41 @@ def _text(high: int, rand: int) -> str:
     below it."""
     h = f"{high | (rand >> _LOW_BITS) << 64 | (rand & _LOW_MASK):032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: The shortest id prefix a person may type: 8 hex digits are the first group of an id.
+MIN_PREFIX = 8
+
+_PREFIX_SHAPE = re.compile(r"[0-9a-f-]*")
+
+
+def short_id(process_id: str, before: str | None, after: str | None) -> str:
+    """The shortest prefix of `process_id` (at least MIN_PREFIX characters) that no other
+    stored id starts with, given the stored ids just before and after it in id order (as
+    git abbreviates a commit). Ids made in one millisecond share their first 14 characters,
+    so a batch's short ids are longer than those of processes submitted one by one."""
+    shared = max(_common_prefix(process_id, before), _common_prefix(process_id, after))
+    length = max(MIN_PREFIX, shared + 1)
+    if length < len(process_id) and process_id[length - 1] == "-":
+        length += 1  # never end on a dash: it would read as cut
+    return process_id[:length]
+
+
+def _common_prefix(a: str, b: str | None) -> int:
+    if b is None:
+        return 0
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def prefix_of_id(text: str) -> str | None:
+    """`text` normalised as the start of an id (lowercase), or None when it cannot start one:
+    too short, or not hex digits and dashes."""
+    prefix = text.strip().lower()
+    if len(prefix) < MIN_PREFIX or not _PREFIX_SHAPE.fullmatch(prefix):
+        return None
+    return prefix

@@ -67,7 +67,7 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """The four timeouts of DESIGN §6, in seconds; None: no limit."""
+    """The four timeouts (docs/timeouts.md), in seconds; None: no limit."""
 
     process_timeout: float | None = None
     schedule_to_close: float | None = None

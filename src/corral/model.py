@@ -1,4 +1,4 @@
-"""Process, Status and the transition rules (DESIGN §2). Pure: no I/O, no clock.
+"""Process, Status and the transition rules (docs/state-machine.md). Pure: no I/O, no clock.
 
 Every change of a process is computed here as a `Change` (the new values of the
 fields that change, plus the history events that explain them). Backends only
@@ -36,7 +36,8 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
-#: Statuses a worker can claim, in the order of DESIGN §3 (classes 3 to 6).
+#: Statuses a worker can claim, in claim order (docs/state-machine.md): fix first, then
+#: finish, then start.
 CLAIMABLE = (Status.FAILING, Status.ENDING, Status.RUNNING, Status.STARTING)
 #: The forward lifecycle of a multi-step process.
 FORWARD = (Status.STARTING, Status.RUNNING, Status.ENDING)
@@ -138,7 +139,7 @@ class Process:
     updated_at: float = 0.0
     finished_at: float | None = None
     version: int = 0
-    #: Timeouts (DESIGN §6), in seconds; None: no limit. `deadline_at` is absolute.
+    #: Timeouts (docs/timeouts.md), in seconds; None: no limit. `deadline_at` is absolute.
     deadline_at: float | None = None
     schedule_to_close: float | None = None
     start_to_close: float | None = None
@@ -416,7 +417,7 @@ def lease_expired_event(process: Process, at: float, previous_owner: str | None)
     )
 
 
-#: The timeouts of DESIGN §6, by the name a job and `submit` give them.
+#: The timeouts (docs/timeouts.md), by the name a job and `submit` give them.
 TIMEOUTS = ("process_timeout", "schedule_to_close", "start_to_close", "heartbeat_timeout")
 
 

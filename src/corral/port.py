@@ -1,6 +1,7 @@
 """The worker port: the little a worker loop needs of the database, and nothing else.
 
-A worker claims, commits, renews, gives leases back and notes events; it reads the
+A worker claims, commits, renews, gives leases back, notes events and keeps its row in
+the worker registry; it reads the
 database's clock and waits for work. `WorkerPort` says exactly that, so the loop can run
 over a storage object in this process (`StoragePort`), or over anything else that keeps
 the same promises (the fencing of every write by the lease token above all).
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from corral.model import Event
-from corral.storage.base import Claim, Claimed, IterationCommit, Renewal, Storage
+from corral.storage.base import Claim, Claimed, IterationCommit, Renewal, Storage, WorkerInfo
 
 
 class WorkerPort(Protocol):
@@ -44,6 +45,15 @@ class WorkerPort(Protocol):
 
     def note(self, events: Sequence[Event]) -> None:
         """Record events that change no process (a lease found lost)."""
+
+    def register(self, worker: WorkerInfo) -> None:
+        """Put this worker in the registry that `corral workers` reads."""
+
+    def seen(self, owner: str, running: Sequence[str]) -> bool:
+        """Refresh this worker's registry row; False if it has none (register again)."""
+
+    def unregister(self, owner: str) -> None:
+        """Take this worker out of the registry (it stops)."""
 
     def change_epoch(self) -> int:
         """Read before looking for work; `wait_for_change` then waits for anything newer."""
@@ -88,6 +98,15 @@ class StoragePort:
 
     def note(self, events: Sequence[Event]) -> None:
         self.storage.history_append(events)
+
+    def register(self, worker: WorkerInfo) -> None:
+        self.storage.worker_register(worker)
+
+    def seen(self, owner: str, running: Sequence[str]) -> bool:
+        return self.storage.worker_seen(owner, self.now(), running)
+
+    def unregister(self, owner: str) -> None:
+        self.storage.worker_remove(owner)
 
     def change_epoch(self) -> int:
         return self.storage.change_epoch()

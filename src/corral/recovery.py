@@ -1,8 +1,9 @@
-"""The recovery sweep: applies the timeouts of DESIGN §6, one sweeper at a time.
+"""The recovery sweep: applies the timeouts (docs/timeouts.md), one sweeper at a time.
 
 Every worker runs a recovery thread that offers to sweep now and then; a leader row in
 the database lets one of them, fleet-wide, do it. Expired leases need no sweep: the next
-claim takes them over (DESIGN §3, class 1). A sweep applies what it finds in one batch.
+claim takes them over (docs/leases-and-fencing.md). A sweep applies what it finds in one
+batch. Now and then it also forgets workers long gone from the worker registry.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ log = logging.getLogger("corral.recovery")
 LEADER = "recovery"
 #: Processes looked at per sweep; the next sweep takes the rest.
 BATCH = 500
+#: A worker not seen for this long (seconds) leaves the registry; until then readers show
+#: it as gone. Checked once a minute.
+FORGET_WORKERS_AFTER = 3600.0
+_FORGET_EVERY = 60.0
 
 
 class Recovery:
@@ -44,6 +49,7 @@ class Recovery:
         self.owner = owner
         self.interval = interval
         self._next = 0.0
+        self._next_forget = 0.0
 
     @classmethod
     def of(cls, app: App, owner: str, interval: float = 1.0) -> Recovery:
@@ -70,6 +76,9 @@ class Recovery:
         changed = len(self.storage.process_update_many(updates)) if updates else 0
         if changed:
             log.info("recovery: %d processes timed out", changed)
+        if time.monotonic() >= self._next_forget:
+            self._next_forget = time.monotonic() + _FORGET_EVERY
+            self.storage.worker_prune(now - FORGET_WORKERS_AFTER)
         return changed
 
     def _update(self, t: TimedOut, now: float) -> Update | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from corral.errors import StorageError
 from corral.port import WorkerPort
 from corral.runner import Flight
+from corral.storage.base import WorkerInfo
 
 log = logging.getLogger("corral.worker")
 
@@ -35,6 +36,7 @@ class Renewer:
         give_up: Callable[[str, Flight, str], bool],
         time_out: Callable[[Flight, str, float], None],
         note_lost: Callable[[Iterable[tuple[str, int, str]]], None],
+        registration: Callable[[], WorkerInfo],
     ) -> None:
         self.port = port
         self.owner = owner
@@ -43,6 +45,7 @@ class Renewer:
         self._give_up = give_up
         self._time_out = time_out
         self._note_lost = note_lost
+        self._registration = registration
         self._halt = threading.Event()
         self.wake = threading.Event()  # set it when an iteration may need a round sooner
         self._thread: threading.Thread | None = None
@@ -103,6 +106,7 @@ class Renewer:
             # This worker vouches for the handler (it beat within its heartbeat_timeout,
             # or has none): the database's clock of its heartbeat starts again now.
             beats[pid] = now
+        self.refresh(list(held))
         if not held:
             return
         try:
@@ -121,6 +125,17 @@ class Renewer:
             self._note_lost([(pid, flights[pid].claimed.token, "renewal refused") for pid in lost])
         for pid in renewal.cancel_requested:
             flights[pid].signals.request_cancel()
+
+    def refresh(self, running: list[str]) -> None:
+        """Keep this worker's registry row fresh (last seen, what it runs); put it back if a
+        reader removed it as stale. Failing here costs a stale row, never a lease."""
+        try:
+            if not self.port.seen(self.owner, running):
+                self.port.register(self._registration())
+        except StorageError as exc:
+            log.debug("worker registry not refreshed: %s", exc)
+        except Exception:
+            log.exception("could not refresh the worker registry")
 
 
 def until_first_deadline(flights: Iterable[Flight], now: float) -> float:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from corral.renewer import Renewer
 from corral.runner import Flight, Runner
 from corral.settle import Outcome, Policy, Raised, on_claim, settle, timed_out
 from corral.storage import codec
-from corral.storage.base import Claim, Claimed, IterationCommit
+from corral.storage.base import Claim, Claimed, IterationCommit, WorkerInfo
 
 if TYPE_CHECKING:
     from corral.app import App
@@ -142,6 +143,8 @@ class WorkerOptions:
     #: tolerates while it goes on at full concurrency; one more and it exits with
     #: EXIT_WEDGED so that its supervisor replaces it. None: its concurrency.
     max_stuck: int | None = None
+    #: What the worker registry says this worker runs (the CLI gives its --app).
+    app_name: str = ""
     #: Who holds the leases this worker takes: host, pid and a random part.
     owner: str = field(
         default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -221,7 +224,9 @@ class Worker:
             self._abandon,
             self._time_out,
             self._note_lost,
+            self._registration,
         )
+        self._began = 0.0  # when it started, by the database's clock
         self._wedged = False
         self._started = 0  # iterations handed to a slot (for --max-iterations)
         #: When the grace given by the first stop request ends (monotonic seconds).
@@ -244,12 +249,14 @@ class Worker:
         opts = self.options
         started = time.monotonic()
         self._start_threads()
+        self._register()
         log.info("worker %s started (concurrency %d)", opts.owner, opts.concurrency)
         try:
             self._loop(started)
             self._drain(opts.grace)
         finally:
             self._stop_threads()
+            self._unregister()
         log.info("worker %s stopped: %s", opts.owner, self.stats.summary())
         return self.stats
 
@@ -548,6 +555,39 @@ class Worker:
             log.warning("%d leases not given back, they will expire: %s", len(tokens), exc)
             return
         self.stats.released += len(released)
+
+    # --- the worker registry ---------------------------------------------------------------
+    def _registration(self) -> WorkerInfo:
+        opts = self.options
+        now = self.port.now()
+        return WorkerInfo(
+            owner=opts.owner,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            app=opts.app_name,
+            jobs=self._jobs,
+            queues=None if opts.queues is None else list(opts.queues),
+            concurrency=opts.concurrency,
+            started_at=self._began or now,
+            last_seen_at=now,
+            running=sorted(self._snapshot()),
+        )
+
+    def _register(self) -> None:
+        # The registry is for people watching: a database away now only delays the row
+        # (the renewer puts it in at its next round), it never stops the worker.
+        try:
+            info = self._registration()
+            self._began = info.started_at
+            self.port.register(info)
+        except StorageError as exc:
+            log.debug("not in the worker registry yet: %s", exc)
+
+    def _unregister(self) -> None:
+        try:
+            self.port.unregister(self.options.owner)
+        except StorageError as exc:  # the row goes stale, and readers show the worker gone
+            log.debug("could not leave the worker registry: %s", exc)
 
     # --- the runner, the renewer, the recovery sweep ---------------------------------------
     def _start_threads(self) -> None:

@@ -330,7 +330,8 @@ def check(chaos: Chaos) -> Figures:
             continue
         check_one(f, p.job, steps, chaos.simple.get(pid), p.store, p.result, runs[pid], pid)
         if p.lease_owner is not None or p.lease_expires_at is not None or p.attempt != 0:
-            # Its last commit released the lease and reset the attempts (DESIGN §4).
+            # Its last commit released the lease and reset the attempts
+            # (docs/leases-and-fencing.md).
             f.wrong += 1
             f.problem(f"{pid}: completed, yet {p.lease_owner=} {p.lease_expires_at=} {p.attempt=}")
         if transitions[pid] != TRANSITIONS[p.job]:

@@ -1,4 +1,4 @@
-"""Claims: a new lease and token, the order of DESIGN §3, batches, expired leases taken
+"""Claims: a new lease and token, claim order (docs/state-machine.md), batches, expired leases taken
 over, and no process shared between claimers on separate connections."""
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A Hypothesis state machine drives submit, claim, commit (step, complete, fail),
 commits with stale tokens, cancel, retry, renew, release and clock advances against
 a backend, with an injected clock. After every step each process read back from
 the backend must equal the reference, a small pure model whose transitions come
-from `corral.model` (the rules) and whose leases follow DESIGN §3 and §4.
+from `corral.model` (the rules) and whose leases follow docs/state-machine.md and
+docs/leases-and-fencing.md.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class StorageMachine(RuleBasedStateMachine):
         taken = {c.process.id for c in got}
         assert taken <= {r.id for r in runnable}
         keys = [self.refs[c.process.id].claim_key(self.now) for c in got]
-        assert keys == sorted(keys)  # in DESIGN §3 order
+        assert keys == sorted(keys)  # in claim order
         left = [r.claim_key(self.now) for r in runnable if r.id not in taken]
         # Nothing left behind comes before what was taken (ties may go either way).
         assert not keys or not left or max(keys) <= min(left)

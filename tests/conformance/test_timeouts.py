@@ -1,4 +1,4 @@
-"""The timeouts of DESIGN §6 as the storage finds them for the recovery sweep."""
+"""The timeouts (docs/timeouts.md) as the storage finds them for the recovery sweep."""
 
 from __future__ import annotations
 

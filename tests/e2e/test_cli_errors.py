@@ -1,5 +1,5 @@
 """The `corral` command line, end to end: bad input exits 2 with one line and writes
-nothing; the everyday commands do what DESIGN §10 and the README promise."""
+nothing; the everyday commands do what the README promises."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from tests.e2e.conftest import BASIC_APP, DEFAULT, Corral, history_kinds
 
 UNKNOWN_ID = "3f2b1c9e-8d4a-4c1e-9b7a-2e6f5d4c3b2a"
-#: The process fields `show --json` gives (DESIGN §10); `list --json` gives them but history.
+#: The process fields `show --json` gives; `list --json` gives them but history.
 SHOW_FIELDS = {
     "id",
     "job",

@@ -76,10 +76,17 @@ def shown(corral: Corral, pid: str) -> str:
 
 
 def listed(corral: Corral) -> dict[str, str]:
-    """`list` in words: id -> its row."""
+    """`list` in words: id -> its row (the row shows a short id: the start of the id)."""
     r = corral.run("list", env=WIDE)
     assert r.returncode == 0, r.stderr
-    return {line.split()[0]: " ".join(line.split()) for line in r.stdout.splitlines()[1:]}
+    header = r.stdout.splitlines()[0]
+    assert "status (UTC)" in header and "created (UTC)" in header, header
+    rows = {line.split()[0]: " ".join(line.split()) for line in r.stdout.splitlines()[1:]}
+    return {
+        pid: row
+        for short, row in rows.items()
+        for pid in [p["id"] for p in corral.list() if p["id"].startswith(short)]
+    }
 
 
 def test_queued_scheduled_and_retrying(status_corral: Corral) -> None:
@@ -113,8 +120,11 @@ def test_queued_scheduled_and_retrying(status_corral: Corral) -> None:
     expected_words = {scheduled: "scheduled for", later: "retrying at", backoff: "retrying at"}
     for pid, words in expected_words.items():
         p = after[pid]
+        # A table's cell says month, day and time under a header that names the zone; `show`
+        # says the whole time, zone included.
+        cell = parse_iso(p["run_at"]).strftime("%m-%d %H:%M:%S")
+        assert f"{words} {cell}" in rows[pid], rows[pid]
         expected = parse_iso(p["run_at"]).strftime("%Y-%m-%d %H:%M:%S UTC")
-        assert f"{words} {expected}" in rows[pid], rows[pid]
         assert f"status {words} {expected}" in shown(c, pid)
 
 

@@ -188,11 +188,11 @@ def test_async_jobs(corral: Corral) -> None:
 def test_workers_log_at_info_by_default(corral: Corral) -> None:
     # The explicit option works: only the default is wrong.
     r = corral.run("--log-level", "INFO", "work", "--once")
-    assert " started (concurrency 1)" in r.stderr, r.stderr
+    assert " started (concurrency 10)" in r.stderr, r.stderr
     r = corral.run("work", "--once")
     assert r.returncode == 0, r.stderr
     assert "INFO corral.worker" in r.stderr, r.stderr
-    assert " started (concurrency 1)" in r.stderr, r.stderr
+    assert " started (concurrency 10)" in r.stderr, r.stderr
 
 
 def test_retry_resumes_a_failed_process_where_it_stopped(corral: Corral, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The four timeouts of DESIGN §6, applied by the recovery sweep, on every backend."""
+"""The four timeouts (docs/timeouts.md), applied by the recovery sweep, on every backend."""
 
 from __future__ import annotations
 

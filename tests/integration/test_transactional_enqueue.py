@@ -1,4 +1,4 @@
-"""Transactional enqueue (DESIGN §5): `submit(..., connection=conn)` writes through the
+"""Transactional enqueue: `submit(..., connection=conn)` writes through the
 caller's own psycopg connection, inside the caller's transaction, so that the process
 exists, and wakes workers, if and only if the caller commits."""
 

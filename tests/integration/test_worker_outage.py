@@ -1,7 +1,7 @@
-"""The worker loop when the database goes away (DESIGN §4, at-least-once iterations and
-exactly-once store writes), played deterministically: a storage wrapper that fails every
-call for a while, or lets a commit land and then loses its answer. The real thing (a
-PostgreSQL restart under `corral worker` processes) is in test_postgres_restart.py."""
+"""The worker loop when the database goes away (docs/leases-and-fencing.md: at-least-once
+iterations and exactly-once store writes), played deterministically: a storage wrapper
+that fails every call for a while, or lets a commit land and then loses its answer. The
+real thing (a PostgreSQL restart under `corral worker` processes) is in test_postgres_restart.py."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 
 from corral import App
 from corral.app import parse_id
-from corral.ids import new_id, new_ids
+from corral.ids import MIN_PREFIX, new_id, new_ids, prefix_of_id, short_id
 
 
 def test_ids_are_version_7_rfc_uuids_in_canonical_form() -> None:
@@ -94,3 +94,35 @@ def test_submit_gives_time_ordered_ids_in_the_order_of_a_batch() -> None:
         assert [s.process.params["a"] for s in many] == list(range(300))
     finally:
         app.close()
+
+
+def test_a_short_id_is_the_shortest_prefix_no_neighbour_shares() -> None:
+    a = "0193a2b4-5c6d-7abc-8def-0123456789ab"
+    assert short_id(a, None, None) == "0193a2b4"  # alone: the first group
+    assert short_id(a, "0193a2b3-ffff-7fff-bfff-ffffffffffff", None) == "0193a2b4"
+    # A neighbour sharing the first group and more: one character past what they share,
+    # never ending on a dash.
+    assert short_id(a, "0193a2b4-5c6c-7000-8000-000000000000", None) == "0193a2b4-5c6d"
+    assert short_id(a, None, "0193a2b4-5c7f-7000-8000-000000000000") == "0193a2b4-5c6"
+    assert short_id(a, None, "0193a2b4-0000-7000-8000-000000000000") == "0193a2b4-5"
+    # Ids of one batch share their millisecond: the random part tells them apart.
+    assert short_id(a, "0193a2b4-5c6d-7abc-8dee-ffffffffffff", None) == "0193a2b4-5c6d-7abc-8def"
+
+
+def test_short_ids_of_a_batch_name_one_id_each() -> None:
+    batch = sorted(new_ids(2000))
+    shorts = [
+        short_id(pid, batch[i - 1] if i else None, batch[i + 1] if i + 1 < len(batch) else None)
+        for i, pid in enumerate(batch)
+    ]
+    for pid, s in zip(batch, shorts, strict=True):
+        assert pid.startswith(s) and len(s) >= MIN_PREFIX
+        assert [b for b in batch if b.startswith(s)] == [pid]
+
+
+def test_a_prefix_is_eight_or_more_hex_digits_and_dashes() -> None:
+    assert prefix_of_id("0193A2B4") == "0193a2b4"
+    assert prefix_of_id(" 0193a2b4-5c ") == "0193a2b4-5c"
+    assert prefix_of_id("0193a2b") is None  # too short
+    assert prefix_of_id("0193a2b4%") is None
+    assert prefix_of_id("order-1234") is None

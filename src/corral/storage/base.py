@@ -1,4 +1,4 @@
-"""The storage interface (DESIGN §7): entity + verb, one params object where it helps.
+"""The storage interface (docs/architecture.md): entity + verb, one params object where it helps.
 
 A backend translates these verbs into atomic, fenced writes. It never decides a
 transition: the `Change` it applies was computed by `corral.model`.
@@ -143,7 +143,7 @@ class Renewal:
 
 @dataclass(frozen=True, slots=True)
 class TimedOut:
-    """A process one of whose timeouts (DESIGN §6) has expired, and which one."""
+    """A process one of whose timeouts (docs/timeouts.md) has expired, and which one."""
 
     process: Process
     cause: str  # process_timeout, schedule_to_close, start_to_close or heartbeat_timeout
@@ -220,7 +220,7 @@ class Storage(abc.ABC):
         the existing one is returned with outcome `existing` if it has the same job
         and parameters, else `CustomIdConflict` is raised and nothing is written.
 
-        `connection`: transactional enqueue (DESIGN §5). The caller's own database
+        `connection`: transactional enqueue. The caller's own database
         connection, inside the caller's transaction: the processes, their history and
         their wake-up then exist if and only if the caller commits. Only the PostgreSQL
         backend accepts one (a `psycopg.Connection` to the same database and schema);
@@ -246,7 +246,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def process_claim(self, claim: Claim) -> list[Claimed]:
-        """Lease up to `claim.limit` runnable processes in the order of DESIGN §3.
+        """Lease up to `claim.limit` runnable processes in claim order (docs/state-machine.md):
+        expired leases, cancel requests, failing, ending, running, then starting.
 
         Runnable: status in CLAIMABLE, no live lease (none, or expired), `run_at <= now`,
         its queue not paused. Each claimed process gets a new (larger) lease token and
