@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import inspect
 import math
 import threading
@@ -512,17 +513,9 @@ class App:
         """The process a person named: its full id, or a prefix of at least 8 characters
         that starts one id only (as `corral list` shows them). An ambiguous prefix is an
         error listing the processes it could mean."""
-        if not isinstance(ref, str):
-            return self.get(ref)
-        try:
-            return self.get(ref)
-        except InvalidId:
-            prefix = ids.prefix_of_id(ref)
-            if prefix is None:
-                raise InvalidId(
-                    f"{ref!r} is not a process id: give a whole id or its first "
-                    f"{ids.MIN_PREFIX} or more characters, as `corral list` shows them"
-                ) from None
+        whole, prefix = parse_ref(ref)
+        if whole is not None:
+            return self.get(whole)
         found = self.storage.process_list(ProcessFilter(id_prefix=prefix, limit=6))
         if not found:
             raise ProcessNotFound(f"no process id starts with {prefix}")
@@ -723,6 +716,21 @@ def parse_id(process_id: object) -> str:
         return str(uuid.UUID(str(process_id))) if isinstance(process_id, str) else _bad(process_id)
     except ValueError:
         return _bad(process_id)
+
+
+def parse_ref(ref: object) -> tuple[str | None, str]:
+    """What a person typed to name a process: (the whole id, "") or (None, a prefix of at
+    least 8 characters). Anything else is a clear error, said before any database is read."""
+    if isinstance(ref, str):
+        with contextlib.suppress(ValueError):
+            return str(uuid.UUID(ref)), ""
+        prefix = ids.prefix_of_id(ref)
+        if prefix is not None:
+            return None, prefix
+    raise InvalidId(
+        f"{ref!r} is not a process id: give a whole id or its first {ids.MIN_PREFIX} or more "
+        "characters, as `corral list` shows them"
+    )
 
 
 def _bad(process_id: object) -> str:

@@ -37,8 +37,8 @@ else:
         from click import ClickException as CommandLineError
 
 from corral import cli_output as out
-from corral import ids, logs
-from corral.app import App, parse_id
+from corral import logs
+from corral.app import App, parse_ref
 from corral.errors import CorralError, StorageUnavailable, UsageError
 from corral.loader import load_app
 from corral.model import Process, Status
@@ -535,8 +535,8 @@ def find_process(app: App, ref: str | None, custom_id: str | None) -> Process:
 
 def check_ref(ref: str | None) -> None:
     """A malformed ID is said before the database is opened."""
-    if ref is not None and ids.prefix_of_id(ref) is None:
-        parse_id(ref)
+    if ref is not None:
+        parse_ref(ref)
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:

@@ -16,6 +16,8 @@ APP = """
 import time
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from corral import App, Context
 
 app = App(lease_seconds=float(__import__("os").environ.get("E2E_LEASE_SECONDS", "30")))
@@ -44,7 +46,30 @@ def hold(ctx: Context, gate: str) -> str:
 @app.job()
 def boom(ctx: Context) -> None:
     raise ValueError("kaboom")
+
+
+class Gate(BaseModel):
+    gate: str
+
+
+@app.process("stepper", params=Gate)
+class Stepper:
+    # Four steps, each saving its progress; the second waits for the gate file.
+    def step(self, ctx: Context[Gate]) -> bool:
+        done = ctx.store.get("done", 0) + 1
+        if done == 2:
+            while not Path(ctx.params.gate).exists():
+                ctx.heartbeat()
+                time.sleep(0.05)
+        ctx.store["done"] = done
+        ctx.progress(done, 4)
+        return done >= 4
+
+    def finish(self, ctx: Context[Gate]) -> str:
+        return "released"
 """
+
+JOBS = {"add", "send", "hold", "boom", "stepper"}
 
 NARROW = {"COLUMNS": "80"}
 
@@ -71,12 +96,14 @@ def test_list_fits_80_columns_and_its_short_ids_can_be_typed_back(c: Corral) -> 
     assert len(lines) == 1 + 31, lines  # a header and one line a process: no row wraps
     assert all(len(line) <= 80 for line in lines), "\n".join(lines)
     shorts = {line.split()[0] for line in lines[1:]}
+    short_of = {}
     for pid in [*batch, alone]:
         (short,) = [s for s in shorts if pid.startswith(s)]
         assert 8 <= len(short) < len(pid)
-        # Each short id names its process back.
-        assert c.show(short)["id"] == pid
-    assert c.json("wait", next(s for s in shorts if alone.startswith(s)))["id"] == alone
+        short_of[pid] = short
+    # A short id names its process back (a few of them: each is a command to start).
+    for pid in [batch[0], batch[17], alone]:
+        assert c.show(short_of[pid])["id"] == pid
 
 
 def test_an_ambiguous_prefix_lists_the_candidates(c: Corral) -> None:
@@ -146,9 +173,9 @@ def test_queues_lists_counts_by_status_and_paused_ones(c: Corral) -> None:
 def test_workers_are_registered_while_they_run_and_gone_when_they_stop(
     c: Corral, tmp_path: Path
 ) -> None:
-    assert c.json("workers") == []
     gate = tmp_path / "gate"
     held = c.submit("hold", f"gate={gate}")
+    assert c.json("workers") == []
     worker = c.start_worker("--concurrency", "3", "--queue", "default")
     listed = wait_until(
         lambda: [w for w in c.json("workers") if held in w["running"]],
@@ -162,7 +189,7 @@ def test_workers_are_registered_while_they_run_and_gone_when_they_stop(
         ["default"],
         "running",
     )
-    assert w["app"].endswith("tasks.py") and set(w["jobs"]) == {"add", "send", "hold", "boom"}
+    assert w["app"].endswith("tasks.py") and set(w["jobs"]) == JOBS
     assert w["host"] and w["started_at"] <= w["last_seen_at"]
     text = c.ok("workers")
     assert f":{worker.pid}" in text and "running" in text and "1/3" in text
@@ -173,6 +200,7 @@ def test_workers_are_registered_while_they_run_and_gone_when_they_stop(
 
 def test_a_dead_worker_shows_as_gone_once_its_row_is_stale(c: Corral) -> None:
     c.extra_env["E2E_LEASE_SECONDS"] = "1"
+    c.submit("add", "a=1")
     worker = c.start_worker()
     wait_until(lambda: c.json("workers"), timeout=60, what="the worker's row")
     c.kill(worker, signal.SIGKILL)
@@ -187,15 +215,18 @@ def test_a_dead_worker_shows_as_gone_once_its_row_is_stale(c: Corral) -> None:
 
 def test_show_follow_watches_until_the_end(c: Corral, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    held = c.submit("hold", f"gate={gate}")
+    held = c.submit("stepper", f"gate={gate}")
     follower = c.start("show", held[:13], "--follow", "--json")
     worker = c.start_worker()
     wait_until(lambda: c.show(held)["progress"]["done"] == 1, timeout=60, what="progress")
+    # Its live line on stderr shows the progress saved so far.
+    wait_until(lambda: "1/4" in c.log_of(follower), timeout=30, what="the live progress")
     assert follower.poll() is None  # still watching
     gate.touch()
     assert follower.wait(timeout=60) == 0
     shown = json.loads(c.log_of(follower).strip().splitlines()[-1])
     assert (shown["id"], shown["status"], shown["result"]) == (held, "completed", "released")
+    assert shown["progress"] == {"done": 4.0, "total": 4.0}
     failing = c.submit("boom")
     r = c.run("show", failing, "--follow")
     assert r.returncode == 1
@@ -221,8 +252,11 @@ def test_every_command_that_prints_speaks_json(c: Corral) -> None:
     c.ok("worker", "--once")
     retried = c.json("retry", pid)
     assert (retried["id"], retried["status"]) == (pid, "starting")
+    # It ran before: its rollback runs first, so the cancel is a request.
     canceled = c.json("cancel", pid[:13])
-    assert (canceled["id"], canceled["outcome"]) == (pid, "canceled")
+    assert (canceled["id"], canceled["outcome"]) == (pid, "cancel requested")
+    c.ok("worker", "--once")
+    assert c.show(pid)["status"] == "canceled"
     assert c.json("prune", "--older-than", "0s") == {"pruned": 1}
     jobs = c.json("jobs")
-    assert {j["name"] for j in jobs} == {"add", "send", "hold", "boom"}
+    assert {j["name"] for j in jobs} == JOBS
