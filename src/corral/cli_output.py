@@ -99,7 +99,11 @@ def state_text(p: Process, now: float, *, compact: bool = False) -> Text:
 
 
 def _short_clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%m-%d %H:%M:%S")
+    """A time in a table's cell: without the year when it is this year's."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if moment.year == datetime.now(UTC).year:
+        return moment.strftime("%m-%d %H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def attempts(history: Sequence[Event]) -> int:
@@ -192,7 +196,7 @@ def process_table(
             extra.append(f"try {p.attempt}")
         if extra:
             status.append(" " + " ".join(extra), style="dim")
-        created = datetime.fromtimestamp(p.created_at, UTC).strftime("%m-%d %H:%M:%S")
+        created = _short_clock(p.created_at)
         table.add_row(shorts.get(p.id, p.id), p.job, status, created)
     return table
 

@@ -117,9 +117,13 @@ def test_malformed_or_unknown_id_exits_2(corral: Corral) -> None:
     corral.ok("migrate")  # a database without that process
     cases = {}
     for command in ("show", "cancel", "retry"):
-        for bad_id in ("xyz", "", "3f2b1c9e-8d4a-4c1e-9b7a"):
+        for bad_id in ("xyz", "", "3f2b1c9", "3f2b1c9e%"):
             cases[f"{command} {bad_id!r}"] = Case((command, bad_id), ("not a process id",))
         cases[f"{command} unknown"] = Case((command, UNKNOWN_ID), ("no process", UNKNOWN_ID))
+        # The start of an id (8 characters or more) that starts none.
+        cases[f"{command} unknown prefix"] = Case(
+            (command, UNKNOWN_ID[:23]), ("no process id starts with", UNKNOWN_ID[:23])
+        )
     check_cases(corral, cases)
     assert_nothing_written(corral)
 

@@ -196,7 +196,8 @@ def test_a_run_at_without_a_zone_is_utc_like_every_display(status_corral: Corral
     for pid, stored in ids.items():
         assert processes[pid]["run_at"] == f"{stored}.000+00:00"
         day, time = stored.split("T")
-        assert f"scheduled for {day} {time} UTC" in rows[pid], rows[pid]
+        # Another year than this one: a table's cell gives the date whole, to the minute.
+        assert f"scheduled for {day} {time[:5]}" in rows[pid], rows[pid]
 
 
 def test_a_run_at_delay(status_corral: Corral) -> None:

@@ -98,7 +98,7 @@ def test_two_work_once_at_the_same_time_cooperate(corral: Corral, tmp_path: Path
 def test_work_once_max_time_stops_with_work_left(corral: Corral) -> None:
     ids = corral.submit_many([("nap", {"seconds": 0.4}) for _ in range(10)])
     started = time.monotonic()
-    r = corral.run("work", "--once", "--max-time", "1")
+    r = corral.run("work", "--once", "--max-time", "1", "--concurrency", "1")
     elapsed = time.monotonic() - started
     assert r.returncode == 4, r.stderr  # a budget spent: the exit code of a recycled worker
     assert worker_stats(r.stderr)[0] == "max-time"
