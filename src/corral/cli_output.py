@@ -185,7 +185,7 @@ def process_table(
     table.add_column("id", no_wrap=True, min_width=id_width)
     table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=14)
     # Its times (scheduled for, retrying at) are in the zone its header names.
-    table.add_column(f"status ({ZONE})", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column(f"status ({ZONE})", no_wrap=True, overflow="ellipsis", max_width=30)
     table.add_column(f"created ({ZONE})", no_wrap=True)
     for p in processes:
         status = state_text(p, now, compact=True)
