@@ -233,7 +233,10 @@ def test_fall_back_a_local_time_that_happens_twice_fires_twice_under_two_ids() -
 
 CRONS = ["*/7 * * * *", "30 2 * * *", "0 * * * *", "15 1,2,3 * * *", "*/20 * * * * */15",
          "0 0 * * sun", "59 23 L * *"]  # fmt: skip
-ZONES = ["UTC", PARIS, "America/New_York", "Australia/Lord_Howe"]
+# Zones whose DST shifts are whole hours, one changing at midnight (Santiago). Not
+# Australia/Lord_Howe: in its repeated half hour, croniter's answers depend on where its
+# walk starts (see docs/graphs.md).
+ZONES = ["UTC", PARIS, "America/New_York", "America/Santiago"]
 
 
 def _forward(s: Schedule, after: float, now: float) -> list[float]:
@@ -244,7 +247,7 @@ def _forward(s: Schedule, after: float, now: float) -> list[float]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     cron=st.sampled_from(CRONS),
     zone=st.sampled_from(ZONES),
