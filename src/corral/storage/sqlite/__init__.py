@@ -4,8 +4,9 @@ in-memory database (`memory://`). See docs/storage-sqlite.md.
 One module per concern: connection.py (the connection, its transactions, busy handling),
 errors.py (driver errors become corral's), turns.py (the writers' lock file), wakeups.py
 (data_version and file watching), inserts.py, claims.py, admin.py (update, prune, timed
-out), leases.py, reads.py, queues.py, schema.py (migrations), sql.py (the SQL files of
-sql/sqlite/), and storage.py, which puts them together as `SQLiteStorage`.
+out), leases.py, reads.py, queues.py, workers.py (the registry), schema.py (migrations),
+sql.py (the SQL files of sql/sqlite/), and storage.py, which puts them together as
+`SQLiteStorage`.
 """
 
 from __future__ import annotations

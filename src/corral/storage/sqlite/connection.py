@@ -271,6 +271,7 @@ class SQLiteConnection(ErrorTranslation):
             if self._closed:
                 return
             self._closed = True
+            self._checkpoint_on_close()
             try:
                 self._conn.close()
             except sqlite3.Error as exc:
@@ -280,6 +281,30 @@ class SQLiteConnection(ErrorTranslation):
             if self._turn_fd is not None:
                 os.close(self._turn_fd)
                 self._turn_fd = None
+
+    def _checkpoint_on_close(self) -> None:
+        """Copy the WAL into the database file and empty it, so that after a clean exit
+        the file alone holds the data (a copy of it is a backup). SQLite does this when
+        the last connection to the file closes; this does it whatever the order of this
+        storage's connections, and gives up at once, leaving it to SQLite, if another
+        process is writing or reading (SQLITE_BUSY)."""
+        if self._abspath is None or self._gone is not None:
+            return
+        try:
+            self._check_file()
+        except StorageError:
+            return  # deleted or replaced: nothing of ours to tidy up there
+        fd = self._turn_fd
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return  # a writer is at work
+        try:
+            self._truncate_wal()
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _options(url: str, path: str | None) -> tuple[str | None, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from corral.model import Status
 from corral.storage.sqlite.sql import Q
 
 
@@ -19,3 +20,11 @@ def pause(conn: sqlite3.Connection, queue: str, paused: bool) -> None:
 
 def paused(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute(Q["paused_queues"])]
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, dict[Status, int]]:
+    """Processes by queue and status; statuses with none left out."""
+    found: dict[str, dict[Status, int]] = {}
+    for queue, status, count in conn.execute(Q["queue_counts"]):
+        found.setdefault(queue, {})[Status(status)] = count
+    return found

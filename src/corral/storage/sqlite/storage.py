@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from corral.errors import UsageError
-from corral.model import Change, Event, Process
+from corral.model import Change, Event, Process, Status
 from corral.storage.base import (
     Claim,
     Claimed,
@@ -20,8 +20,18 @@ from corral.storage.base import (
     SubmitShared,
     TimedOut,
     Update,
+    WorkerInfo,
 )
-from corral.storage.sqlite import admin, claims, inserts, leases, queues, reads, schema
+from corral.storage.sqlite import (
+    admin,
+    claims,
+    inserts,
+    leases,
+    queues,
+    reads,
+    schema,
+    workers,
+)
 from corral.storage.sqlite.wakeups import SQLiteWakeups
 
 
@@ -63,6 +73,16 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def process_list(self, where: ProcessFilter) -> list[Process]:
         with self._read() as conn:
             return reads.list_processes(conn, where)
+
+    def process_count(self, where: ProcessFilter) -> int:
+        with self._read() as conn:
+            return reads.count(conn, where)
+
+    def process_id_neighbors(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        if not ids:
+            return {}
+        with self._read() as conn:
+            return reads.id_neighbors(conn, ids)
 
     # Claims and commits do their Python work (JSON, building records) outside the write
     # transaction: other processes wait for SQLite's one write lock while it is held.
@@ -153,3 +173,31 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def queue_paused(self) -> list[str]:
         with self._read() as conn:
             return queues.paused(conn)
+
+    def queue_counts(self) -> dict[str, dict[Status, int]]:
+        with self._read() as conn:
+            return queues.counts(conn)
+
+    # --- workers -------------------------------------------------------------------------
+    # The registry creates no work: its writes wake nobody.
+    def worker_register(self, worker: WorkerInfo) -> None:
+        with self._write(wakes=False) as conn:
+            workers.register(conn, worker)
+
+    def worker_seen(self, owner: str, now: float, running: Sequence[str]) -> bool:
+        # As often as lease renewals, and as little worth an fsync: a power loss that
+        # forgets it also stopped the worker.
+        with self._write(wakes=False, durable=False) as conn:
+            return workers.seen(conn, owner, now, running)
+
+    def worker_remove(self, owner: str) -> None:
+        with self._write(wakes=False) as conn:
+            workers.remove(conn, owner)
+
+    def worker_list(self) -> list[WorkerInfo]:
+        with self._read() as conn:
+            return workers.list_workers(conn)
+
+    def worker_prune(self, seen_before: float) -> int:
+        with self._write(wakes=False) as conn:
+            return workers.prune(conn, seen_before)

@@ -204,3 +204,43 @@ DELETE FROM corral_paused_queue WHERE queue = ?
 -- queue_resume_all --
 -- Resume every queue.
 DELETE FROM corral_paused_queue
+
+-- process_count --
+-- How many processes `/* where */` (as in process_list) matches.
+SELECT count(*) FROM corral_process /* where */
+
+-- process_id_before --
+-- The stored id just before `?` in id order (byte order: the primary key's BINARY
+-- collation), or NULL; one step of the primary key index.
+SELECT max(id) FROM corral_process WHERE id < ?
+
+-- process_id_after --
+-- The stored id just after `?` in id order, or NULL.
+SELECT min(id) FROM corral_process WHERE id > ?
+
+-- queue_counts --
+-- Processes by queue and status.
+SELECT queue, status, count(*) FROM corral_process GROUP BY queue, status
+
+-- worker_register --
+-- Add a worker's row, or replace the row of the same owner.
+INSERT OR REPLACE INTO corral_worker (owner, host, pid, app, jobs, queues, concurrency,
+    started_at, last_seen_at, running)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- worker_seen --
+-- Refresh a worker's last_seen_at and running (no row: it was removed as dead).
+UPDATE corral_worker SET last_seen_at = ?, running = ? WHERE owner = ?
+
+-- worker_remove --
+-- Delete a worker's row.
+DELETE FROM corral_worker WHERE owner = ?
+
+-- worker_list --
+-- Every registered worker, oldest first.
+SELECT owner, host, pid, app, jobs, queues, concurrency, started_at, last_seen_at, running
+FROM corral_worker ORDER BY started_at, owner
+
+-- worker_prune --
+-- Delete the rows of workers not seen since `?`.
+DELETE FROM corral_worker WHERE last_seen_at < ?
