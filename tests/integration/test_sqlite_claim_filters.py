@@ -10,7 +10,7 @@ from pathlib import Path
 
 from corral.storage import open_storage
 from corral.storage.base import Claim, NewProcess
-from corral.storage.sqlite import SQLiteStorage
+from corral.storage.sqlite import SQLiteStorage, claims
 
 T0 = 1_000.0
 
@@ -28,7 +28,7 @@ def _steps(storage: SQLiteStorage, claim: Claim) -> tuple[int, int]:
     conn.execute("SAVEPOINT measure")  # keep the rows for the next measurement
     conn.set_progress_handler(count, 100)
     try:
-        got = storage._claim(conn, claim)
+        got = claims.claim(conn, claim)
     finally:
         conn.set_progress_handler(None, 0)
         conn.execute("ROLLBACK TO measure")

@@ -90,12 +90,12 @@ def test_a_file_system_without_flock_falls_back_to_sqlites_own_lock(
 ) -> None:
     import errno
 
-    import corral.storage.sqlite as sqlite_backend
+    import corral.storage.sqlite.turns as sqlite_turns
 
     def no_flock(fd: int, op: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(sqlite_backend.fcntl, "flock", no_flock)
+    monkeypatch.setattr(sqlite_turns.fcntl, "flock", no_flock)
     s = open_storage(f"sqlite:///{tmp_path / 'corral.db'}")
     try:
         assert isinstance(s, SQLiteStorage) and s._turn_fd is None

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import corral.storage.sqlite as sqlite_backend
+import corral.storage.sqlite.connection as sqlite_connection
+import corral.storage.sqlite.wakeups as sqlite_wakeups
 from corral.errors import StorageUnavailable
 from corral.storage import open_storage
 from corral.storage.base import NewProcess, ProcessFilter
@@ -104,8 +105,8 @@ def test_a_wal_that_outgrew_its_cycle_shrinks_back_after_a_checkpoint(
     """A transaction larger than `journal_size_limit` grows the WAL past it; once that has
     been checkpointed, the next write starts the WAL over, cut back to the limit. (Scaled
     down: a checkpoint every 100 pages and a 1 MB limit instead of ~41 MB and 64 MB.)"""
-    monkeypatch.setattr(sqlite_backend, "_WAL_AUTOCHECKPOINT", 100, raising=False)
-    monkeypatch.setattr(sqlite_backend, "_WAL_SIZE_LIMIT", 1024 * 1024, raising=False)
+    monkeypatch.setattr(sqlite_connection, "_WAL_AUTOCHECKPOINT", 100)
+    monkeypatch.setattr(sqlite_connection, "_WAL_SIZE_LIMIT", 1024 * 1024)
     db = tmp_path / "corral.db"
     storage = open_storage(f"sqlite:///{db}")
     assert isinstance(storage, SQLiteStorage)
@@ -127,7 +128,7 @@ def test_a_quiet_database_has_its_wal_cut_to_nothing_by_an_idle_waiter(
 ) -> None:
     """Between checkpoints the WAL holds up to ~41 MB; an idle worker cuts it to nothing
     once nothing has been committed for a while (`_QUIET`, here a tenth of a second)."""
-    monkeypatch.setattr(sqlite_backend, "_QUIET", 0.1, raising=False)
+    monkeypatch.setattr(sqlite_wakeups, "_QUIET", 0.1)
     db = tmp_path / "corral.db"
     url = f"sqlite:///{db}"
     writer, idle = open_storage(url), open_storage(url)

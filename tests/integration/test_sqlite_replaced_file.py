@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import corral.storage.sqlite as sqlite_backend
+import corral.storage.sqlite.wakeups as sqlite_wakeups
 from corral.errors import StorageError, StorageUnavailable
 from corral.storage import open_storage
 from corral.storage.base import Claim, NewProcess, Storage
@@ -98,7 +98,7 @@ def test_an_idle_wait_ends_when_the_file_goes(
     db: Path, monkeypatch: pytest.MonkeyPatch, watcher: str
 ) -> None:
     if watcher == "polling":  # no file watcher: the wait's own steps notice
-        monkeypatch.setattr(sqlite_backend, "inotify_simple", None)
+        monkeypatch.setattr(sqlite_wakeups, "inotify_simple", None)
     storage = open_storage(f"sqlite:///{db}")
     try:
         storage.wait_for_change(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import corral.storage.sqlite as sqlite_backend
+import corral.storage.sqlite.wakeups as sqlite_wakeups
 from corral.storage import open_storage
 from corral.storage.base import NewProcess
 
@@ -22,8 +23,8 @@ def test_another_connections_commit_wakes_an_idle_waiter_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With the poll this slow, only the watcher can wake the waiter before its timeout.
-    monkeypatch.setattr(sqlite_backend, "_POLL_WATCHED", 60.0)
-    monkeypatch.setattr(sqlite_backend, "_POLL", 60.0)
+    monkeypatch.setattr(sqlite_wakeups, "_POLL_WATCHED", 60.0)
+    monkeypatch.setattr(sqlite_wakeups, "_POLL", 60.0)
     url = f"sqlite:///{tmp_path / 'corral.db'}"
     waiter, writer = open_storage(url), open_storage(url)
     try:

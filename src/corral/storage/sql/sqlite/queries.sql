@@ -1,0 +1,246 @@
+-- The named queries of corral.storage.sqlite. Each starts with `-- name --` and a one-line
+-- comment. Filled in as they load (corral.storage.sqlite.sql): `/* process_columns */` is
+-- the process row's columns (corral.storage.columns.SELECT_LIST), `/* history_columns */`
+-- the history row's (codec.HISTORY_COLUMNS), `/* claimable */` the statuses a claim may
+-- take ('failing', 'ending', 'running', 'starting': word for word the WHERE of the partial
+-- index corral_process_runnable, or SQLite would not use it). Filled in per call: `/* ... */`
+-- markers named in the query's comment. Parameters are positional (`?`) unless named.
+
+-- schema_version_table --
+-- The migrations applied so far (one row per version).
+CREATE TABLE IF NOT EXISTS corral_schema_version (version INTEGER NOT NULL)
+
+-- schema_version --
+-- The newest migration applied; NULL on an empty database.
+SELECT max(version) FROM corral_schema_version
+
+-- schema_version_insert --
+-- Record one applied migration.
+INSERT INTO corral_schema_version VALUES (?)
+
+-- process_insert --
+-- One new process, every column (in the order of /* process_columns */) bound or fixed: a
+-- batch repeats the last `(...)` group per row (inserts._multi_row).
+INSERT INTO corral_process (/* process_columns */) VALUES
+(?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0,
+ NULL, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, NULL, NULL)
+
+-- process_insert_shared --
+-- Processes of one submit call: the values they share bound once (?1 to ?10: job, status,
+-- queue, client_id, tags, created_at, deadline_at and the three timeouts), then four per
+-- process (id, params, run_at, priority); a batch repeats the last `(...)` group per row.
+INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
+    client_id, tags, created_at, updated_at, deadline_at, schedule_to_close, start_to_close,
+    heartbeat_timeout, iteration_since, store, attempt, lease_token, cancel_requested,
+    version)
+SELECT column1, ?1, column2, ?2, column4, ?3, column3, NULL, ?4, ?5, ?6, ?6, ?7,
+    ?8, ?9, ?10, column3, '{}', 0, 0, 0, 0
+FROM (VALUES (?, ?, ?, ?))
+
+-- history_insert --
+-- One history event; a batch repeats the last `(...)` group per row.
+INSERT INTO corral_history (/* history_columns */) VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- history_insert_submitted --
+-- The submitted events of the processes just inserted (rowids above the largest before,
+-- the second parameter), in their order, all with the same detail (the first).
+INSERT INTO corral_history (/* history_columns */)
+SELECT id, created_at, 'submitted', NULL, status, 0, ? FROM corral_process
+WHERE rowid > ? ORDER BY rowid
+
+-- process_max_rowid --
+-- The largest rowid before a batch: the batch's rows get larger ones (below 2**62).
+SELECT max(rowid) FROM corral_process
+
+-- dependency_insert --
+-- One edge of a task graph.
+INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)
+
+-- process_get --
+-- One process by id.
+SELECT /* process_columns */ FROM corral_process WHERE id = ?
+
+-- process_get_by_custom_id --
+-- The process holding a (client, custom id), if any.
+SELECT /* process_columns */ FROM corral_process WHERE client_id = ? AND custom_id = ?
+
+-- process_list --
+-- Processes, filtered by `/* where */` (built per call, with its parameters), oldest or
+-- newest first by `/* order */` (ASC or DESC), at most `?` of them.
+SELECT /* process_columns */ FROM corral_process /* where */
+ORDER BY created_at /* order */, id /* order */ LIMIT ?
+
+-- paused_queues --
+-- The paused queues ('*': all of them).
+SELECT queue FROM corral_paused_queue ORDER BY 1
+
+-- select_expired --
+-- Claim order, class 1: processes whose lease expired (a worker died mid-iteration), with
+-- the owner of that lease; found by the lease index, few rows. `/* indexed_by */` names
+-- corral_process_leased when the claim walks the queue (SQLite's planner otherwise prefers
+-- corral_process_status and walks every runnable row: milliseconds per claim with 20,000
+-- queued); `/* filters */` are the claim's AND clauses (ids, queues, jobs, paused queues).
+SELECT id, lease_owner FROM corral_process /* indexed_by */
+WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?
+  AND status IN (/* claimable */) /* filters */
+ORDER BY priority DESC, run_at LIMIT ?
+
+-- select_runnable --
+-- Claim order, classes 2 to 6: unleased runnable processes by claim_rank, priority, run_at,
+-- in one ordered walk of the partial index corral_process_runnable (`/* indexed_by */`
+-- names it when the claim walks the queue); `/* filters */` as in select_expired.
+SELECT id, NULL FROM corral_process /* indexed_by */
+WHERE status IN (/* claimable */) AND lease_expires_at IS NULL
+  AND run_at <= ? /* filters */
+ORDER BY claim_rank, priority DESC, run_at LIMIT ?
+
+-- process_lease --
+-- Lease the processes chosen (`/* ids */`: one `?` per process): a new token, an attempt.
+UPDATE corral_process SET lease_owner = ?, lease_token = lease_token + 1,
+    lease_expires_at = ?, attempt = attempt + 1, updated_at = ?, claimed_at = ?,
+    heartbeat_at = ?, version = version + 1
+WHERE id IN (/* ids */)
+RETURNING /* process_columns */
+
+-- process_commit --
+-- A worker's commit of one iteration: fenced by the lease token, and it gives the lease
+-- back. The change's columns (columns.CHANGE), updated_at, then id and token.
+UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
+    progress_done = ?, progress_total = ?, run_at = ?, attempt = ?,
+    stopped_status = ?, finished_at = ?, iteration_since = ?,
+    lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL,
+    heartbeat_at = NULL, updated_at = ?, version = version + 1
+WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL
+
+-- process_update --
+-- An admin change (cancel, retry, a timeout) fenced by the row's version: the change's
+-- columns, cancel_requested, updated_at, then id and expected version.
+UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
+    progress_done = ?, progress_total = ?, run_at = ?, attempt = ?,
+    stopped_status = ?, finished_at = ?, iteration_since = ?,
+    cancel_requested = ?, updated_at = ?, version = version + 1
+WHERE id = ? AND version = ?
+
+-- process_update_revoking --
+-- process_update that also revokes the lease: a new token fences out its holder.
+UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
+    progress_done = ?, progress_total = ?, run_at = ?, attempt = ?,
+    stopped_status = ?, finished_at = ?, iteration_since = ?,
+    cancel_requested = ?, updated_at = ?, version = version + 1,
+    lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL,
+    heartbeat_at = NULL, lease_token = lease_token + 1
+WHERE id = ? AND version = ?
+
+-- prune_history --
+-- The history of the processes finished before `?`.
+DELETE FROM corral_history WHERE process_id IN (
+    SELECT id FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?)
+
+-- prune_dependencies --
+-- The edges of the processes finished before `?`.
+DELETE FROM corral_dependency WHERE process_id IN (
+    SELECT id FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?)
+
+-- prune_processes --
+-- The processes finished before `?`.
+DELETE FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?
+
+-- select_timed_out --
+-- Each timeout of docs/timeouts.md by the index that finds it; the recovery sweep runs this
+-- now and then. schedule_to_close names its index: the planner preferred
+-- corral_process_status, i.e. a walk of every queued process on each sweep.
+SELECT * FROM (
+  SELECT /* process_columns */, 'process_timeout' FROM corral_process
+  WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND deadline_at < :now
+    AND status NOT IN ('failing', 'completed', 'failed', 'canceled')
+  UNION ALL
+  SELECT /* process_columns */, 'schedule_to_close' FROM corral_process
+  INDEXED BY corral_process_schedule_to_close
+  WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL
+    AND status IN (/* claimable */) AND iteration_since + schedule_to_close < :now
+  UNION ALL
+  SELECT /* process_columns */, 'start_to_close' FROM corral_process
+  WHERE lease_expires_at IS NOT NULL AND start_to_close IS NOT NULL
+    AND claimed_at + start_to_close < :now
+  UNION ALL
+  SELECT /* process_columns */, 'heartbeat_timeout' FROM corral_process
+  WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL
+    AND heartbeat_at + heartbeat_timeout < :now
+) LIMIT :limit
+
+-- lease_renew --
+-- Extend one lease its owner still holds (and note the handler's last heartbeat, if
+-- given); whether a cancel was requested.
+UPDATE corral_process SET lease_expires_at = ?, heartbeat_at = coalesce(?, heartbeat_at)
+WHERE id = ? AND lease_token = ? AND lease_owner = ? AND lease_expires_at IS NOT NULL
+RETURNING cancel_requested
+
+-- lease_release --
+-- Give one lease back unused (a worker stopping): the claim's attempt is taken back.
+UPDATE corral_process SET lease_owner = NULL, lease_expires_at = NULL,
+    attempt = max(attempt - 1, 0), updated_at = ?, version = version + 1
+WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL
+RETURNING status, attempt
+
+-- leader_acquire --
+-- Take the named leadership if it is free or expired, or keep it: whether `owner` holds it.
+INSERT INTO corral_leader (name, owner, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE corral_leader.owner = excluded.owner OR corral_leader.expires_at < ?
+RETURNING owner
+
+-- history_list --
+-- A process's history, oldest first.
+SELECT /* history_columns */ FROM corral_history WHERE process_id = ? ORDER BY id
+
+-- queue_pause --
+-- Pause one queue ('*': all).
+INSERT OR IGNORE INTO corral_paused_queue VALUES (?)
+
+-- queue_resume --
+-- Resume one queue.
+DELETE FROM corral_paused_queue WHERE queue = ?
+
+-- queue_resume_all --
+-- Resume every queue.
+DELETE FROM corral_paused_queue
+
+-- process_count --
+-- How many processes `/* where */` (as in process_list) matches.
+SELECT count(*) FROM corral_process /* where */
+
+-- process_id_before --
+-- The stored id just before `?` in id order (byte order: the primary key's BINARY
+-- collation), or NULL; one step of the primary key index.
+SELECT max(id) FROM corral_process WHERE id < ?
+
+-- process_id_after --
+-- The stored id just after `?` in id order, or NULL.
+SELECT min(id) FROM corral_process WHERE id > ?
+
+-- queue_counts --
+-- Processes by queue and status.
+SELECT queue, status, count(*) FROM corral_process GROUP BY queue, status
+
+-- worker_register --
+-- Add a worker's row, or replace the row of the same owner.
+INSERT OR REPLACE INTO corral_worker (owner, host, pid, app, jobs, queues, concurrency,
+    started_at, last_seen_at, running)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- worker_seen --
+-- Refresh a worker's last_seen_at and running (no row: it was removed as dead).
+UPDATE corral_worker SET last_seen_at = ?, running = ? WHERE owner = ?
+
+-- worker_remove --
+-- Delete a worker's row.
+DELETE FROM corral_worker WHERE owner = ?
+
+-- worker_list --
+-- Every registered worker, oldest first.
+SELECT owner, host, pid, app, jobs, queues, concurrency, started_at, last_seen_at, running
+FROM corral_worker ORDER BY started_at, owner
+
+-- worker_prune --
+-- Delete the rows of workers not seen since `?`.
+DELETE FROM corral_worker WHERE last_seen_at < ?

@@ -1,0 +1,61 @@
+"""The admin verbs, in the caller's write transaction: a change of a process fenced by its
+row's version (cancel, retry and the timeouts all come as one, decided by the core), many
+of them at once (the recovery sweep), the search for timed-out processes, and pruning."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from corral.model import Change
+from corral.storage import columns
+from corral.storage.base import TimedOut, Update
+from corral.storage.sqlite.reads import append_history, decode_process
+from corral.storage.sqlite.sql import Q
+
+
+def update(
+    conn: sqlite3.Connection,
+    process_id: str,
+    expected_version: int,
+    change: Change,
+    now: float,
+    *,
+    revoke_lease: bool = False,
+) -> bool:
+    """Apply `change` if the row is still at `expected_version`; whether it was."""
+    query = Q["process_update_revoking" if revoke_lease else "process_update"]
+    values = (
+        *columns.change_values(change),
+        int(change.cancel_requested),
+        now,
+        process_id,
+        expected_version,
+    )
+    if conn.execute(query, values).rowcount != 1:
+        return False
+    append_history(conn, change.events, process_id)
+    return True
+
+
+def update_many(conn: sqlite3.Connection, updates: Sequence[Update]) -> list[str]:
+    """`update` for each; the ids updated. One transaction: one fsync for the lot."""
+    return [
+        u.process_id
+        for u in updates
+        if update(
+            conn, u.process_id, u.expected_version, u.change, u.now, revoke_lease=u.revoke_lease
+        )
+    ]
+
+
+def timed_out(conn: sqlite3.Connection, now: float, limit: int) -> list[TimedOut]:
+    rows = conn.execute(Q["select_timed_out"], {"now": now, "limit": limit}).fetchall()
+    return [TimedOut(decode_process(r[:-1]), r[-1]) for r in rows]
+
+
+def prune(conn: sqlite3.Connection, finished_before: float) -> int:
+    """Delete the processes finished before the time, their history and their edges."""
+    conn.execute(Q["prune_history"], (finished_before,))
+    conn.execute(Q["prune_dependencies"], (finished_before,))
+    return int(conn.execute(Q["prune_processes"], (finished_before,)).rowcount)

@@ -1,0 +1,131 @@
+"""Claims and a worker's commits, in the caller's write transaction (`BEGIN IMMEDIATE`,
+so a claim is atomic: no other writer runs between its SELECT and its UPDATE).
+
+A claim takes processes in the claim order of docs/storage-sqlite.md: expired leases
+first (a worker died mid-iteration), then unleased runnable processes by claim_rank
+(cancel requests, failing, ending, running, starting), higher priority first, then the
+oldest run_at. Each class is one walk of its own partial index, named in the statement
+(`INDEXED BY`): SQLite's planner otherwise prefers the status index and walks every
+runnable row. A commit is fenced by the lease token: a worker that lost its lease writes
+nothing. The Python work (JSON, records) is done outside the transaction by the caller:
+other processes wait for SQLite's one write lock while it is held.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from corral.storage import codec, columns
+from corral.storage.base import Claim, Claimed, IterationCommit
+from corral.storage.sqlite.reads import decode_process
+from corral.storage.sqlite.sql import Q
+
+#: Claimed rows and, per process id, the owner of the lease it had (None: unleased).
+Chosen = tuple[list[Any], dict[str, str | None]]
+#: Per commit: process id, the UPDATE's parameters, the history rows if it lands.
+CommitRows = list[tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]]
+
+
+def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
+    """Lease the processes to claim; their rows, and the previous owner of each."""
+    paused = {r[0] for r in conn.execute(Q["paused_queues"])}
+    if "*" in paused:
+        return [], {}
+    filters, fargs = _filters(claim, paused)
+    # Driving one named process needs no ordered walk of the runnable index.
+    by_index = not claim.process_ids
+    chosen: list[tuple[str, str | None]] = []
+    for name, most in (("select_expired", claim.max_recovered), ("select_runnable", None)):
+        need = claim.limit - len(chosen)
+        if most is not None:
+            need = min(need, most)
+        if need <= 0:
+            continue
+        sql = _select(name, filters, by_index)
+        chosen.extend((r[0], r[1]) for r in conn.execute(sql, (claim.now, *fargs, need)))
+    if not chosen:
+        return [], {}
+    previous = dict(chosen)
+    rows = conn.execute(
+        _lease(len(previous)),
+        (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
+         *previous),
+    ).fetchall()  # fmt: skip
+    return rows, previous
+
+
+def claimed(chosen: Chosen) -> list[Claimed]:
+    """The claimed processes, recovered ones first, then as selected (the claim order)."""
+    rows, previous = chosen
+    out = []
+    for row in rows:
+        process = decode_process(row)
+        owner = previous[process.id]
+        out.append(Claimed(process, process.lease_token, owner is not None, owner))
+    order = {pid: i for i, pid in enumerate(previous)}
+    out.sort(key=lambda c: order[c.process.id])
+    return out
+
+
+def commit_rows(commits: Sequence[IterationCommit]) -> CommitRows:
+    """What `commit` binds, computed before the transaction."""
+    return [
+        (
+            commit.process_id,
+            (*columns.change_values(commit.change), commit.now, commit.process_id, commit.token),
+            [codec.event_to_row(e, commit.process_id) for e in commit.change.events],
+        )
+        for commit in commits
+    ]
+
+
+def commit(conn: sqlite3.Connection, commits: CommitRows) -> list[str]:
+    """Apply the commits whose lease is still held; the ids of those that were lost."""
+    lost: list[str] = []
+    events: list[tuple[Any, ...]] = []
+    for process_id, values, rows in commits:
+        if conn.execute(Q["process_commit"], values).rowcount != 1:
+            lost.append(process_id)
+        else:
+            events.extend(rows)
+    if events:
+        conn.executemany(Q["history_insert"], events)
+    return lost
+
+
+@functools.lru_cache(maxsize=256)
+def _select(name: str, filters: str, by_index: bool) -> str:
+    """select_expired or select_runnable with the claim's filters, walking its index."""
+    index = {
+        "select_expired": "corral_process_leased",
+        "select_runnable": "corral_process_runnable",
+    }
+    indexed_by = f"INDEXED BY {index[name]}" if by_index else ""
+    return Q[name].replace("/* indexed_by */", indexed_by).replace("/* filters */", filters)
+
+
+@functools.lru_cache(maxsize=64)
+def _lease(count: int) -> str:
+    return Q["process_lease"].replace("/* ids */", ", ".join("?" * count))
+
+
+def _filters(claim: Claim, paused: set[str]) -> tuple[str, list[Any]]:
+    """The claim's AND clauses (the ids, queues and jobs it asks for, no paused queue)."""
+    sql = ""
+    args: list[Any] = []
+    if claim.process_ids is not None:
+        sql += f" AND id IN ({', '.join('?' * len(claim.process_ids))})"
+        args.extend(claim.process_ids)
+    if claim.queues is not None:
+        sql += f" AND queue IN ({', '.join('?' * len(claim.queues))})"
+        args.extend(claim.queues)
+    if claim.jobs is not None:
+        sql += f" AND job IN ({', '.join('?' * len(claim.jobs))})"
+        args.extend(claim.jobs)
+    if paused:
+        sql += f" AND queue NOT IN ({', '.join('?' * len(paused))})"
+        args.extend(sorted(paused))
+    return sql, args

@@ -1,0 +1,203 @@
+"""`SQLiteStorage`: the storage interface over one SQLite connection. Each verb is one
+transaction (connection.py) around the SQL of its concern (inserts, claims, admin,
+leases, reads, queues); the wake-up verbs come from wakeups.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from corral.errors import UsageError
+from corral.model import Change, Event, Process, Status
+from corral.storage.base import (
+    Claim,
+    Claimed,
+    Inserted,
+    IterationCommit,
+    NewProcess,
+    ProcessFilter,
+    Renewal,
+    Storage,
+    SubmitShared,
+    TimedOut,
+    Update,
+    WorkerInfo,
+)
+from corral.storage.sqlite import (
+    admin,
+    claims,
+    inserts,
+    leases,
+    queues,
+    reads,
+    schema,
+    workers,
+)
+from corral.storage.sqlite.wakeups import SQLiteWakeups
+
+
+class SQLiteStorage(SQLiteWakeups, Storage):
+    """Storage on a SQLite file (`sqlite:///path.db`), or on a private in-memory database
+    (`memory://`, `path` None)."""
+
+    def __init__(self, url: str, path: str | None, *, migrate: bool = True) -> None:
+        super().__init__(url, path)
+        try:
+            if migrate:
+                self.migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def migrate(self) -> int:
+        with self._write(wakes=False) as conn:
+            return schema.migrate(conn, self.url)
+
+    # --- processes -----------------------------------------------------------------------
+    def process_insert_many(
+        self,
+        processes: Sequence[NewProcess],
+        *,
+        shared: SubmitShared | None = None,
+        connection: object | None = None,
+    ) -> list[Inserted]:
+        if connection is not None:
+            raise UsageError("transactional enqueue needs the PostgreSQL backend")
+        values = inserts.shared_values(processes, shared)
+        with self._write() as conn:
+            return inserts.insert_many(conn, processes, values)
+
+    def process_get(self, process_id: str) -> Process | None:
+        with self._read() as conn:
+            return reads.get(conn, process_id)
+
+    def process_list(self, where: ProcessFilter) -> list[Process]:
+        with self._read() as conn:
+            return reads.list_processes(conn, where)
+
+    def process_count(self, where: ProcessFilter) -> int:
+        with self._read() as conn:
+            return reads.count(conn, where)
+
+    def process_id_neighbors(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        if not ids:
+            return {}
+        with self._read() as conn:
+            return reads.id_neighbors(conn, ids)
+
+    # Claims and commits do their Python work (JSON, building records) outside the write
+    # transaction: other processes wait for SQLite's one write lock while it is held.
+    def process_claim(self, claim: Claim) -> list[Claimed]:
+        with self._write(wakes=False, durable=False) as conn:
+            chosen = claims.claim(conn, claim)
+        return claims.claimed(chosen)
+
+    def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
+        rows = claims.commit_rows(commits)
+        with self._write() as conn:
+            return claims.commit(conn, rows)
+
+    def process_commit_and_claim(
+        self, commits: Sequence[IterationCommit], claim: Claim
+    ) -> tuple[list[str], list[Claimed]]:
+        # One transaction, so one fsync of the WAL, for a worker's whole exchange.
+        rows = claims.commit_rows(commits)
+        with self._write(wakes=bool(commits), durable=bool(commits)) as conn:
+            lost = claims.commit(conn, rows)
+            chosen = claims.claim(conn, claim)
+        return lost, claims.claimed(chosen)
+
+    def process_update(
+        self,
+        process_id: str,
+        expected_version: int,
+        change: Change,
+        now: float,
+        *,
+        revoke_lease: bool = False,
+    ) -> bool:
+        with self._write() as conn:
+            return admin.update(
+                conn, process_id, expected_version, change, now, revoke_lease=revoke_lease
+            )
+
+    def process_update_many(self, updates: Sequence[Update]) -> list[str]:
+        if not updates:
+            return []
+        with self._write() as conn:
+            return admin.update_many(conn, updates)
+
+    def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
+        with self._read() as conn:
+            return admin.timed_out(conn, now, limit)
+
+    def process_prune(self, finished_before: float) -> int:
+        with self._write() as conn:
+            return admin.prune(conn, finished_before)
+
+    # --- leases --------------------------------------------------------------------------
+    def lease_renew_many(
+        self,
+        owner: str,
+        tokens: Mapping[str, int],
+        now: float,
+        lease_seconds: float,
+        heartbeats: Mapping[str, float] | None = None,
+    ) -> Renewal:
+        if not tokens:
+            return Renewal(frozenset(), frozenset())
+        with self._write(wakes=False, durable=False) as conn:
+            return leases.renew_many(conn, owner, tokens, now, lease_seconds, heartbeats or {})
+
+    def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
+        with self._write() as conn:
+            return leases.release_many(conn, tokens, now)
+
+    def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
+        with self._write(wakes=False, durable=False) as conn:
+            return leases.leader_acquire(conn, name, owner, now, ttl)
+
+    # --- history -------------------------------------------------------------------------
+    def history_list(self, process_id: str) -> list[Event]:
+        with self._read() as conn:
+            return reads.history(conn, process_id)
+
+    def history_append(self, events: Sequence[Event]) -> None:
+        with self._write(wakes=False) as conn:
+            reads.append_history(conn, events)
+
+    # --- queues --------------------------------------------------------------------------
+    def queue_pause(self, queue: str, paused: bool) -> None:
+        with self._write() as conn:
+            queues.pause(conn, queue, paused)
+
+    def queue_paused(self) -> list[str]:
+        with self._read() as conn:
+            return queues.paused(conn)
+
+    def queue_counts(self) -> dict[str, dict[Status, int]]:
+        with self._read() as conn:
+            return queues.counts(conn)
+
+    # --- workers -------------------------------------------------------------------------
+    # The registry creates no work: its writes wake nobody.
+    def worker_register(self, worker: WorkerInfo) -> None:
+        with self._write(wakes=False) as conn:
+            workers.register(conn, worker)
+
+    def worker_seen(self, owner: str, now: float, running: Sequence[str]) -> bool:
+        # As often as lease renewals, and as little worth an fsync: a power loss that
+        # forgets it also stopped the worker.
+        with self._write(wakes=False, durable=False) as conn:
+            return workers.seen(conn, owner, now, running)
+
+    def worker_remove(self, owner: str) -> None:
+        with self._write(wakes=False) as conn:
+            workers.remove(conn, owner)
+
+    def worker_list(self) -> list[WorkerInfo]:
+        with self._read() as conn:
+            return workers.list_workers(conn)
+
+    def worker_prune(self, seen_before: float) -> int:
+        with self._write(wakes=False) as conn:
+            return workers.prune(conn, seen_before)
