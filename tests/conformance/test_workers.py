@@ -44,9 +44,9 @@ def test_seen_refreshes_the_time_and_what_it_runs(storage: Storage) -> None:
     storage.worker_register(info("a"))
     assert storage.worker_seen("a", T0 + 10, ["p1", "p2"])
     (w,) = storage.worker_list()
-    assert (w.last_seen_at, list(w.running), w.started_at) == (T0 + 10, ["p1", "p2"], T0)
+    assert (w.last_seen_at, w.running, w.started_at) == (T0 + 10, ("p1", "p2"), T0)
     assert storage.worker_seen("a", T0 + 20, [])
-    assert list(storage.worker_list()[0].running) == []
+    assert storage.worker_list()[0].running == ()
     # A worker whose row is gone learns it, and registers again.
     assert not storage.worker_seen("nobody", T0 + 20, [])
 

@@ -184,6 +184,14 @@ class WorkerInfo:
     last_seen_at: float
     running: Sequence[str] = ()  # ids of the processes it holds leases on
 
+    def __post_init__(self) -> None:
+        # Tuples, whatever a caller or a backend's JSON decoder gave: two records of the
+        # same worker compare equal.
+        object.__setattr__(self, "jobs", tuple(self.jobs))
+        object.__setattr__(self, "running", tuple(self.running))
+        if self.queues is not None:
+            object.__setattr__(self, "queues", tuple(self.queues))
+
 
 class Storage(abc.ABC):
     """One database. Safe to share between threads; each backend says how it is for processes."""

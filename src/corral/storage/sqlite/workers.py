@@ -41,9 +41,6 @@ def prune(conn: sqlite3.Connection, seen_before: float) -> int:
 
 def _decode(row: Sequence[Any]) -> WorkerInfo:
     owner, host, pid, app, jobs, queues, concurrency, started_at, last_seen_at, running = row
-    # Nothing running reads back as WorkerInfo's own default, (), as it was most likely
-    # written; the arrays that hold something as lists.
-    held = json.loads(running)
     return WorkerInfo(
         owner=owner,
         host=host,
@@ -54,5 +51,5 @@ def _decode(row: Sequence[Any]) -> WorkerInfo:
         concurrency=concurrency,
         started_at=started_at,
         last_seen_at=last_seen_at,
-        running=held or (),
+        running=json.loads(running),
     )
