@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 from corral.errors import StorageError
-from corral.storage.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage, Q
+from corral.storage.postgres import PostgresStorage
+from corral.storage.postgres.queries import Q
+from corral.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.pg import isolated_schema_url
 
