@@ -239,9 +239,10 @@ class CorralPostgres(Corral):
                 WITH rows AS (
                     INSERT INTO corral_process (id, job, params, status, store, result, run_at,
                         attempt, lease_token, created_at, updated_at, finished_at, version)
-                    SELECT gen_random_uuid()::text, 'noop', '{"i":' || k || ',"t":0.0}',
-                           'completed', '{}', 'null', %(t)s + k * 1e-3, 0, 1,
-                           %(t)s + k * 1e-3, %(t)s + k * 1e-3, %(t)s + k * 1e-3, 2
+                    SELECT gen_random_uuid()::text, 'noop', ('{"i":' || k || ',"t":0.0}')::jsonb,
+                           'completed', '{}', 'null', to_timestamp(%(t)s + k * 1e-3), 0, 1,
+                           to_timestamp(%(t)s + k * 1e-3), to_timestamp(%(t)s + k * 1e-3),
+                           to_timestamp(%(t)s + k * 1e-3), 2
                     FROM generate_series(1, %(n)s) AS k
                     RETURNING id, created_at, finished_at
                 )

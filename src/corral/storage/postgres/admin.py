@@ -8,7 +8,7 @@ from corral.storage import codec
 from corral.storage.base import TimedOut
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import Q
-from corral.storage.postgres.values import change_args, decode_process, event_args
+from corral.storage.postgres.values import as_time, change_args, decode_process, event_args
 
 
 class AdminVerbs(Connected):
@@ -30,7 +30,7 @@ class AdminVerbs(Connected):
             **change_args(change),
             **event_args(events),
             "cancel_requested": change.cancel_requested,
-            "now": float(now),
+            "now": as_time(now),
             "id": process_id,
             "version": expected_version,
             "revoke": revoke_lease,
@@ -42,9 +42,9 @@ class AdminVerbs(Connected):
 
     @verb
     def process_prune(self, finished_before: float) -> int:
-        return int(self._rows(Q["process_prune"], {"before": float(finished_before)})[0][0])
+        return int(self._rows(Q["process_prune"], {"before": as_time(finished_before)})[0][0])
 
     @verb
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
-        rows = self._rows(Q["process_timed_out"], {"now": float(now), "limit": limit})
+        rows = self._rows(Q["process_timed_out"], {"now": as_time(now), "limit": limit})
         return [TimedOut(decode_process(r), r[-1]) for r in rows]

@@ -11,7 +11,7 @@ from corral.storage import codec
 from corral.storage.base import Claim, Claimed, IterationCommit
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import Q
-from corral.storage.postgres.values import change_args, decode_process, event_args
+from corral.storage.postgres.values import as_time, change_args, decode_process, event_args
 
 
 class Claims(Connected):
@@ -72,8 +72,8 @@ def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
         query = query.replace("/* max_recovered */", ", %(max_recovered)b")
     args = {
         "owner": claim.owner,
-        "now": float(claim.now),
-        "expires": float(claim.now + claim.lease_seconds),
+        "now": as_time(claim.now),
+        "expires": as_time(claim.now + claim.lease_seconds),
         "limit": max(claim.limit, 0),
         "ids": list(claim.process_ids or ()),
         "queues": list(claim.queues or ()),
@@ -84,7 +84,7 @@ def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
 
 
 def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[Claimed]:
-    # Rows come in DESIGN §3 order: recovered ones (claim_class 1) first.
+    # Rows come in the order of docs/state-machine.md: recovered ones (claim_class 1) first.
     claimed = []
     for row in rows:
         process = decode_process(row)
@@ -107,7 +107,7 @@ class _CommitStatement:
         for commit in batch:
             columns["ids"].append(commit.process_id)
             columns["tokens"].append(commit.token)
-            columns["now"].append(float(commit.now))
+            columns["now"].append(as_time(commit.now))
             for key, value in change_args(commit.change).items():
                 columns.setdefault(key, []).append(value)
         events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]

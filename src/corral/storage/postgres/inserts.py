@@ -3,7 +3,7 @@ an insert whose connection broke, and transactional enqueue on the caller's conn
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -13,11 +13,17 @@ from psycopg.types.string import TextLoader
 
 from corral.errors import UsageError
 from corral.model import Process
-from corral.storage import codec, columns
+from corral.storage import codec
 from corral.storage.base import Inserted, NewProcess, SubmitShared
 from corral.storage.postgres.connection import Connected, Connection, outage, verb
 from corral.storage.postgres.queries import Q
-from corral.storage.postgres.values import as_float, decode_process
+from corral.storage.postgres.values import (
+    as_float,
+    as_time,
+    as_time_or_none,
+    decode_process,
+    new_process_record,
+)
 from corral.storage.shared import same_submit
 
 
@@ -78,8 +84,11 @@ class Inserts(Connected):
         ours = [stored.get(n.id) for n in processes]
         if all(
             p is not None
-            and (p.job, p.created_at, p.custom_id) == (n.job, n.created_at, n.custom_id)
-            and codec.dumps(p.params) == codec.params_json(n)
+            and (p.job, p.custom_id) == (n.job, n.custom_id)
+            # Parameters compared as values (jsonb keeps no text), loosely (1 == 1.0 ==
+            # True), but the ids are fresh UUIDs.
+            and p.created_at == as_time(n.created_at)
+            and p.params == codec.loads(codec.params_json(n))
             for p, n in zip(ours, processes, strict=True)
         ):
             return [Inserted(p, "created") for p in ours if p is not None]
@@ -111,7 +120,7 @@ class Inserts(Connected):
             # about as long), and leaving the pipeline raises the statement's error.
             with conn.pipeline():
                 conn.execute(Q[query], args)
-                return [Inserted(columns.new_process_record(n), "created") for n in processes]
+                return [Inserted(new_process_record(n), "created") for n in processes]
         return _insert_rows(conn, processes, query, args)
 
     def _insert_in(
@@ -166,9 +175,9 @@ def _insert_args(
             "queue": first.queue,
             "client_id": first.client_id,
             "tags": codec.dumps(dict(first.tags)),
-            "created_at": float(first.created_at),
+            "created_at": as_time(first.created_at),
             "detail": codec.dumps(codec.submitted_detail(first)),
-            "deadline_at": as_float(first.deadline_at),
+            "deadline_at": as_time_or_none(first.deadline_at),
             "schedule_to_close": as_float(first.schedule_to_close),
             "start_to_close": as_float(first.start_to_close),
             "heartbeat_timeout": as_float(first.heartbeat_timeout),
@@ -179,14 +188,14 @@ def _insert_args(
             args |= {
                 "id": first.id,
                 "params": codec.params_json(first),
-                "run_at": float(first.run_at),
+                "run_at": as_time(first.run_at),
                 "priority": first.priority,
             }
             return "process_insert_one", args
         args |= {
             "ids": [n.id for n in processes],
             "params": [codec.params_json(n) for n in processes],
-            "run_at": [float(n.run_at) for n in processes],
+            "run_at": [as_time(n.run_at) for n in processes],
             "priorities": [n.priority for n in processes],
             "edge_ids": [n.id for n in processes for _ in n.depends_on],
         }
@@ -200,13 +209,13 @@ def _insert_args(
         "statuses": [n.status.value for n in processes],
         "priorities": [n.priority for n in processes],
         "queues": [n.queue for n in processes],
-        "run_at": [float(n.run_at) for n in processes],
+        "run_at": [as_time(n.run_at) for n in processes],
         "custom_ids": [n.custom_id for n in processes],
         "client_ids": [n.client_id for n in processes],
         "tags": [tags.dumps(n.tags) for n in processes],
-        "created_at": [float(n.created_at) for n in processes],
+        "created_at": [as_time(n.created_at) for n in processes],
         "details": [details.dumps(codec.submitted_detail(n)) for n in processes],
-        "deadline_at": [as_float(n.deadline_at) for n in processes],
+        "deadline_at": [as_time_or_none(n.deadline_at) for n in processes],
         "schedule_to_close": [as_float(n.schedule_to_close) for n in processes],
         "start_to_close": [as_float(n.start_to_close) for n in processes],
         "heartbeat_timeout": [as_float(n.heartbeat_timeout) for n in processes],
@@ -227,10 +236,12 @@ def _insert_rows(
     returned for new processes are built from what was inserted, not read back."""
     rows = cur.execute(Q[query], args).fetchall()
     if query != "process_insert_many":  # every process was inserted, or the statement failed
-        return [Inserted(columns.new_process_record(n), "created") for n in processes]
+        return [Inserted(new_process_record(n), "created") for n in processes]
     created = set(rows[0][0] or ())
     taken = [n for n in processes if n.id not in created]
-    existing: dict[tuple[str, str | None], Process] = {}
+    # For each process not inserted: the one holding its custom id, and whether their
+    # parameters are equal as jsonb values (the stored document has no text of its own).
+    holders: dict[str, tuple[Process, bool]] = {}
     if taken:
         # A separate statement: it sees the rows this transaction just inserted and those
         # of concurrent submitters that ON CONFLICT waited for.
@@ -239,24 +250,21 @@ def _insert_rows(
             {
                 "client_ids": [n.client_id for n in taken],
                 "custom_ids": [n.custom_id for n in taken],
+                "params": [codec.params_json(n) for n in taken],
             },
         ).fetchall()
-        for p in map(decode_process, rows):
-            existing[(p.client_id, p.custom_id)] = p
-    return [_outcome(new, created, existing) for new in processes]
+        for row in rows:
+            holders[taken[row[-1] - 1].id] = (decode_process(row), bool(row[-2]))
+    return [_outcome(new, created, holders.get(new.id)) for new in processes]
 
 
-def _outcome(
-    new: NewProcess,
-    created: set[str],
-    existing: Mapping[tuple[str, str | None], Process],
-) -> Inserted:
+def _outcome(new: NewProcess, created: set[str], holder: tuple[Process, bool] | None) -> Inserted:
     if new.id in created:
-        return Inserted(columns.new_process_record(new), "created")
-    found = existing.get((new.client_id, new.custom_id))
-    if found is None:  # only a custom id conflict skips an insert
+        return Inserted(new_process_record(new), "created")
+    if holder is None:  # only a custom id conflict skips an insert
         raise AssertionError(f"process {new.id} was neither inserted nor found")
+    found, same_params = holder
     if found.id == new.id:  # inserted by a first try whose connection broke after its commit
         return Inserted(found, "created")
-    same_submit(found, new, codec.params_json(new))
+    same_submit(found, new, codec.params_json(new), same_params=same_params)
     return Inserted(found, "existing")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from corral.storage.base import Renewal
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import Q
-from corral.storage.postgres.values import as_float
+from corral.storage.postgres.values import as_time, as_time_or_none
 
 
 class Leases(Connected):
@@ -29,9 +29,9 @@ class Leases(Connected):
         args = {
             "ids": list(tokens),
             "tokens": list(tokens.values()),
-            "beats": [as_float(beats.get(pid)) for pid in tokens],
+            "beats": [as_time_or_none(beats.get(pid)) for pid in tokens],
             "owner": owner,
-            "expires": float(now + lease_seconds),
+            "expires": as_time(now + lease_seconds),
         }
         rows = self._rows(Q["lease_renew_many"], args)
         held = {r[0] for r in rows}
@@ -42,7 +42,7 @@ class Leases(Connected):
     def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
         if not tokens:
             return []
-        args = {"ids": list(tokens), "tokens": list(tokens.values()), "now": float(now)}
+        args = {"ids": list(tokens), "tokens": list(tokens.values()), "now": as_time(now)}
         released = {r[0] for r in self._rows(Q["lease_release_many"], args)}
         if released:
             self.notify_local()
@@ -50,5 +50,5 @@ class Leases(Connected):
 
     @verb
     def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:
-        args = {"name": name, "owner": owner, "now": float(now), "expires": float(now + ttl)}
+        args = {"name": name, "owner": owner, "now": as_time(now), "expires": as_time(now + ttl)}
         return bool(self._rows(Q["leader_acquire"], args))

@@ -8,10 +8,10 @@ from typing import Any
 from psycopg import sql
 
 from corral.model import Event, Process
-from corral.storage import codec, columns
+from corral.storage import codec
 from corral.storage.base import ProcessFilter
 from corral.storage.postgres.connection import Connected, verb
-from corral.storage.postgres.queries import Q
+from corral.storage.postgres.queries import SELECT_LIST, Q
 from corral.storage.postgres.values import decode_process, event_args
 
 
@@ -41,7 +41,7 @@ class Reads(Connected):
             "SELECT {cols} FROM corral_process {where} "
             "ORDER BY created_at {order}, id {order} LIMIT %(limit)s"
         ).format(
-            cols=sql.SQL(columns.SELECT_LIST),
+            cols=sql.SQL(SELECT_LIST),
             where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL(""),
             order=order,
         )

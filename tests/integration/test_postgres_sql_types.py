@@ -1,0 +1,115 @@
+"""On PostgreSQL, times are timestamptz and JSON documents jsonb, so that corral's tables can
+be queried with SQL as they are; corral itself still sees seconds since the epoch and the
+documents it stored (docs/storage-postgres.md)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from corral import model
+from corral.errors import CustomIdConflict
+from corral.storage.base import Claim, IterationCommit, NewProcess
+from corral.storage.postgres import PostgresStorage
+from tests.backends import POSTGRES_URL, require_postgres
+from tests.pg import isolated_schema_url
+
+pytestmark = pytest.mark.postgres
+
+#: A time as time.time() gives it: finer than the microsecond that timestamptz keeps.
+NOW = 1_764_561_600.1234567
+#: Keys in an order jsonb does not keep (it orders them by length), unicode, numbers of
+#: every kind, nesting.
+PARAMS: dict[str, Any] = {
+    "zeta": [1, 2.5, -0.001, 10**30, None, True],
+    "a": {"b": {"c": "é ☃ \\ \" '"}, "": []},
+    "mid": 1e-7,
+}
+
+
+@pytest.fixture
+def storage() -> Iterator[PostgresStorage]:
+    require_postgres()
+    with (
+        isolated_schema_url(POSTGRES_URL, f"t_{uuid.uuid4().hex[:12]}") as url,
+        PostgresStorage(url) as storage,
+    ):
+        yield storage
+
+
+def new(params: dict[str, Any] | None = None, **kw: Any) -> NewProcess:
+    fields: dict[str, Any] = {"created_at": NOW, "run_at": NOW, "tags": {"team": "data"}}
+    fields.update(kw)
+    return NewProcess(id=str(uuid.uuid4()), job="add", params=params or PARAMS, **fields)
+
+
+def sql(storage: PostgresStorage, query: str, *args: object) -> list[tuple[Any, ...]]:
+    """A user's query, on a connection of their own (psycopg's defaults: datetimes, dicts)."""
+    with psycopg.connect(storage.url, autocommit=True) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def test_a_user_queries_times_and_documents_with_sql(storage: PostgresStorage) -> None:
+    # Given a process submitted, claimed and completed with a store and a result...
+    [inserted] = storage.process_insert_many([new(deadline_at=NOW + 3600)])
+    [claimed] = storage.process_claim(Claim("w1", NOW + 1, 30.0, limit=1))
+    change = model.committed(
+        claimed.process, NOW + 2, store={"rows": 7}, result={"ok": 1}, progress=(1, 1)
+    )
+    assert (
+        storage.process_commit_many(
+            [IterationCommit(claimed.process.id, claimed.token, change, NOW + 2)]
+        )
+        == []
+    )
+    # ...a user's SQL sees times as timestamptz and documents as jsonb, operators and all.
+    [row] = sql(
+        storage,
+        "SELECT created_at, deadline_at - created_at, params -> 'a' -> 'b' ->> 'c', "
+        "store ->> 'rows', result, tags @> '{\"team\": \"data\"}' "
+        "FROM corral_process WHERE params ->> 'mid' IS NOT NULL "
+        "AND created_at < now() + interval '100 years'",
+    )
+    created_at, deadline, text, rows, result, tagged = row
+    assert created_at == datetime.fromtimestamp(round(NOW, 6), UTC)
+    assert deadline.total_seconds() == 3600
+    assert (text, rows, result, tagged) == ("é ☃ \\ \" '", "7", {"ok": 1}, True)
+    [(kinds,)] = sql(
+        storage,
+        "SELECT array_agg(kind ORDER BY id) FROM corral_history "
+        "WHERE process_id = %s AND at >= to_timestamp(%s) AND detail ? 'job'",
+        inserted.process.id,
+        NOW,
+    )
+    assert kinds == ["submitted"]
+
+
+def test_documents_read_back_as_stored_and_times_as_stored_to_the_microsecond(
+    storage: PostgresStorage,
+) -> None:
+    [inserted] = storage.process_insert_many([new()])
+    got = storage.process_get(inserted.process.id)
+    # The record an insert returns is the one a read gives: times to the microsecond.
+    assert got is not None and got == inserted.process and got.params == PARAMS
+    assert got.created_at == round(NOW, 6) and abs(got.created_at - NOW) < 1e-6
+    assert [e.at for e in storage.history_list(got.id)] == [got.created_at]
+
+
+def test_a_resubmit_with_the_same_parameters_finds_the_process_whatever_jsonb_did(
+    storage: PostgresStorage,
+) -> None:
+    # jsonb reorders keys and writes a float such as 1e20 as 100000000000000000000: the
+    # parameters are still the same, compared as jsonb values.
+    params = {**PARAMS, "big": 1e20}
+    [first] = storage.process_insert_many([new(params, custom_id="nightly")])
+    reordered = dict(reversed(list(params.items())))
+    [again] = storage.process_insert_many([new(reordered, custom_id="nightly")])
+    assert (first.outcome, again.outcome) == ("created", "existing")
+    assert again.process.id == first.process.id
+    with pytest.raises(CustomIdConflict, match="nightly"):
+        storage.process_insert_many([new({**params, "big": 1e21}, custom_id="nightly")])
