@@ -249,9 +249,9 @@ class CorralPostgres(Corral):
                 INSERT INTO corral_history (process_id, at, kind, from_status, to_status,
                     attempt, detail)
                 SELECT id, created_at, 'submitted', NULL, 'starting', 0,
-                       '{"custom_id":null,"job":"noop"}' FROM rows
+                       '{"custom_id":null,"job":"noop"}'::jsonb FROM rows
                 UNION ALL
-                SELECT id, finished_at, 'transition', 'starting', 'completed', 1, '{}'
+                SELECT id, finished_at, 'transition', 'starting', 'completed', 1, '{}'::jsonb
                 FROM rows
                 """,
                 {"t": now - 3600, "n": add},

@@ -4,9 +4,11 @@ documents it stored (docs/storage-postgres.md)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -113,3 +115,13 @@ def test_a_resubmit_with_the_same_parameters_finds_the_process_whatever_jsonb_di
     assert again.process.id == first.process.id
     with pytest.raises(CustomIdConflict, match="nightly"):
         storage.process_insert_many([new({**params, "big": 1e21}, custom_id="nightly")])
+
+
+def test_the_queries_of_the_doc_run(storage: PostgresStorage) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "storage-postgres.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)\n```", doc, re.DOTALL)
+    statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
+    assert len(statements) >= 3
+    storage.process_insert_many([new({"customer": "acme"})])
+    for statement in statements:
+        sql(storage, statement)

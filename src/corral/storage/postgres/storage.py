@@ -27,6 +27,7 @@ from corral.storage.postgres.queries import Q
 from corral.storage.postgres.queues import Queues
 from corral.storage.postgres.reads import Reads
 from corral.storage.postgres.schema import Schema
+from corral.storage.postgres.values import as_time
 from corral.storage.postgres.wakeups import Listening
 from corral.storage.shared import Wakeups
 
@@ -87,8 +88,9 @@ class PostgresStorage(Inserts, Claims, AdminVerbs, Leases, Reads, Queues, Schema
         return str(row[0])
 
     def now(self) -> float:
-        """The server's clock (see `ServerClock`): no round trip, never an error."""
-        return self._clock.now()
+        """The server's clock (see `ServerClock`): no round trip, never an error. To the
+        microsecond, as the tables keep times: a time taken from it is stored as it is."""
+        return as_time(self._clock.now())
 
     def _refresh_clock(self) -> None:
         """A new measurement of the server's clock, on a pooled connection (in the clock's
