@@ -157,6 +157,32 @@ class ProcessFilter:
     limit: int = 50
     #: Newest first by default, as a person looking at a list expects.
     newest_first: bool = True
+    queue: str | None = None
+    #: Processes submitted with this custom id (by any client unless `client_id` is set).
+    custom_id: str | None = None
+    client_id: str | None = None
+    #: Ids that start with this text (a person typing a short id); matched literally.
+    id_prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process as the registry knows it: who it is, what it serves, what it runs.
+
+    A worker registers when it starts, refreshes `last_seen_at` and `running` with its
+    lease renewals, and removes its row when it stops; a row that stops being refreshed
+    is a worker that died (readers judge staleness against their own clock)."""
+
+    owner: str  # the worker's id: the name its leases carry
+    host: str
+    pid: int
+    app: str
+    jobs: Sequence[str]
+    queues: Sequence[str] | None  # None: every queue
+    concurrency: int
+    started_at: float
+    last_seen_at: float
+    running: Sequence[str] = ()  # ids of the processes it holds leases on
 
 
 class Storage(abc.ABC):
@@ -207,6 +233,16 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def process_list(self, where: ProcessFilter) -> list[Process]: ...
+
+    @abc.abstractmethod
+    def process_count(self, where: ProcessFilter) -> int:
+        """How many processes `where` matches, ignoring its `limit` (a list says how many
+        more there are past what it shows)."""
+
+    @abc.abstractmethod
+    def process_id_neighbors(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """For each id, the stored ids just before and just after it in id order (None at
+        either end): what a short id must differ from to name one process only."""
 
     @abc.abstractmethod
     def process_claim(self, claim: Claim) -> list[Claimed]:
@@ -309,6 +345,32 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def queue_paused(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def queue_counts(self) -> dict[str, dict[Status, int]]:
+        """Processes by queue and status (statuses with none are left out)."""
+
+    # --- workers --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def worker_register(self, worker: WorkerInfo) -> None:
+        """Add the worker's row, or replace the row of the same `owner`."""
+
+    @abc.abstractmethod
+    def worker_seen(self, owner: str, now: float, running: Sequence[str]) -> bool:
+        """Refresh the worker's `last_seen_at` and `running`. False if it has no row (a
+        reader removed it as dead): the worker then registers again."""
+
+    @abc.abstractmethod
+    def worker_remove(self, owner: str) -> None:
+        """Delete the worker's row (it stops); no error if there is none."""
+
+    @abc.abstractmethod
+    def worker_list(self) -> list[WorkerInfo]:
+        """Every registered worker, oldest `started_at` first."""
+
+    @abc.abstractmethod
+    def worker_prune(self, seen_before: float) -> int:
+        """Delete the rows of workers not seen since `seen_before` (long dead); how many."""
 
     # --- wake-ups -------------------------------------------------------------------------
     @abc.abstractmethod
