@@ -47,7 +47,8 @@ def dump_schema(url: str) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "columns": rows(
                 "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
-                "column_default, is_identity, is_generated, generation_expression "
+                "column_default, is_identity, is_generated, generation_expression, "
+                "collation_name "
                 "FROM information_schema.columns WHERE table_schema = current_schema() "
                 "ORDER BY table_name, ordinal_position"
             ),
@@ -102,6 +103,8 @@ def test_the_first_open_builds_the_schema_and_records_every_version(empty_schema
     dump = dump_schema(empty_schema)
     assert {c[0] for c in dump["columns"]} >= {"corral_process", "corral_history"}
     assert any("corral_process_runnable" in i[1] for i in dump["indexes"])
+    # Ids compare in byte order, whatever the database's collation.
+    assert ("corral_process", "id", "C") in {(c[0], c[1], c[9]) for c in dump["columns"]}
     assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -136,12 +139,16 @@ EXACT = 1_733_030_000.123457
 FINE = 1_733_030_000.1234567
 
 
-def write_old_process(url: str) -> None:
+def write_old_process(url: str, version: int) -> None:
+    """The process as the corral of that schema version wrote it."""
+    # Before version 4, times were epoch seconds and documents canonical JSON text.
+    doc, time = ("%s::jsonb", "to_timestamp(%s)") if version >= 4 else ("%s", "%s")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO corral_process (id, job, params, status, store, result, error, "
             "run_at, lease_expires_at, created_at, updated_at, finished_at) "
-            "VALUES ('old', 'add', %s, 'failed', %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"VALUES ('old', 'add', {doc}, 'failed', {doc}, {doc}, {doc}, {time}, {time}, "
+            f"{time}, {time}, {time})",
             (
                 codec.dumps(OLD_PARAMS),
                 codec.dumps(OLD_STORE),
@@ -156,7 +163,7 @@ def write_old_process(url: str) -> None:
         )
         conn.execute(
             "INSERT INTO corral_history (process_id, at, kind, to_status, attempt, detail) "
-            "VALUES ('old', %s, 'submitted', 'starting', 0, %s)",
+            f"VALUES ('old', {time}, 'submitted', 'starting', 0, {doc})",
             (EXACT, codec.dumps({"job": "add", "custom_id": None})),
         )
 
@@ -167,7 +174,7 @@ def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
 ) -> None:
     # Given a database left at an earlier version, holding a process...
     apply_by_hand(empty_schema, MIGRATIONS[:applied])
-    write_old_process(empty_schema)
+    write_old_process(empty_schema, applied)
     # ...opening it with this corral applies the rest, and the process reads back as it was
     # written: its documents equal, its times to the microsecond.
     with PostgresStorage(empty_schema) as storage:

@@ -16,8 +16,9 @@ import pytest
 
 from corral import model
 from corral.errors import CustomIdConflict
-from corral.storage.base import Claim, IterationCommit, NewProcess
+from corral.storage.base import Claim, IterationCommit, NewProcess, ProcessFilter
 from corral.storage.postgres import PostgresStorage
+from corral.storage.postgres.reads import list_statement
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.pg import isolated_schema_url
 
@@ -125,3 +126,26 @@ def test_the_queries_of_the_doc_run(storage: PostgresStorage) -> None:
     storage.process_insert_many([new({"customer": "acme"})])
     for statement in statements:
         sql(storage, statement)
+
+
+def test_a_short_id_is_a_range_of_the_primary_key(storage: PostgresStorage) -> None:
+    # Given many processes, and statistics that say so...
+    for _ in range(4):
+        storage.process_insert_many([new() for _ in range(2_500)])
+    with psycopg.connect(storage.url, autocommit=True) as conn:
+        conn.execute("ANALYZE corral_process")
+    target = storage.process_list(ProcessFilter(limit=1))[0]
+    # ...a list or count by an id prefix of 8 characters walks the primary key, no table.
+    for where in (ProcessFilter(id_prefix=target.id[:8]), ProcessFilter(id_prefix=target.id)):
+        query, args = list_statement(where)
+        with psycopg.connect(storage.url, autocommit=True) as conn:
+            plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + query.as_bytes(conn), args))
+        assert "corral_process_pkey" in plan and "Seq Scan" not in plan, plan
+        assert target.id in [p.id for p in storage.process_list(where)]
+    # Byte order, whatever the database's collation: ids sort as Python sorts them.
+    ids = [p.id for p in storage.process_list(ProcessFilter(limit=10_000))]
+    first, *_, last = sorted(ids)
+    assert storage.process_id_neighbors([first, last]) == {
+        first: (None, sorted(ids)[1]),
+        last: (sorted(ids)[-2], None),
+    }

@@ -4,7 +4,8 @@ A package split by concern (docs/storage-postgres.md has a paragraph on each mod
 `connection` (the pool, transactions, driver errors at the boundary), `clock` (the
 server's clock), `wakeups` (LISTEN/NOTIFY), `inserts`, `claims` (and commits), `admin`
 (updates, timeouts, pruning), `leases`, `reads` (processes and history), `queues`,
-`schema` (migrations), and `storage`, which puts them together. The SQL lives in
+`workers` (the worker registry), `schema` (migrations), `values` (arguments and rows), and
+`storage`, which puts them together. The SQL lives in
 `sql/postgres/queries.sql`; the schema in the numbered migrations beside it.
 """
 

@@ -29,10 +29,13 @@ from corral.storage.postgres.reads import Reads
 from corral.storage.postgres.schema import Schema
 from corral.storage.postgres.values import as_time
 from corral.storage.postgres.wakeups import Listening
+from corral.storage.postgres.workers import Workers
 from corral.storage.shared import Wakeups
 
 
-class PostgresStorage(Inserts, Claims, AdminVerbs, Leases, Reads, Queues, Schema, Listening):
+class PostgresStorage(
+    Inserts, Claims, AdminVerbs, Leases, Reads, Queues, Workers, Schema, Listening
+):
     """Storage on a PostgreSQL database named by a `postgresql://` (or `postgres://`) URL.
 
     The URL is libpq's, plus one parameter of corral's own: `notify=false` turns LISTEN/NOTIFY

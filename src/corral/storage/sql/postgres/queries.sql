@@ -378,3 +378,49 @@ RETURNING CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') 
 -- queue_paused --
 -- The paused queues.
 SELECT queue FROM corral_paused_queue ORDER BY 1
+
+-- process_id_neighbors --
+-- For each id, the stored ids just before and after it in id order: two probes of the
+-- primary key each.
+SELECT t.id,
+       (SELECT p.id FROM corral_process p WHERE p.id < t.id ORDER BY p.id DESC LIMIT 1),
+       (SELECT p.id FROM corral_process p WHERE p.id > t.id ORDER BY p.id LIMIT 1)
+FROM unnest(%(ids)s::text[]) AS t (id)
+
+-- queue_counts --
+-- Processes by queue and status.
+SELECT queue, status, count(*) FROM corral_process GROUP BY queue, status
+
+-- worker_register --
+-- Add a worker's row, or replace the row of the same owner.
+INSERT INTO corral_worker (owner, host, pid, app, jobs, queues, concurrency, started_at,
+                           last_seen_at, running)
+VALUES (%(owner)s, %(host)s, %(pid)s, %(app)s, %(jobs)s::jsonb, %(queues)s::jsonb,
+        %(concurrency)s, to_timestamp(%(started_at)s), to_timestamp(%(last_seen_at)s),
+        %(running)s::jsonb)
+ON CONFLICT (owner) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, app = excluded.app, jobs = excluded.jobs,
+    queues = excluded.queues, concurrency = excluded.concurrency,
+    started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
+    running = excluded.running
+
+-- worker_seen --
+-- Refresh a worker's last sighting and what it runs; no row if it has none.
+UPDATE corral_worker
+SET last_seen_at = to_timestamp(%(now)s), running = %(running)s::jsonb
+WHERE owner = %(owner)s
+RETURNING owner
+
+-- worker_remove --
+-- Delete a worker's row.
+DELETE FROM corral_worker WHERE owner = %(owner)s
+
+-- worker_list --
+-- Every registered worker, oldest first.
+SELECT owner, host, pid, app, jobs, queues, concurrency, date_part('epoch', started_at),
+       date_part('epoch', last_seen_at), running
+FROM corral_worker ORDER BY started_at, owner
+
+-- worker_prune --
+-- Delete the rows of workers not seen since a time.
+DELETE FROM corral_worker WHERE last_seen_at < to_timestamp(%(before)s) RETURNING owner

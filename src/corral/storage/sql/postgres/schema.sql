@@ -6,7 +6,8 @@
 -- seconds the storage interface passes. Durations (the timeouts) are seconds, as floats.
 
 CREATE TABLE corral_process (
-    id text PRIMARY KEY,
+    -- Byte order: a short id is a range of the primary key, whatever the database's collation.
+    id text COLLATE "C" PRIMARY KEY,
     job text NOT NULL,
     params jsonb NOT NULL,
     status text NOT NULL,
@@ -119,4 +120,19 @@ CREATE TABLE corral_leader (
     name text PRIMARY KEY,
     owner text NOT NULL,
     expires_at timestamptz NOT NULL
+);
+
+-- One row per running worker, refreshed with its lease renewals and removed when it stops:
+-- a row that is not refreshed any more is a worker that died.
+CREATE TABLE corral_worker (
+    owner text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    app text NOT NULL,
+    jobs jsonb NOT NULL,
+    queues jsonb,
+    concurrency integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    running jsonb NOT NULL DEFAULT '[]'
 );
