@@ -94,7 +94,8 @@ CREATE INDEX corral_process_heartbeat_timeout
 
 CREATE TABLE corral_history (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    process_id text NOT NULL,
+    -- Process ids in byte order, as corral_process's: joins on them use the indexes.
+    process_id text COLLATE "C" NOT NULL,
     at timestamptz NOT NULL,
     kind text NOT NULL,
     from_status text,
@@ -106,8 +107,8 @@ CREATE TABLE corral_history (
 CREATE INDEX corral_history_process ON corral_history (process_id, id);
 
 CREATE TABLE corral_dependency (
-    process_id text NOT NULL,
-    depends_on text NOT NULL,
+    process_id text COLLATE "C" NOT NULL,
+    depends_on text COLLATE "C" NOT NULL,
     PRIMARY KEY (process_id, depends_on)
 );
 
