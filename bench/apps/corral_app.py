@@ -239,18 +239,19 @@ class CorralPostgres(Corral):
                 WITH rows AS (
                     INSERT INTO corral_process (id, job, params, status, store, result, run_at,
                         attempt, lease_token, created_at, updated_at, finished_at, version)
-                    SELECT gen_random_uuid()::text, 'noop', '{"i":' || k || ',"t":0.0}',
-                           'completed', '{}', 'null', %(t)s + k * 1e-3, 0, 1,
-                           %(t)s + k * 1e-3, %(t)s + k * 1e-3, %(t)s + k * 1e-3, 2
+                    SELECT gen_random_uuid()::text, 'noop', ('{"i":' || k || ',"t":0.0}')::jsonb,
+                           'completed', '{}', 'null', to_timestamp(%(t)s + k * 1e-3), 0, 1,
+                           to_timestamp(%(t)s + k * 1e-3), to_timestamp(%(t)s + k * 1e-3),
+                           to_timestamp(%(t)s + k * 1e-3), 2
                     FROM generate_series(1, %(n)s) AS k
                     RETURNING id, created_at, finished_at
                 )
                 INSERT INTO corral_history (process_id, at, kind, from_status, to_status,
                     attempt, detail)
                 SELECT id, created_at, 'submitted', NULL, 'starting', 0,
-                       '{"custom_id":null,"job":"noop"}' FROM rows
+                       '{"custom_id":null,"job":"noop"}'::jsonb FROM rows
                 UNION ALL
-                SELECT id, finished_at, 'transition', 'starting', 'completed', 1, '{}'
+                SELECT id, finished_at, 'transition', 'starting', 'completed', 1, '{}'::jsonb
                 FROM rows
                 """,
                 {"t": now - 3600, "n": add},

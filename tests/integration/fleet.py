@@ -78,7 +78,9 @@ class Fleet:
     def check_exactly_once(self) -> dict[int, int]:
         """Every submitted process, and nothing else, completed with the right result, and
         its store holds each of its iterations exactly once. Returns iterations per pid."""
-        rows = self.query("SELECT id, job, status, store, result, error FROM corral_process")
+        rows = self.query(
+            "SELECT id, job, status, store::text, result::text, error::text FROM corral_process"
+        )
         assert len(rows) == len(self.simple) + len(self.multi), "processes appeared or vanished"
         assert {r[0] for r in rows} == set(self.simple) | set(self.multi)
         not_done = [(r[0], r[2], r[5]) for r in rows if r[2] != "completed"]

@@ -128,7 +128,8 @@ def test_sqlite_work_does_not_grow_with_depth(tmp_path: Path, operation: str, de
 def _pg_buffers(url: str, operation: str, runnable: int, finished: int) -> int:
     import psycopg
 
-    from corral.storage.postgres import PostgresStorage, Q
+    from corral.storage.postgres import PostgresStorage
+    from corral.storage.postgres.queries import Q
 
     storage = open_storage(url)
     try:

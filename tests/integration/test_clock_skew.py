@@ -72,7 +72,7 @@ def test_workers_whose_clocks_disagree_keep_leases_timeouts_and_backoff(tmp_path
                 query(
                     url,
                     "INSERT INTO corral_leader (name, owner, expires_at) "
-                    "VALUES (%s, %s, extract(epoch FROM clock_timestamp()) + 30) "
+                    "VALUES (%s, %s, clock_timestamp() + interval '30 seconds') "
                     "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
                     "expires_at = excluded.expires_at",
                     LEADER,

@@ -26,10 +26,10 @@ TYPES = {
         "text": {"text"},
         "int": {"integer", "bigint"},
         "float": {"double precision"},
-        "time": {"double precision", "timestamp with time zone"},
-        "json": {"text", "jsonb"},
+        "time": {"timestamp with time zone"},
+        "json": {"jsonb"},
         "status": {"text"},
-        "error": {"text", "jsonb"},
+        "error": {"jsonb"},
         "bool": {"boolean"},
     },
 }

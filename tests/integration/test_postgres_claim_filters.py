@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from corral.storage.base import Claim, NewProcess
-from corral.storage.postgres import PostgresStorage, _claim_statement
+from corral.storage.postgres import PostgresStorage
+from corral.storage.postgres.claims import _claim_statement
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.pg import isolated_schema_url
 
@@ -140,7 +141,7 @@ def test_a_claim_that_may_recover_nothing_does_not_look_at_expired_leases(url: s
 
 
 def test_the_unfiltered_claim_is_the_statement_of_queries_sql() -> None:
-    from corral.storage.postgres import Q
+    from corral.storage.postgres.queries import Q
 
     query, _ = _claim_statement(Claim("w", T0, 30.0, limit=4))
     assert query == Q["process_claim"].replace("/* filters */", "")

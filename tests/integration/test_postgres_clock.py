@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from corral.app import App
-from corral.storage import postgres
 from corral.storage.postgres import PostgresStorage
+from corral.storage.postgres import clock as pg_clock
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.e2e.conftest import wait_until
 from tests.integration.test_postgres_outage import Proxy, proxied_url  # noqa: F401
@@ -108,14 +108,14 @@ def test_reading_the_clock_is_no_round_trip(url: str) -> None:
         for _ in range(10_000):
             storage.now()
         # At most one background refresh, had its interval passed meanwhile.
-        refreshes = 1 + int((time.monotonic() - began) / postgres._CLOCK_REFRESH)
+        refreshes = 1 + int((time.monotonic() - began) / pg_clock._CLOCK_REFRESH)
         assert storage._pool.get_stats().get("requests_num", 0) - before <= refreshes
 
 
 def test_a_step_of_the_servers_clock_is_caught_up_with_by_the_next_refresh(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "_CLOCK_REFRESH", 0.2)
+    monkeypatch.setattr(pg_clock, "_CLOCK_REFRESH", 0.2)
     with PostgresStorage(url) as storage, psycopg.connect(url, autocommit=True) as server:
         # As if the server's clock had just stepped one second forward: the storage's last
         # measurement, a sure one, is one second behind.
@@ -145,7 +145,7 @@ def test_now_answers_while_the_server_is_away(
     proxied_url: tuple[str, Proxy],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(postgres, "_CLOCK_REFRESH", 0.05)
+    monkeypatch.setattr(pg_clock, "_CLOCK_REFRESH", 0.05)
     url, proxy = proxied_url
     with PostgresStorage(url) as storage, psycopg.connect(POSTGRES_URL, autocommit=True) as server:
         proxy.stop()

@@ -31,6 +31,7 @@ from corral.storage.base import (
     ProcessFilter,
     Storage,
     Update,
+    WorkerInfo,
 )
 from corral.storage.postgres import PostgresStorage
 from tests.backends import POSTGRES_URL, require_postgres
@@ -160,6 +161,16 @@ VERBS: dict[str, Verb] = {
     ),
     "queue_pause": lambda s, c: s.queue_pause("q", True),
     "queue_paused": lambda s, c: s.queue_paused(),
+    "process_count": lambda s, c: s.process_count(ProcessFilter(id_prefix="0")),
+    "process_id_neighbors": lambda s, c: s.process_id_neighbors([c.process.id]),
+    "queue_counts": lambda s, c: s.queue_counts(),
+    "worker_register": lambda s, c: s.worker_register(
+        WorkerInfo("w1", "box", 1, "app.py", ["add"], None, 4, T0, T0)
+    ),
+    "worker_seen": lambda s, c: s.worker_seen("w1", T0, [c.process.id]),
+    "worker_remove": lambda s, c: s.worker_remove("w1"),
+    "worker_list": lambda s, c: s.worker_list(),
+    "worker_prune": lambda s, c: s.worker_prune(T0),
 }
 
 

@@ -17,7 +17,11 @@ import psycopg
 import pytest
 
 from corral.errors import StorageError
-from corral.storage.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage, Q
+from corral.model import ErrorInfo
+from corral.storage import codec
+from corral.storage.postgres import PostgresStorage
+from corral.storage.postgres.queries import Q
+from corral.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.backends import POSTGRES_URL, require_postgres
 from tests.pg import isolated_schema_url
 
@@ -43,7 +47,8 @@ def dump_schema(url: str) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "columns": rows(
                 "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
-                "column_default, is_identity, is_generated, generation_expression "
+                "column_default, is_identity, is_generated, generation_expression, "
+                "collation_name "
                 "FROM information_schema.columns WHERE table_schema = current_schema() "
                 "ORDER BY table_name, ordinal_position"
             ),
@@ -65,10 +70,19 @@ def versions(url: str) -> list[int]:
     return [r[0] for r in rows]
 
 
+#: The table of applied migrations as corral created it before version 4 (epoch seconds).
+OLD_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS corral_schema_version (
+    version integer PRIMARY KEY,
+    applied_at double precision NOT NULL DEFAULT extract(epoch FROM now())
+)
+"""
+
+
 def apply_by_hand(url: str, migrations: list[tuple[int, str]]) -> None:
     """What an older corral left: these migrations applied, and recorded."""
     with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        conn.execute(Q["schema_version_table"])
+        conn.execute(OLD_VERSION_TABLE)
         for version, script in migrations:
             conn.execute(script.encode())
             conn.execute(Q["schema_version_insert"], {"version": version})
@@ -89,6 +103,8 @@ def test_the_first_open_builds_the_schema_and_records_every_version(empty_schema
     dump = dump_schema(empty_schema)
     assert {c[0] for c in dump["columns"]} >= {"corral_process", "corral_history"}
     assert any("corral_process_runnable" in i[1] for i in dump["indexes"])
+    # Ids compare in byte order, whatever the database's collation.
+    assert ("corral_process", "id", "C") in {(c[0], c[1], c[9]) for c in dump["columns"]}
     assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -112,21 +128,68 @@ def test_every_migration_in_order_builds_the_from_scratch_schema(
     assert dump_schema(empty_schema) == fresh_schema
 
 
+#: A process as a corral before version 4 wrote it (times as epoch seconds, documents as
+#: canonical JSON text), with the columns version 1 has; and one line of its history.
+OLD_PARAMS = {"b": [1.5, "é", None], "a": {"z": True, "y": -(2**70)}, "": 0.1}
+OLD_STORE = {"step": 2, "seen": ["x", "y"]}
+OLD_RESULT = [1, {"k": "v"}]
+OLD_ERROR = ErrorInfo("ValueError", "bad", "Traceback...", "error")
+#: A time to the microsecond reads back as it was; one finer, to the microsecond.
+EXACT = 1_733_030_000.123457
+FINE = 1_733_030_000.1234567
+
+
+def write_old_process(url: str, version: int) -> None:
+    """The process as the corral of that schema version wrote it."""
+    # Before version 4, times were epoch seconds and documents canonical JSON text.
+    doc, time = ("%s::jsonb", "to_timestamp(%s)") if version >= 4 else ("%s", "%s")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO corral_process (id, job, params, status, store, result, error, "
+            "run_at, lease_expires_at, created_at, updated_at, finished_at) "
+            f"VALUES ('old', 'add', {doc}, 'failed', {doc}, {doc}, {doc}, {time}, {time}, "
+            f"{time}, {time}, {time})",
+            (
+                codec.dumps(OLD_PARAMS),
+                codec.dumps(OLD_STORE),
+                codec.dumps(OLD_RESULT),
+                codec.error_dumps(OLD_ERROR),
+                EXACT,
+                None,
+                FINE,
+                EXACT + 1,
+                EXACT + 2,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO corral_history (process_id, at, kind, to_status, attempt, detail) "
+            f"VALUES ('old', {time}, 'submitted', 'starting', 0, {doc})",
+            (EXACT, codec.dumps({"job": "add", "custom_id": None})),
+        )
+
+
 @pytest.mark.parametrize("applied", range(1, len(MIGRATIONS)))
 def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
     empty_schema: str, fresh_schema: dict[str, list[tuple[Any, ...]]], applied: int
 ) -> None:
     # Given a database left at an earlier version, holding a process...
     apply_by_hand(empty_schema, MIGRATIONS[:applied])
-    with psycopg.connect(empty_schema, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO corral_process (id, job, params, status, run_at, created_at, "
-            "updated_at) VALUES ('old', 'add', '{\"a\": 1}', 'running', 5, 1, 2)"
-        )
-    # ...opening it with this corral applies the rest, and the process reads back.
+    write_old_process(empty_schema, applied)
+    # ...opening it with this corral applies the rest, and the process reads back as it was
+    # written: its documents equal, its times to the microsecond.
     with PostgresStorage(empty_schema) as storage:
         old = storage.process_get("old")
-    assert old is not None and old.params == {"a": 1} and old.run_at == 5
+        history = storage.history_list("old")
+    assert old is not None
+    assert (old.params, old.store, old.result) == (OLD_PARAMS, OLD_STORE, OLD_RESULT)
+    assert codec.dumps(old.params) == codec.dumps(OLD_PARAMS)
+    assert old.error == OLD_ERROR and old.tags == {}
+    assert (old.run_at, old.updated_at, old.finished_at) == (EXACT, EXACT + 1, EXACT + 2)
+    assert old.lease_expires_at is None
+    assert old.created_at == round(FINE, 6) and abs(old.created_at - FINE) < 1e-6
+    assert [(e.at, e.kind, e.detail) for e in history] == [
+        (EXACT, "submitted", {"job": "add", "custom_id": None})
+    ]
     assert dump_schema(empty_schema) == fresh_schema
     assert versions(empty_schema) == list(range(1, SCHEMA_VERSION + 1))
 

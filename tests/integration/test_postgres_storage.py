@@ -221,17 +221,19 @@ def test_worker_verbs_never_scan_the_process_or_history_table(
     with psycopg.connect(storage.url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO corral_process (id, job, params, status, run_at, created_at, "
-            "updated_at, finished_at) SELECT 'done-' || g, 'add', '{}', 'completed', 0, 0, 0, "
-            "g FROM generate_series(1, 20000) g"
+            "updated_at, finished_at) SELECT 'done-' || g, 'add', '{}', 'completed', 'epoch', "
+            "'epoch', 'epoch', to_timestamp(g) FROM generate_series(1, 20000) g"
         )
         conn.execute(
             "INSERT INTO corral_process (id, job, params, status, run_at, created_at, "
-            "updated_at) SELECT 'later-' || g, 'add', '{}', 'starting', 1e12, 0, 0 "
+            "updated_at) SELECT 'later-' || g, 'add', '{}', 'starting', to_timestamp(1e12), "
+            "'epoch', 'epoch' "
             "FROM generate_series(1, 20000) g"
         )
         conn.execute(
             "INSERT INTO corral_history (process_id, at, kind) "
-            "SELECT 'done-' || (g % 20000), g, 'transition' FROM generate_series(1, 60000) g"
+            "SELECT 'done-' || (g % 20000), to_timestamp(g), 'transition' "
+            "FROM generate_series(1, 60000) g"
         )
     storage.process_insert_many([new(priority=i % 3) for i in range(50)])
     with psycopg.connect(storage.url, autocommit=True) as conn:

@@ -147,10 +147,13 @@ _NEW_RECORD = {
 }
 
 
-def _compile_new_record() -> Callable[[NewProcess], Process]:
+def _compile_new_record(
+    time: Callable[[float], float] | None = None,
+) -> Callable[[NewProcess], Process]:
     """`new_process_record`, written from the declaration: one positional call with every
     column's value (as fast as a hand-written one; a batch makes thousands), so that no
-    block of 32 positional values is kept by hand."""
+    block of 32 positional values is kept by hand. `time`, if given, is applied to every
+    time column that has a value (a backend storing times less finely than a float)."""
     from corral.storage.base import NewProcess
 
     given = {f.name for f in dataclasses.fields(NewProcess)}
@@ -158,17 +161,37 @@ def _compile_new_record() -> Callable[[NewProcess], Process]:
     parts = []
     for c in PROCESS:
         if c.name in _NEW_RECORD:
-            parts.append(_NEW_RECORD[c.name])
+            part = _NEW_RECORD[c.name]
         elif c.name in given:
-            parts.append(f"new.{c.name}")
+            part = f"new.{c.name}"
         else:
-            parts.append(repr(defaults[c.name]))
+            part = repr(defaults[c.name])
+        if time is not None and c.kind == "time" and part != "None":
+            part = f"_time({part})" if not c.nullable else f"_time_or_none({part})"
+        parts.append(part)
     source = f"def new_process_record(new):\n    return _process({', '.join(parts)})\n"
-    namespace: dict[str, Any] = {"_process": _process}
+    namespace: dict[str, Any] = {
+        "_process": _process,
+        "_time": time,
+        "_time_or_none": None if time is None else _or_none(time),
+    }
     exec(source, namespace)
     made: Callable[[NewProcess], Process] = namespace["new_process_record"]
     made.__doc__ = "The Process a backend stores for a NewProcess, without reading it back."
     return made
+
+
+def _or_none(convert: Callable[[float], float]) -> Callable[[float | None], float | None]:
+    def or_none(value: float | None) -> float | None:
+        return None if value is None else convert(value)
+
+    return or_none
+
+
+def new_record_maker(time: Callable[[float], float]) -> Callable[[NewProcess], Process]:
+    """`new_process_record` for a backend that stores times as `time` makes them (e.g. to
+    the microsecond): the record it returns then equals the one it reads back."""
+    return _compile_new_record(time)
 
 
 def change_values(change: Change) -> tuple[Any, ...]:

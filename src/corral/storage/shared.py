@@ -12,10 +12,17 @@ from corral.storage import codec
 from corral.storage.base import NewProcess
 
 
-def same_submit(existing: Process, new: NewProcess, params_json: str) -> bool:
+def same_submit(
+    existing: Process, new: NewProcess, params_json: str, *, same_params: bool | None = None
+) -> bool:
     """Whether a process already holding `new`'s custom id is the same submit (same job,
-    same parameters): then submitting again returns it. Raises CustomIdConflict if not."""
-    if existing.job != new.job or codec.dumps(existing.params) != params_json:
+    same parameters): then submitting again returns it. Raises CustomIdConflict if not.
+
+    Parameters are compared by their canonical text, unless the backend compared them
+    itself (`same_params`: PostgreSQL compares jsonb values, as jsonb keeps no text)."""
+    if same_params is None:
+        same_params = codec.dumps(existing.params) == params_json
+    if existing.job != new.job or not same_params:
         raise CustomIdConflict(
             f"custom id {new.custom_id!r} already names process {existing.id} of job "
             f"{existing.job!r} with other parameters"

@@ -30,7 +30,7 @@ CREATE TABLE corral_process (
     updated_at double precision NOT NULL,
     finished_at double precision,
     version bigint NOT NULL DEFAULT 0,
-    -- DESIGN 3, classes 2 to 6: cancel requests, then failing, ending, running, starting.
+    -- docs/state-machine.md, classes 2 to 6: cancel requests, then failing, ending, running, starting.
     claim_rank smallint GENERATED ALWAYS AS (
         CASE WHEN cancel_requested THEN 1
              WHEN status = 'failing' THEN 2

@@ -1,4 +1,4 @@
--- Version 2: the timeouts of DESIGN 6 and the leader row of the recovery sweep.
+-- Version 2: the timeouts of docs/timeouts.md and the leader row of the recovery sweep.
 
 ALTER TABLE corral_process
     ADD COLUMN deadline_at double precision,

@@ -3,12 +3,17 @@
 -- optional claim filters (ids, queues, jobs) and `/* max_recovered */` for the claim's bound
 -- on expired leases: a statement without them is the claim of any runnable process. `%(notify)s` is the NOTIFY channel, or NULL when LISTEN/NOTIFY is
 -- off: a write that may create runnable work wakes idle workers when its transaction commits.
+--
+-- Times are timestamptz in the tables and seconds since the epoch (float8) on the Python
+-- side: a time goes in as to_timestamp(seconds) and comes out as date_part('epoch', time)
+-- (the process columns are read so: see queries.py). JSON documents are jsonb in the tables
+-- and canonical JSON text (corral.storage.codec) in the arguments, cast with ::jsonb.
 
 -- schema_version_table --
 -- The migrations applied so far; created before anything else, under the migration lock.
 CREATE TABLE IF NOT EXISTS corral_schema_version (
     version integer PRIMARY KEY,
-    applied_at double precision NOT NULL DEFAULT extract(epoch FROM now())
+    applied_at timestamptz NOT NULL DEFAULT now()
 )
 
 -- schema_lock --
@@ -52,9 +57,10 @@ WITH input AS (
                                 client_id, tags, created_at, updated_at, deadline_at,
                                 schedule_to_close, start_to_close, heartbeat_timeout,
                                 iteration_since)
-    SELECT id, job, params, status, priority, queue, run_at, custom_id, client_id, tags,
-           created_at, created_at, deadline_at, schedule_to_close, start_to_close,
-           heartbeat_timeout, run_at
+    SELECT id, job, params::jsonb, status, priority, queue, to_timestamp(run_at), custom_id,
+           client_id, tags, to_timestamp(created_at), to_timestamp(created_at),
+           to_timestamp(deadline_at), schedule_to_close, start_to_close, heartbeat_timeout,
+           to_timestamp(run_at)
     FROM input ORDER BY ord
     ON CONFLICT (client_id, custom_id) WHERE custom_id IS NOT NULL DO NOTHING
     RETURNING id
@@ -65,7 +71,7 @@ WITH input AS (
     WHERE d.process_id IN (SELECT id FROM inserted)
 ), submitted AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-    SELECT i.id, i.created_at, 'submitted', NULL, i.status, 0, i.detail
+    SELECT i.id, to_timestamp(i.created_at), 'submitted', NULL, i.status, 0, i.detail::jsonb
     FROM input i WHERE i.id IN (SELECT id FROM inserted) ORDER BY i.ord
 )
 -- The ids inserted (the others' custom ids were taken), and one wake-up if any.
@@ -86,10 +92,11 @@ WITH input AS MATERIALIZED (
     INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, client_id,
                                 tags, created_at, updated_at, deadline_at, schedule_to_close,
                                 start_to_close, heartbeat_timeout, iteration_since)
-    SELECT id, %(job)b::text, params, %(status)b::text, priority, %(queue)b::text, run_at,
-           %(client_id)b::text, %(tags)b::text::jsonb, %(created_at)b::float8,
-           %(created_at)b::float8, %(deadline_at)b::float8, %(schedule_to_close)b::float8,
-           %(start_to_close)b::float8, %(heartbeat_timeout)b::float8, run_at
+    SELECT id, %(job)b::text, params::jsonb, %(status)b::text, priority, %(queue)b::text,
+           to_timestamp(run_at), %(client_id)b::text, %(tags)b::text::jsonb,
+           to_timestamp(%(created_at)b::float8), to_timestamp(%(created_at)b::float8),
+           to_timestamp(%(deadline_at)b::float8), %(schedule_to_close)b::float8,
+           %(start_to_close)b::float8, %(heartbeat_timeout)b::float8, to_timestamp(run_at)
     FROM input
 ), edges AS (
     INSERT INTO corral_dependency (process_id, depends_on)
@@ -97,7 +104,8 @@ WITH input AS MATERIALIZED (
     FROM unnest(%(edge_ids)b::text[], %(edge_deps)b::text[]) AS d (process_id, depends_on)
 ), submitted AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-    SELECT id, %(created_at)b::float8, 'submitted', NULL, %(status)b::text, 0, %(detail)b::text
+    SELECT id, to_timestamp(%(created_at)b::float8), 'submitted', NULL, %(status)b::text, 0,
+           %(detail)b::text::jsonb
     FROM input
 )
 SELECT CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
@@ -108,28 +116,30 @@ WITH inserted AS (
     INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, client_id,
                                 tags, created_at, updated_at, deadline_at, schedule_to_close,
                                 start_to_close, heartbeat_timeout, iteration_since)
-    VALUES (%(id)b::text, %(job)b::text, %(params)b::text, %(status)b::text,
-            %(priority)b::integer, %(queue)b::text, %(run_at)b::float8, %(client_id)b::text,
-            %(tags)b::text::jsonb, %(created_at)b::float8, %(created_at)b::float8,
-            %(deadline_at)b::float8, %(schedule_to_close)b::float8, %(start_to_close)b::float8,
-            %(heartbeat_timeout)b::float8, %(run_at)b::float8)
+    VALUES (%(id)b::text, %(job)b::text, %(params)b::text::jsonb, %(status)b::text,
+            %(priority)b::integer, %(queue)b::text, to_timestamp(%(run_at)b::float8),
+            %(client_id)b::text, %(tags)b::text::jsonb, to_timestamp(%(created_at)b::float8),
+            to_timestamp(%(created_at)b::float8), to_timestamp(%(deadline_at)b::float8),
+            %(schedule_to_close)b::float8, %(start_to_close)b::float8,
+            %(heartbeat_timeout)b::float8, to_timestamp(%(run_at)b::float8))
 ), edges AS (
     INSERT INTO corral_dependency (process_id, depends_on)
     SELECT %(id)b::text, depends_on FROM unnest(%(edge_deps)b::text[]) AS d (depends_on)
 ), submitted AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-    VALUES (%(id)b::text, %(created_at)b::float8, 'submitted', NULL, %(status)b::text, 0,
-            %(detail)b::text)
+    VALUES (%(id)b::text, to_timestamp(%(created_at)b::float8), 'submitted', NULL,
+            %(status)b::text, 0, %(detail)b::text::jsonb)
 )
 SELECT CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
 
 -- process_get_by_custom_ids --
--- The processes holding some (client, custom id) pairs.
-SELECT /* process_columns */
-FROM corral_process
-WHERE (client_id, custom_id) IN (
-    SELECT * FROM unnest(%(client_ids)s::text[], %(custom_ids)s::text[])
-)
+-- The processes holding some (client, custom id) pairs, each with whether its parameters
+-- equal those given with the pair (as jsonb values: jsonb keeps no text to compare), and
+-- the pair's place in the arrays.
+SELECT /* process_columns */, params = t.given_params::jsonb, t.ord
+FROM unnest(%(client_ids)s::text[], %(custom_ids)s::text[], %(params)s::text[])
+    WITH ORDINALITY AS t (given_client_id, given_custom_id, given_params, ord)
+JOIN corral_process ON (client_id, custom_id) = (t.given_client_id, t.given_custom_id)
 
 -- process_get_many --
 -- Processes by id (an insert retried after a lost connection checks what landed).
@@ -140,11 +150,12 @@ SELECT /* process_columns */ FROM corral_process WHERE id = ANY(%(ids)b::text[])
 SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
 
 -- process_claim --
--- Lease runnable processes in DESIGN 3 order: expired leases, then claim_rank, priority, run_at.
+-- Lease runnable processes in the order of docs/state-machine.md: expired leases, then
+-- claim_rank, priority, run_at.
 WITH expired AS MATERIALIZED (
     SELECT id, lease_owner
     FROM corral_process
-    WHERE lease_expires_at IS NOT NULL AND lease_expires_at < %(now)b
+    WHERE lease_expires_at IS NOT NULL AND lease_expires_at < to_timestamp(%(now)b)
       -- Not a condition corral_process_status can serve (|| ''): the planner otherwise
       -- ANDs that index in, and walks every queued row and its not yet vacuumed versions.
       AND status || '' IN ('failing', 'ending', 'running', 'starting')
@@ -159,7 +170,7 @@ WITH expired AS MATERIALIZED (
     SELECT id
     FROM corral_process
     WHERE status IN ('failing', 'ending', 'running', 'starting') AND lease_expires_at IS NULL
-      AND run_at <= %(now)b
+      AND run_at <= to_timestamp(%(now)b)
       AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
@@ -173,8 +184,9 @@ WITH expired AS MATERIALIZED (
 ), claimed AS (
     UPDATE corral_process
     SET lease_owner = %(owner)b, lease_token = lease_token + 1,
-        lease_expires_at = %(expires)b, attempt = attempt + 1, updated_at = %(now)b,
-        claimed_at = %(now)b, heartbeat_at = %(now)b, version = version + 1
+        lease_expires_at = to_timestamp(%(expires)b), attempt = attempt + 1,
+        updated_at = to_timestamp(%(now)b), claimed_at = to_timestamp(%(now)b),
+        heartbeat_at = to_timestamp(%(now)b), version = version + 1
     -- An array, not a join: the planner cannot guess how few rows `chosen` holds.
     WHERE id = ANY (ARRAY(SELECT chosen_id FROM chosen))
     RETURNING /* process_columns */, claim_rank
@@ -200,19 +212,21 @@ WITH input AS (
     SELECT id FROM corral_process WHERE id = ANY(%(ids)b::text[]) ORDER BY id FOR UPDATE
 ), landed AS (
     UPDATE corral_process p
-    SET status = i.status, store = i.store, result = i.result, error = i.error,
-        progress_done = i.progress_done, progress_total = i.progress_total,
-        run_at = i.run_at, attempt = i.attempt, stopped_status = i.stopped_status,
-        finished_at = i.finished_at, iteration_since = i.iteration_since, lease_owner = NULL,
-        lease_expires_at = NULL, claimed_at = NULL, heartbeat_at = NULL, updated_at = i.now,
-        version = p.version + 1
+    SET status = i.status, store = i.store::jsonb, result = i.result::jsonb,
+        error = i.error::jsonb, progress_done = i.progress_done,
+        progress_total = i.progress_total, run_at = to_timestamp(i.run_at),
+        attempt = i.attempt, stopped_status = i.stopped_status,
+        finished_at = to_timestamp(i.finished_at),
+        iteration_since = to_timestamp(i.iteration_since), lease_owner = NULL,
+        lease_expires_at = NULL, claimed_at = NULL, heartbeat_at = NULL,
+        updated_at = to_timestamp(i.now), version = p.version + 1
     FROM input i JOIN locked l ON l.id = i.id
     WHERE p.id = i.id AND p.id = ANY(%(ids)b::text[]) AND p.lease_token = i.token
       AND p.lease_expires_at IS NOT NULL
     RETURNING p.id, CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-    SELECT process_id, at, kind, from_status, to_status, attempt, detail
+    SELECT process_id, to_timestamp(at), kind, from_status, to_status, attempt, detail::jsonb
     FROM unnest(
         %(e_ids)b::text[], %(e_at)b::float8[], %(e_kinds)b::text[], %(e_from)b::text[],
         %(e_to)b::text[], %(e_attempts)b::integer[], %(e_details)b::text[]
@@ -227,11 +241,14 @@ SELECT id FROM landed
 -- also drop the lease and move the token on, fencing out its holder.
 WITH updated AS (
     UPDATE corral_process
-    SET status = %(status)s, store = %(store)s, result = %(result)s, error = %(error)s,
-        progress_done = %(progress_done)s, progress_total = %(progress_total)s,
-        run_at = %(run_at)s, attempt = %(attempt)s, stopped_status = %(stopped)s,
-        finished_at = %(finished_at)s, iteration_since = %(iteration_since)s,
-        cancel_requested = %(cancel_requested)s, updated_at = %(now)s, version = version + 1,
+    SET status = %(status)s, store = %(store)s::jsonb, result = %(result)s::jsonb,
+        error = %(error)s::jsonb, progress_done = %(progress_done)s,
+        progress_total = %(progress_total)s, run_at = to_timestamp(%(run_at)s),
+        attempt = %(attempt)s, stopped_status = %(stopped)s,
+        finished_at = to_timestamp(%(finished_at)s),
+        iteration_since = to_timestamp(%(iteration_since)s),
+        cancel_requested = %(cancel_requested)s, updated_at = to_timestamp(%(now)s),
+        version = version + 1,
         lease_owner = CASE WHEN %(revoke)s THEN NULL ELSE lease_owner END,
         lease_expires_at = CASE WHEN %(revoke)s THEN NULL ELSE lease_expires_at END,
         claimed_at = CASE WHEN %(revoke)s THEN NULL ELSE claimed_at END,
@@ -241,7 +258,8 @@ WITH updated AS (
     RETURNING id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-    SELECT u.id, e.at, e.kind, e.from_status, e.to_status, e.attempt, e.detail
+    SELECT u.id, to_timestamp(e.at), e.kind, e.from_status, e.to_status, e.attempt,
+           e.detail::jsonb
     FROM updated u, unnest(
         %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[], %(e_to)s::text[],
         %(e_attempts)s::integer[], %(e_details)s::text[]
@@ -254,7 +272,7 @@ SELECT count(*) FROM updated
 -- Delete terminal processes finished before a time, with their history and edges.
 WITH doomed AS (
     DELETE FROM corral_process
-    WHERE finished_at IS NOT NULL AND finished_at < %(before)s
+    WHERE finished_at IS NOT NULL AND finished_at < to_timestamp(%(before)s)
     RETURNING id
 ), history AS (
     DELETE FROM corral_history WHERE process_id IN (SELECT id FROM doomed)
@@ -273,7 +291,8 @@ WITH input AS (
     SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
 )
 UPDATE corral_process p
-SET lease_expires_at = %(expires)s, heartbeat_at = coalesce(i.heartbeat_at, p.heartbeat_at)
+SET lease_expires_at = to_timestamp(%(expires)s),
+    heartbeat_at = coalesce(to_timestamp(i.heartbeat_at), p.heartbeat_at)
 FROM input i JOIN locked l ON l.id = i.id
 WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
   AND p.lease_owner = %(owner)s
@@ -289,7 +308,7 @@ WITH input AS (
 ), released AS (
     UPDATE corral_process p
     SET lease_owner = NULL, lease_expires_at = NULL, attempt = greatest(p.attempt - 1, 0),
-        updated_at = %(now)s, version = p.version + 1
+        updated_at = to_timestamp(%(now)s), version = p.version + 1
     FROM input i JOIN locked l ON l.id = i.id
     WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
       AND p.lease_expires_at IS NOT NULL
@@ -297,47 +316,49 @@ WITH input AS (
               CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-    SELECT id, %(now)s, 'released', NULL, NULL, attempt, '{}' FROM released
+    SELECT id, to_timestamp(%(now)s), 'released', NULL, NULL, attempt, '{}' FROM released
 )
 SELECT id FROM released
 
 -- leader_acquire --
 -- Take a free or expired leadership, or keep one this owner holds; a row if it holds it now.
 INSERT INTO corral_leader AS l (name, owner, expires_at)
-VALUES (%(name)s, %(owner)s, %(expires)s)
+VALUES (%(name)s, %(owner)s, to_timestamp(%(expires)s))
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-WHERE l.owner = excluded.owner OR l.expires_at < %(now)s
+WHERE l.owner = excluded.owner OR l.expires_at < to_timestamp(%(now)s)
 RETURNING owner
 
 -- process_timed_out --
--- Unfinished processes with an expired timeout (DESIGN 6), each found by its own index.
+-- Unfinished processes with an expired timeout (docs/timeouts.md), each found by its own index (a
+-- time plus seconds in the form its index has: see schema.sql).
 (SELECT /* process_columns */, 'process_timeout' FROM corral_process
- WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND deadline_at < %(now)s
+ WHERE deadline_at IS NOT NULL AND finished_at IS NULL
+   AND deadline_at < to_timestamp(%(now)s)
    AND status NOT IN ('failing', 'completed', 'failed', 'canceled'))
 UNION ALL
 (SELECT /* process_columns */, 'schedule_to_close' FROM corral_process
  WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL
    AND status IN ('failing', 'ending', 'running', 'starting')
-   AND iteration_since + schedule_to_close < %(now)s)
+   AND date_part('epoch', iteration_since AT TIME ZONE 'UTC') + schedule_to_close < %(now)s)
 UNION ALL
 (SELECT /* process_columns */, 'start_to_close' FROM corral_process
  WHERE lease_expires_at IS NOT NULL AND start_to_close IS NOT NULL
-   AND claimed_at + start_to_close < %(now)s)
+   AND date_part('epoch', claimed_at AT TIME ZONE 'UTC') + start_to_close < %(now)s)
 UNION ALL
 (SELECT /* process_columns */, 'heartbeat_timeout' FROM corral_process
  WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL
-   AND heartbeat_at + heartbeat_timeout < %(now)s)
+   AND date_part('epoch', heartbeat_at AT TIME ZONE 'UTC') + heartbeat_timeout < %(now)s)
 LIMIT %(limit)s
 
 -- history_list --
 -- A process's history, oldest first.
-SELECT process_id, at, kind, from_status, to_status, attempt, detail
+SELECT process_id, date_part('epoch', at), kind, from_status, to_status, attempt, detail
 FROM corral_history WHERE process_id = %(id)s ORDER BY id
 
 -- history_append --
 -- Append events that change no process.
 INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
-SELECT process_id, at, kind, from_status, to_status, attempt, detail
+SELECT process_id, to_timestamp(at), kind, from_status, to_status, attempt, detail::jsonb
 FROM unnest(
     %(e_ids)s::text[], %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[],
     %(e_to)s::text[], %(e_attempts)s::integer[], %(e_details)s::text[]
@@ -357,3 +378,49 @@ RETURNING CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') 
 -- queue_paused --
 -- The paused queues.
 SELECT queue FROM corral_paused_queue ORDER BY 1
+
+-- process_id_neighbors --
+-- For each id, the stored ids just before and after it in id order: two probes of the
+-- primary key each.
+SELECT t.id,
+       (SELECT p.id FROM corral_process p WHERE p.id < t.id ORDER BY p.id DESC LIMIT 1),
+       (SELECT p.id FROM corral_process p WHERE p.id > t.id ORDER BY p.id LIMIT 1)
+FROM unnest(%(ids)s::text[]) AS t (id)
+
+-- queue_counts --
+-- Processes by queue and status.
+SELECT queue, status, count(*) FROM corral_process GROUP BY queue, status
+
+-- worker_register --
+-- Add a worker's row, or replace the row of the same owner.
+INSERT INTO corral_worker (owner, host, pid, app, jobs, queues, concurrency, started_at,
+                           last_seen_at, running)
+VALUES (%(owner)s, %(host)s, %(pid)s, %(app)s, %(jobs)s::jsonb, %(queues)s::jsonb,
+        %(concurrency)s, to_timestamp(%(started_at)s), to_timestamp(%(last_seen_at)s),
+        %(running)s::jsonb)
+ON CONFLICT (owner) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, app = excluded.app, jobs = excluded.jobs,
+    queues = excluded.queues, concurrency = excluded.concurrency,
+    started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
+    running = excluded.running
+
+-- worker_seen --
+-- Refresh a worker's last sighting and what it runs; no row if it has none.
+UPDATE corral_worker
+SET last_seen_at = to_timestamp(%(now)s), running = %(running)s::jsonb
+WHERE owner = %(owner)s
+RETURNING owner
+
+-- worker_remove --
+-- Delete a worker's row.
+DELETE FROM corral_worker WHERE owner = %(owner)s
+
+-- worker_list --
+-- Every registered worker, oldest first.
+SELECT owner, host, pid, app, jobs, queues, concurrency, date_part('epoch', started_at),
+       date_part('epoch', last_seen_at), running
+FROM corral_worker ORDER BY started_at, owner
+
+-- worker_prune --
+-- Delete the rows of workers not seen since a time.
+DELETE FROM corral_worker WHERE last_seen_at < to_timestamp(%(before)s) RETURNING owner

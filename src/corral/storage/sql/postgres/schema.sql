@@ -1,38 +1,39 @@
 -- The whole corral schema as it is after the last migration, applied as is to an empty
 -- database. tests/integration/test_postgres_migrations.py checks that it builds the same
 -- schema as the numbered migrations applied in order: change both together.
--- Times are epoch seconds (double precision), as the storage interface passes them. JSON is
--- kept as the canonical text of corral.storage.codec (params compare as text for idempotent
--- submit); tags are jsonb so that a list can filter on them with @>.
+-- Times are timestamptz and JSON documents jsonb, so that the tables can be queried with SQL
+-- as they are (docs/storage-postgres.md); queries.sql converts times to and from the epoch
+-- seconds the storage interface passes. Durations (the timeouts) are seconds, as floats.
 
 CREATE TABLE corral_process (
-    id text PRIMARY KEY,
+    -- Byte order: a short id is a range of the primary key, whatever the database's collation.
+    id text COLLATE "C" PRIMARY KEY,
     job text NOT NULL,
-    params text NOT NULL,
+    params jsonb NOT NULL,
     status text NOT NULL,
-    store text NOT NULL DEFAULT '{}',
-    result text,
-    error text,
+    store jsonb NOT NULL DEFAULT '{}',
+    result jsonb,
+    error jsonb,
     progress_done double precision,
     progress_total double precision,
     priority integer NOT NULL DEFAULT 0,
     queue text NOT NULL DEFAULT 'default',
-    run_at double precision NOT NULL,
+    run_at timestamptz NOT NULL,
     attempt integer NOT NULL DEFAULT 0,
     lease_owner text,
     lease_token bigint NOT NULL DEFAULT 0,
-    lease_expires_at double precision,
+    lease_expires_at timestamptz,
     cancel_requested boolean NOT NULL DEFAULT false,
     stopped_status text,
     custom_id text,
     client_id text NOT NULL DEFAULT '',
     tags jsonb NOT NULL DEFAULT '{}',
     pending_dependencies integer NOT NULL DEFAULT 0,
-    created_at double precision NOT NULL,
-    updated_at double precision NOT NULL,
-    finished_at double precision,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    finished_at timestamptz,
     version bigint NOT NULL DEFAULT 0,
-    -- DESIGN 3, classes 2 to 6: cancel requests, then failing, ending, running, starting.
+    -- docs/state-machine.md, classes 2 to 6: cancel requests, then failing, ending, running, starting.
     claim_rank smallint GENERATED ALWAYS AS (
         CASE WHEN cancel_requested THEN 1
              WHEN status = 'failing' THEN 2
@@ -40,14 +41,14 @@ CREATE TABLE corral_process (
              WHEN status = 'running' THEN 4
              ELSE 5 END
     ) STORED,
-    -- DESIGN 6: the limits (seconds, None: none; deadline_at is absolute) and their clocks.
-    deadline_at double precision,
+    -- docs/timeouts.md: the limits (seconds, None: none; deadline_at is absolute) and their clocks.
+    deadline_at timestamptz,
     schedule_to_close double precision,
     start_to_close double precision,
     heartbeat_timeout double precision,
-    iteration_since double precision NOT NULL DEFAULT 0,
-    claimed_at double precision,
-    heartbeat_at double precision
+    iteration_since timestamptz NOT NULL DEFAULT 'epoch',
+    claimed_at timestamptz,
+    heartbeat_at timestamptz
 );
 
 -- Idempotent submit: one process per (client, custom id); INSERT ... ON CONFLICT relies on it.
@@ -72,39 +73,42 @@ CREATE INDEX corral_process_created ON corral_process (created_at);
 
 CREATE INDEX corral_process_status ON corral_process (status, created_at);
 
--- The sweep finds expired deadlines and schedule_to_close windows by these.
+-- The sweep finds expired deadlines and schedule_to_close windows by these. A time plus
+-- seconds is indexed as the seconds since the epoch of the time's UTC timestamp: an index
+-- expression must be IMMUTABLE, and date_part of a timestamptz is only STABLE.
 CREATE INDEX corral_process_deadline
     ON corral_process (deadline_at) WHERE deadline_at IS NOT NULL AND finished_at IS NULL;
 
 CREATE INDEX corral_process_schedule_to_close
-    ON corral_process ((iteration_since + schedule_to_close))
+    ON corral_process ((date_part('epoch', iteration_since AT TIME ZONE 'UTC') + schedule_to_close))
     WHERE schedule_to_close IS NOT NULL AND finished_at IS NULL;
 
 -- ...and start_to_close and heartbeat timeouts of leased processes by these.
 CREATE INDEX corral_process_start_to_close
-    ON corral_process ((claimed_at + start_to_close))
+    ON corral_process ((date_part('epoch', claimed_at AT TIME ZONE 'UTC') + start_to_close))
     WHERE lease_expires_at IS NOT NULL AND start_to_close IS NOT NULL;
 
 CREATE INDEX corral_process_heartbeat_timeout
-    ON corral_process ((heartbeat_at + heartbeat_timeout))
+    ON corral_process ((date_part('epoch', heartbeat_at AT TIME ZONE 'UTC') + heartbeat_timeout))
     WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL;
 
 CREATE TABLE corral_history (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    process_id text NOT NULL,
-    at double precision NOT NULL,
+    -- Process ids in byte order, as corral_process's: joins on them use the indexes.
+    process_id text COLLATE "C" NOT NULL,
+    at timestamptz NOT NULL,
     kind text NOT NULL,
     from_status text,
     to_status text,
     attempt integer NOT NULL DEFAULT 0,
-    detail text NOT NULL DEFAULT '{}'
+    detail jsonb NOT NULL DEFAULT '{}'
 );
 
 CREATE INDEX corral_history_process ON corral_history (process_id, id);
 
 CREATE TABLE corral_dependency (
-    process_id text NOT NULL,
-    depends_on text NOT NULL,
+    process_id text COLLATE "C" NOT NULL,
+    depends_on text COLLATE "C" NOT NULL,
     PRIMARY KEY (process_id, depends_on)
 );
 
@@ -116,5 +120,20 @@ CREATE TABLE corral_paused_queue (queue text PRIMARY KEY);
 CREATE TABLE corral_leader (
     name text PRIMARY KEY,
     owner text NOT NULL,
-    expires_at double precision NOT NULL
+    expires_at timestamptz NOT NULL
+);
+
+-- One row per running worker, refreshed with its lease renewals and removed when it stops:
+-- a row that is not refreshed any more is a worker that died.
+CREATE TABLE corral_worker (
+    owner text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    app text NOT NULL,
+    jobs jsonb NOT NULL,
+    queues jsonb,
+    concurrency integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    running jsonb NOT NULL DEFAULT '[]'
 );

@@ -1,0 +1,104 @@
+"""Reads of processes (by id, by filter) and their history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql
+
+from corral.model import Event, Process
+from corral.storage import codec
+from corral.storage.base import ProcessFilter
+from corral.storage.postgres.connection import Connected, verb
+from corral.storage.postgres.queries import SELECT_LIST, Q
+from corral.storage.postgres.values import decode_process, event_args
+
+
+class Reads(Connected):
+    """process_get, process_list, process_count, process_id_neighbors, history_list and
+    history_append."""
+
+    @verb
+    def process_get(self, process_id: str) -> Process | None:
+        rows = self._rows(Q["process_get"], {"id": process_id})
+        return decode_process(rows[0]) if rows else None
+
+    @verb
+    def process_list(self, where: ProcessFilter) -> list[Process]:
+        return [decode_process(r) for r in self._rows(*list_statement(where))]
+
+    @verb
+    def process_count(self, where: ProcessFilter) -> int:
+        clauses, args = _filters(where)
+        query = sql.SQL("SELECT count(*) FROM corral_process {where}").format(where=clauses)
+        return int(self._rows(query, args)[0][0])
+
+    @verb
+    def process_id_neighbors(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        if not ids:
+            return {}
+        rows = self._rows(Q["process_id_neighbors"], {"ids": list(ids)})
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    @verb
+    def history_list(self, process_id: str) -> list[Event]:
+        return [codec.event_from_row(r) for r in self._rows(Q["history_list"], {"id": process_id})]
+
+    @verb
+    def history_append(self, events: Sequence[Event]) -> None:
+        if events:
+            self._rows(Q["history_append"], event_args([codec.event_to_row(e) for e in events]))
+
+
+def list_statement(where: ProcessFilter) -> tuple[sql.Composed, dict[str, Any]]:
+    """process_list's statement and its arguments."""
+    clauses, args = _filters(where)
+    order = sql.SQL("DESC" if where.newest_first else "ASC")
+    query = sql.SQL(
+        "SELECT {cols} FROM corral_process {where} "
+        "ORDER BY created_at {order}, id {order} LIMIT %(limit)s"
+    ).format(cols=sql.SQL(SELECT_LIST), where=clauses, order=order)
+    return query, {**args, "limit": where.limit}
+
+
+def _filters(where: ProcessFilter) -> tuple[sql.Composable, dict[str, Any]]:
+    """The WHERE clause of a filter (empty if it has none) and its arguments."""
+    clauses: list[sql.Composable] = []
+    args: dict[str, Any] = {}
+    for column in ("job", "queue", "custom_id", "client_id"):
+        value = getattr(where, column)
+        if value is not None:
+            clauses.append(sql.SQL("{} = %({})s").format(sql.Identifier(column), sql.SQL(column)))
+            args[column] = value
+    if where.status is not None:
+        clauses.append(sql.SQL("status = %(status)s"))
+        args["status"] = where.status.value
+    if where.tags:
+        clauses.append(sql.SQL("tags @> %(tags)s::jsonb"))
+        args["tags"] = codec.dumps(dict(where.tags))
+    if where.id_prefix:
+        # A range of the primary key (ids compare in byte order, "C" collation): what a
+        # person typed is matched literally, and the index serves it.
+        clauses.append(sql.SQL("id >= %(id_from)s"))
+        args["id_from"] = where.id_prefix
+        past = _past_prefix(where.id_prefix)
+        if past is not None:
+            clauses.append(sql.SQL("id < %(id_past)s"))
+            args["id_past"] = past
+    if not clauses:
+        return sql.SQL(""), args
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses), args
+
+
+def _past_prefix(prefix: str) -> str | None:
+    """The least text after every text that starts with `prefix`, in code point order (the
+    byte order of UTF-8); None if there is none."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates are no text: skip them
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
