@@ -64,5 +64,5 @@ def _worker(row: tuple[Any, ...]) -> WorkerInfo:
         last_seen_at=last_seen_at,
         # Nothing running reads back as WorkerInfo's default, (), as the conformance suite
         # and the SQLite backend have it; a list otherwise, as written.
-        running=codec.loads(running) or (),
+        running=codec.loads(running),
     )
