@@ -1,15 +1,18 @@
-"""What every backend does the same way: the custom-id rule of idempotent submit, and the
-bookkeeping of wake-ups (the epoch a waiter compares with)."""
+"""What every backend does the same way: the custom-id rule of idempotent submit, the
+bookkeeping of wake-ups (the epoch a waiter compares with), and reading a worker
+registry row."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from corral.errors import CustomIdConflict
 from corral.model import Process
 from corral.storage import codec
-from corral.storage.base import NewProcess
+from corral.storage.base import NewProcess, WorkerInfo
 
 
 def same_submit(
@@ -59,3 +62,22 @@ class Wakeups:
                     return False
                 self._changed.wait(remaining)
             return True
+
+
+def worker_from_row(row: Sequence[Any], loads: Callable[[Any], Any]) -> WorkerInfo:
+    """A registry row (owner, host, pid, app, jobs, queues, concurrency, started_at,
+    last_seen_at, running; times in seconds) as a WorkerInfo; `loads` reads the backend's
+    JSON arrays."""
+    owner, host, pid, app, jobs, queues, concurrency, started_at, last_seen_at, running = row
+    return WorkerInfo(
+        owner=owner,
+        host=host,
+        pid=pid,
+        app=app,
+        jobs=loads(jobs),
+        queues=None if queues is None else loads(queues),
+        concurrency=concurrency,
+        started_at=started_at,
+        last_seen_at=last_seen_at,
+        running=loads(running),
+    )

@@ -11,6 +11,7 @@ from corral.storage.base import WorkerInfo
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.values import as_time
+from corral.storage.shared import worker_from_row
 
 
 class Workers(Connected):
@@ -51,18 +52,4 @@ class Workers(Connected):
 
 
 def _worker(row: tuple[Any, ...]) -> WorkerInfo:
-    owner, host, pid, app, jobs, queues, concurrency, started_at, last_seen_at, running = row
-    return WorkerInfo(
-        owner=owner,
-        host=host,
-        pid=pid,
-        app=app,
-        jobs=codec.loads(jobs),
-        queues=codec.loads(queues),
-        concurrency=concurrency,
-        started_at=started_at,
-        last_seen_at=last_seen_at,
-        # Nothing running reads back as WorkerInfo's default, (), as the conformance suite
-        # and the SQLite backend have it; a list otherwise, as written.
-        running=codec.loads(running),
-    )
+    return worker_from_row(row, codec.loads)

@@ -10,6 +10,7 @@ from typing import Any
 
 from corral.storage import codec
 from corral.storage.base import WorkerInfo
+from corral.storage.shared import worker_from_row
 from corral.storage.sqlite.sql import Q
 
 
@@ -40,16 +41,4 @@ def prune(conn: sqlite3.Connection, seen_before: float) -> int:
 
 
 def _decode(row: Sequence[Any]) -> WorkerInfo:
-    owner, host, pid, app, jobs, queues, concurrency, started_at, last_seen_at, running = row
-    return WorkerInfo(
-        owner=owner,
-        host=host,
-        pid=pid,
-        app=app,
-        jobs=json.loads(jobs),
-        queues=None if queues is None else json.loads(queues),
-        concurrency=concurrency,
-        started_at=started_at,
-        last_seen_at=last_seen_at,
-        running=json.loads(running),
-    )
+    return worker_from_row(row, json.loads)
