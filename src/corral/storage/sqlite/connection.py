@@ -66,21 +66,38 @@ class SQLiteConnection(ErrorTranslation):
         self._identity: tuple[int, int] | None = None
         self._turn_fd: int | None = None
         self._turn_waiter: TurnWaiter | None = None
-        self._conn = self._connect()
+        self._check_directory()
+        self._turn_fd = self._open_turn_file()
         try:
-            self._turn_fd = self._open_turn_file()
+            self._conn = self._connect()
         except BaseException:
-            self.close()
+            if self._turn_fd is not None:
+                os.close(self._turn_fd)
+                self._turn_fd = None
             raise
 
     def notify_local(self) -> None:
         """Wake this process's waiters after a write that may create work (wakeups.py)."""
 
-    def _connect(self) -> sqlite3.Connection:
+    def _check_directory(self) -> None:
         if self._abspath is not None:
             parent = Path(self._abspath).parent
             if not parent.is_dir():
                 raise StorageError(f"cannot open {self._name}: directory {parent} does not exist")
+
+    def _connect(self) -> sqlite3.Connection:
+        """Connect and set the connection up in the writers' turn: two processes creating
+        one database at once would otherwise both switch it to WAL while one of them
+        migrates it, and SQLite's locks leave them waiting for each other until the busy
+        timeout (a worker and a submit started together on a new file)."""
+        turn = self._take_turn(time.monotonic())
+        try:
+            return self._setup_connection()
+        finally:
+            if turn is not None:
+                fcntl.flock(turn, fcntl.LOCK_UN)
+
+    def _setup_connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
