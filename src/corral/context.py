@@ -23,12 +23,15 @@ class IterationSignals:
     one thread and read by another needs nothing more under the GIL.
     """
 
-    __slots__ = ("cancelled", "last_heartbeat", "lost")
+    __slots__ = ("cancelled", "last_heartbeat", "lost", "progress")
 
     def __init__(self) -> None:
         self.cancelled = False
         self.lost = False
         self.last_heartbeat = time.monotonic()
+        #: What the handler last reported through ctx.progress (the renewer saves it
+        #: with the next renewal, so that watchers see it before the iteration ends).
+        self.progress: tuple[float, float | None] | None = None
 
     def request_cancel(self) -> None:
         self.cancelled = True
@@ -75,13 +78,15 @@ class Context(Generic[P]):
         )
 
     def progress(self, done: float, total: float | None = None) -> None:
-        """Report progress; saved with the iteration's commit and shown by `corral show`.
-        Finite numbers only: anything else raises TypeError or ValueError here, where
-        the mistake is, rather than when the iteration is saved."""
+        """Report progress; shown by `corral show` while the iteration runs (saved with
+        the worker's next lease renewal, every third of the lease) and saved with the
+        iteration's commit. Finite numbers only: anything else raises TypeError or
+        ValueError here, where the mistake is, rather than when the iteration is saved."""
         _check_progress("done", done)
         if total is not None:
             _check_progress("total", total)
         self._progress = (float(done), float(total) if total is not None else self._progress[1])
+        self._signals.progress = (self._progress[0], self._progress[1])
 
     @property
     def progress_value(self) -> tuple[float | None, float | None]:

@@ -13,7 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from corral.model import Event
-from corral.storage.base import Claim, Claimed, IterationCommit, Renewal, Storage, WorkerInfo
+from corral.storage.base import (
+    Claim,
+    Claimed,
+    IterationCommit,
+    Progress,
+    Renewal,
+    Storage,
+    WorkerInfo,
+)
 
 
 class WorkerPort(Protocol):
@@ -37,8 +45,10 @@ class WorkerPort(Protocol):
         tokens: Mapping[str, int],
         lease_seconds: float,
         heartbeats: Mapping[str, float],
+        progress: Mapping[str, Progress] | None = None,
     ) -> Renewal:
-        """Extend the leases still held; report lost ones and cancel requests."""
+        """Extend the leases still held, saving the progress handlers reported; report
+        lost ones and cancel requests."""
 
     def release(self, tokens: Mapping[str, int]) -> list[str]:
         """Give leases back without committing (a graceful stop); the ids given back."""
@@ -90,8 +100,11 @@ class StoragePort:
         tokens: Mapping[str, int],
         lease_seconds: float,
         heartbeats: Mapping[str, float],
+        progress: Mapping[str, Progress] | None = None,
     ) -> Renewal:
-        return self.storage.lease_renew_many(owner, tokens, self.now(), lease_seconds, heartbeats)
+        return self.storage.lease_renew_many(
+            owner, tokens, self.now(), lease_seconds, heartbeats, progress
+        )
 
     def release(self, tokens: Mapping[str, int]) -> list[str]:
         return self.storage.lease_release_many(tokens, self.now())

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from corral.errors import StorageError
 from corral.port import WorkerPort
 from corral.runner import Flight
-from corral.storage.base import WorkerInfo
+from corral.storage.base import Progress, WorkerInfo
 
 log = logging.getLogger("corral.worker")
 
@@ -90,6 +90,7 @@ class Renewer:
         now, mono = self.port.now(), time.monotonic()
         held: dict[str, int] = {}
         beats: dict[str, float] = {}
+        progress: dict[str, Progress] = {}
         for pid, f in flights.items():
             why = over_time(f, now, mono)
             if why:
@@ -106,17 +107,22 @@ class Renewer:
             # This worker vouches for the handler (it beat within its heartbeat_timeout,
             # or has none): the database's clock of its heartbeat starts again now.
             beats[pid] = now
+            reported = f.signals.progress
+            if reported is not None and reported != f.progress_saved:
+                progress[pid] = reported
         self.refresh(list(held))
         if not held:
             return
         try:
-            renewal = self.port.renew(self.owner, held, self.lease_seconds, beats)
+            renewal = self.port.renew(self.owner, held, self.lease_seconds, beats, progress)
         except StorageError as exc:  # the database is away (logged once): next round
             log.debug("leases not renewed: %s", exc)
             return
         except Exception:
             log.exception("could not renew leases")
             return
+        for pid, saved in progress.items():
+            flights[pid].progress_saved = saved
         # A refused renewal is a lost lease only for an iteration still running. One that
         # finished meanwhile was committed by the loop (which released the lease: hence
         # the refusal) or is being committed, fenced: the loop notes a real loss.

@@ -42,6 +42,8 @@ class Flight:
     #: Set under the worker's lock: the handler returned; or the worker gave up on it.
     finished: bool = False
     abandoned: bool = False
+    #: The progress the renewer last saved for it (it saves a report only once).
+    progress_saved: tuple[float, float | None] | None = None
 
 
 class Runner:

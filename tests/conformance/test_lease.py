@@ -23,6 +23,34 @@ def test_renew_extends_held_leases_and_reports_lost_and_cancel(storage: Storage)
     assert claim(storage, now=T0 + 30, owner="w3") == []  # renewed until T0 + 37
 
 
+def test_renew_saves_the_progress_a_handler_reported_while_it_holds_the_lease(
+    storage: Storage,
+) -> None:
+    storage.process_insert_many([new(), new()])
+    a, b = claim(storage, limit=2, lease=5, owner="w1")
+    claim(storage, now=T0 + 6, owner="w2", process_ids=[b.process.id])  # b's lease lost
+    tokens = {a.process.id: a.token, b.process.id: b.token}
+    progress = {a.process.id: (3.0, 10.0), b.process.id: (9.0, 10.0)}
+    storage.lease_renew_many("w1", {a.process.id: a.token}, T0 + 4, 30, progress=progress)
+    renewal = storage.lease_renew_many("w1", tokens, T0 + 7, 30, progress=progress)
+    assert renewal.lost == {b.process.id}
+    pa, pb = storage.process_get(a.process.id), storage.process_get(b.process.id)
+    assert pa is not None and pb is not None
+    assert (pa.progress_done, pa.progress_total) == (3.0, 10.0)
+    assert pb.progress_done is None  # not the holder's any more: nothing written
+    # A report without a total keeps the stored one; no report leaves both alone.
+    storage.lease_renew_many(
+        "w1", {a.process.id: a.token}, T0 + 8, 30, progress={a.process.id: (4.0, None)}
+    )
+    storage.lease_renew_many("w1", {a.process.id: a.token}, T0 + 9, 30)
+    pa = storage.process_get(a.process.id)
+    assert pa is not None and (pa.progress_done, pa.progress_total) == (4.0, 10.0)
+    # The commit's own progress wins at the end.
+    complete(storage, a, now=T0 + 10)
+    pa = storage.process_get(a.process.id)
+    assert pa is not None and (pa.progress_done, pa.progress_total) == (1.0, 2.0)
+
+
 def test_release_gives_the_lease_back_without_counting_the_attempt(storage: Storage) -> None:
     p = new()
     storage.process_insert_many([p])

@@ -234,6 +234,27 @@ def test_show_follow_watches_until_the_end(c: Corral, tmp_path: Path) -> None:
     c.stop(worker)
 
 
+def test_progress_is_seen_while_one_long_iteration_runs(c: Corral, tmp_path: Path) -> None:
+    # A lease of 1 s: the worker renews (and saves the reported progress) every ~0.33 s.
+    c.extra_env["E2E_LEASE_SECONDS"] = "1"
+    gate = tmp_path / "gate"
+    held = c.submit("hold", f"gate={gate}")
+    follower = c.start("show", held, "--follow")
+    worker = c.start_worker()
+    running = wait_until(
+        lambda: (p := c.show(held))["progress"]["done"] == 1 and p,
+        timeout=60,
+        what="the progress of the running iteration",
+    )
+    assert running["status"] == "starting" and running["lease_owner"]  # still its first call
+    assert running["progress"] == {"done": 1.0, "total": 4.0}
+    wait_until(lambda: "1/4" in c.log_of(follower), timeout=30, what="the live progress")
+    gate.touch()
+    assert follower.wait(timeout=60) == 0
+    assert c.show(held)["progress"] == {"done": 4.0, "total": 4.0}
+    c.stop(worker)
+
+
 def test_execute_prints_the_result_and_json(c: Corral) -> None:
     r = c.run("execute", "add", "-p", "a=40")
     assert r.returncode == 0, r.stderr

@@ -149,6 +149,10 @@ class TimedOut:
     cause: str  # process_timeout, schedule_to_close, start_to_close or heartbeat_timeout
 
 
+#: A handler's progress: (done, total); a total of None: unknown, or the stored one.
+Progress = tuple[float, float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessFilter:
     status: Status | None = None
@@ -325,9 +329,13 @@ class Storage(abc.ABC):
         now: float,
         lease_seconds: float,
         heartbeats: Mapping[str, float] | None = None,
+        progress: Mapping[str, Progress] | None = None,
     ) -> Renewal:
         """Extend the leases this worker still holds; report lost ones and cancel requests.
-        `heartbeats` gives, per process, the time of its handler's last heartbeat."""
+        `heartbeats` gives, per process, the time of its handler's last heartbeat;
+        `progress`, the (done, total) its handler reported since the last renewal (saved
+        now so that a watcher sees it while the iteration runs; a total of None keeps the
+        stored one). Nothing is written for a lease no longer held."""
 
     @abc.abstractmethod
     def leader_acquire(self, name: str, owner: str, now: float, ttl: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from corral.storage.base import Renewal
+from corral.storage.base import Progress, Renewal
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.values import as_time, as_time_or_none
@@ -22,14 +22,18 @@ class Leases(Connected):
         now: float,
         lease_seconds: float,
         heartbeats: Mapping[str, float] | None = None,
+        progress: Mapping[str, Progress] | None = None,
     ) -> Renewal:
         if not tokens:
             return Renewal(frozenset(), frozenset())
         beats = heartbeats or {}
+        reported = progress or {}
         args = {
             "ids": list(tokens),
             "tokens": list(tokens.values()),
             "beats": [as_time_or_none(beats.get(pid)) for pid in tokens],
+            "done": [reported.get(pid, (None, None))[0] for pid in tokens],
+            "total": [reported.get(pid, (None, None))[1] for pid in tokens],
             "owner": owner,
             "expires": as_time(now + lease_seconds),
         }

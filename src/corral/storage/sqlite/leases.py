@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Mapping
 
 from corral.model import Event
-from corral.storage.base import Renewal
+from corral.storage.base import Progress, Renewal
 from corral.storage.sqlite.reads import append_history
 from corral.storage.sqlite.sql import Q
 
@@ -20,12 +20,15 @@ def renew_many(
     now: float,
     lease_seconds: float,
     heartbeats: Mapping[str, float],
+    progress: Mapping[str, Progress],
 ) -> Renewal:
     held: set[str] = set()
     cancel: set[str] = set()
     for pid, token in tokens.items():
+        done, total = progress.get(pid, (None, None))
         row = conn.execute(
-            Q["lease_renew"], (now + lease_seconds, heartbeats.get(pid), pid, token, owner)
+            Q["lease_renew"],
+            (now + lease_seconds, heartbeats.get(pid), done, total, pid, token, owner),
         ).fetchone()
         if row is not None:
             held.add(pid)

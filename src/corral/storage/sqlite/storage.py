@@ -15,6 +15,7 @@ from corral.storage.base import (
     IterationCommit,
     NewProcess,
     ProcessFilter,
+    Progress,
     Renewal,
     Storage,
     SubmitShared,
@@ -142,11 +143,14 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         now: float,
         lease_seconds: float,
         heartbeats: Mapping[str, float] | None = None,
+        progress: Mapping[str, Progress] | None = None,
     ) -> Renewal:
         if not tokens:
             return Renewal(frozenset(), frozenset())
         with self._write(wakes=False, durable=False) as conn:
-            return leases.renew_many(conn, owner, tokens, now, lease_seconds, heartbeats or {})
+            return leases.renew_many(
+                conn, owner, tokens, now, lease_seconds, heartbeats or {}, progress or {}
+            )
 
     def lease_release_many(self, tokens: Mapping[str, int], now: float) -> list[str]:
         with self._write() as conn:

@@ -282,17 +282,21 @@ WITH doomed AS (
 SELECT count(*) FROM doomed
 
 -- lease_renew_many --
--- Extend the leases this owner still holds, noting heartbeats; report cancel requests.
+-- Extend the leases this owner still holds, noting heartbeats and reported progress;
+-- report cancel requests.
 WITH input AS (
     SELECT *
-    FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(beats)s::float8[])
-        AS i (id, token, heartbeat_at)
+    FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(beats)s::float8[],
+                %(done)s::float8[], %(total)s::float8[])
+        AS i (id, token, heartbeat_at, done, total)
 ), locked AS MATERIALIZED (
     SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
 )
 UPDATE corral_process p
 SET lease_expires_at = to_timestamp(%(expires)s),
-    heartbeat_at = coalesce(to_timestamp(i.heartbeat_at), p.heartbeat_at)
+    heartbeat_at = coalesce(to_timestamp(i.heartbeat_at), p.heartbeat_at),
+    progress_done = coalesce(i.done, p.progress_done),
+    progress_total = coalesce(i.total, p.progress_total)
 FROM input i JOIN locked l ON l.id = i.id
 WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
   AND p.lease_owner = %(owner)s

@@ -169,9 +169,10 @@ SELECT * FROM (
 ) LIMIT :limit
 
 -- lease_renew --
--- Extend one lease its owner still holds (and note the handler's last heartbeat, if
--- given); whether a cancel was requested.
-UPDATE corral_process SET lease_expires_at = ?, heartbeat_at = coalesce(?, heartbeat_at)
+-- Extend one lease its owner still holds (and note the handler's last heartbeat and the
+-- progress it reported, if given); whether a cancel was requested.
+UPDATE corral_process SET lease_expires_at = ?, heartbeat_at = coalesce(?, heartbeat_at),
+    progress_done = coalesce(?, progress_done), progress_total = coalesce(?, progress_total)
 WHERE id = ? AND lease_token = ? AND lease_owner = ? AND lease_expires_at IS NOT NULL
 RETURNING cancel_requested
 
