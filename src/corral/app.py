@@ -28,6 +28,7 @@ from corral.errors import (
     UnknownJob,
     UsageError,
 )
+from corral.explain import Reason, explain
 from corral.jobs import (
     Handler,
     Job,
@@ -540,6 +541,20 @@ class App:
         stored id: what `corral list` shows, and `find` takes back."""
         neighbors = self.storage.process_id_neighbors(list(process_ids))
         return {pid: ids.short_id(pid, *neighbors[pid]) for pid in process_ids}
+
+    def explain(self, process_id: str) -> builtins.list[Reason]:
+        """Every reason the process is not running now (its status, its run_at, a paused
+        queue, an expired lease, no live worker for its job or queue, all of them busy, a
+        cancel request), or the one line that says it runs or is next. A worker counts as
+        live while it refreshed its registry row within one lease."""
+        process = self.get(process_id)
+        return explain(
+            process,
+            self.clock(),
+            paused=self.storage.queue_paused(),
+            workers=self.storage.worker_list(),
+            stale_after=self.lease_seconds,
+        )
 
     def workers(self) -> builtins.list[WorkerInfo]:
         """The registered workers, oldest first (see `WorkerInfo`)."""

@@ -649,6 +649,34 @@ def show(
 
 
 @cli.command()
+def why(process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False) -> None:
+    """Say why a process is not running now: every reason (scheduled for T, retrying at T,
+    its queue paused, a worker's lease expired, no running worker registers its job or
+    serves its queue, every such worker busy, a cancel requested), or that it runs or is
+    next. Times are UTC."""
+
+    def run() -> None:
+        check_ref(process_id)
+        app = state.database_for("why", reads=True)
+        process = find_process(app, process_id, custom_id)
+        reasons = app.explain(process.id)
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "id": process.id,
+                        "reasons": [{"code": r.code, "message": r.message} for r in reasons],
+                    }
+                )
+            )
+        else:
+            for r in reasons:
+                console.print(f"- {r.message}", highlight=False, soft_wrap=True)
+
+    guarded(run)
+
+
+@cli.command()
 def wait(
     process_id: IdArg = None,
     custom_id: CustomIdRef = None,

@@ -255,6 +255,33 @@ def test_progress_is_seen_while_one_long_iteration_runs(c: Corral, tmp_path: Pat
     c.stop(worker)
 
 
+def test_why_names_every_reason_a_process_is_not_running(c: Corral, tmp_path: Path) -> None:
+    def why(ref: str) -> list[str]:
+        return [r["code"] for r in c.json("why", ref)["reasons"]]
+
+    mail = c.submit("send", "to=x@example.com")
+    later = c.submit("add", "a=1", run_at="+1h")
+    c.ok("pause", "--queue", "mail")
+    assert why(mail) == ["queue_paused", "no_worker"]
+    assert why(later) == ["scheduled", "no_worker"]
+    text = c.ok("why", mail[:13])
+    assert "its queue 'mail' is paused" in text and "no worker is running" in text
+    # A worker that serves only the default queue: the mail process still has none.
+    gate = tmp_path / "gate"
+    held = c.submit("hold", f"gate={gate}")
+    worker = c.start_worker("--queue", "default")
+    wait_until(lambda: c.show(held)["lease_owner"], timeout=60, what="the worker to run it")
+    c.ok("resume", "--queue", "mail")
+    reasons = c.json("why", mail)["reasons"]
+    assert [r["code"] for r in reasons] == ["no_worker"]
+    assert "serves its queue 'mail'" in reasons[0]["message"]
+    assert why(held) == ["leased"]
+    gate.touch()
+    c.wait_status(held, "completed", timeout=60)
+    assert why(held) == ["ended"]
+    c.stop(worker)
+
+
 def test_execute_prints_the_result_and_json(c: Corral) -> None:
     r = c.run("execute", "add", "-p", "a=40")
     assert r.returncode == 0, r.stderr

@@ -1,0 +1,98 @@
+"""Why a process is not running now: every reason, in words a person acts on.
+
+Pure: it reads a process as stored, the queues that are paused, the worker registry and
+the time, and decides nothing. The same predicates as the claim's: a process runs when
+its status is claimable, no live lease holds it, its `run_at` has come, its queue is not
+paused, and a live worker registers its job and serves its queue. Task graphs and flow
+control will add their reasons (dependencies, concurrency keys, rate limits) here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from corral.model import CLAIMABLE, Process
+from corral.storage.base import WorkerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason: a stable code for programs, and a sentence for people."""
+
+    code: str
+    message: str
+
+
+def explain(
+    p: Process,
+    now: float,
+    *,
+    paused: Collection[str],
+    workers: Sequence[WorkerInfo],
+    stale_after: float,
+) -> list[Reason]:
+    """Every reason `p` is not running at `now`; for one that runs or will run at the
+    next claim, the one line that says so."""
+    if p.status.terminal:
+        return [Reason("ended", f"it ended {p.status.value}; `corral retry` resumes it")]
+    if p.leased and (p.lease_expires_at or 0) > now:
+        until = _when(p.lease_expires_at)
+        return [Reason("leased", f"it is running: worker {p.lease_owner} holds it until {until}")]
+    reasons = [*_held(p, now, paused), *_workers(p, now, workers, stale_after)]
+    if p.cancel_requested:
+        reasons.append(
+            Reason("cancel_requested", "a cancel was requested: the next claim rolls it back")
+        )
+    return reasons or [Reason("runnable", "nothing holds it back: the next claim takes it")]
+
+
+def _held(p: Process, now: float, paused: Collection[str]) -> list[Reason]:
+    """What in the process itself, or its queue, holds it back."""
+    reasons: list[Reason] = []
+    if p.leased:
+        reasons.append(
+            Reason(
+                "lease_expired",
+                f"the lease of worker {p.lease_owner} expired at {_when(p.lease_expires_at)} "
+                "(it died or froze): the next claim takes the process over",
+            )
+        )
+    if p.status not in CLAIMABLE:
+        reasons.append(Reason("status", f"it is {p.status.value}, which no worker claims"))
+    if p.run_at > now and p.lease_token == 0:
+        reasons.append(Reason("scheduled", f"it is scheduled for {_when(p.run_at)}"))
+    elif p.run_at > now:
+        why = "a retry's backoff or a RetryLater"
+        reasons.append(Reason("retrying", f"it waits to retry at {_when(p.run_at)} ({why})"))
+    if p.queue in paused or "*" in paused:
+        which = "every queue is" if "*" in paused else f"its queue {p.queue!r} is"
+        reasons.append(Reason("queue_paused", f"{which} paused: `corral resume` ends that"))
+    return reasons
+
+
+def _workers(
+    p: Process, now: float, workers: Sequence[WorkerInfo], stale_after: float
+) -> list[Reason]:
+    """Whether a live worker (one that refreshed its registry row within `stale_after`)
+    registers the job, serves the queue, and has a free slot."""
+    live = [w for w in workers if now - w.last_seen_at <= stale_after]
+    serving = [w for w in live if p.job in w.jobs and (w.queues is None or p.queue in w.queues)]
+    if not serving:
+        if not live:
+            what = "no worker is running"
+        elif not any(p.job in w.jobs for w in live):
+            what = f"no running worker registers its job {p.job!r}"
+        else:
+            what = f"no running worker that registers {p.job!r} serves its queue {p.queue!r}"
+        return [Reason("no_worker", f"{what}: start one with `corral worker`")]
+    if all(len(w.running) >= w.concurrency for w in serving):
+        return [Reason("workers_busy", "every worker that can run it has all its slots in use")]
+    return []
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "?"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,112 @@
+"""Why a process is not running: each reason, from a process, the paused queues, the worker
+registry and the time. No database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from corral.explain import explain
+from corral.model import Process, Status
+from corral.storage.base import WorkerInfo
+
+NOW = 1_000_000.0
+
+
+def process(**kw: object) -> Process:
+    fields: dict[str, object] = {
+        "id": "01a23000-13a0-7c01-8f84-64772860c54c",
+        "job": "add",
+        "params": {},
+        "status": Status.STARTING,
+        "run_at": NOW - 1,
+        "created_at": NOW - 1,
+        "updated_at": NOW - 1,
+    }
+    fields.update(kw)
+    return Process(**fields)  # type: ignore[arg-type]
+
+
+def worker(**kw: object) -> WorkerInfo:
+    fields: dict[str, object] = {
+        "owner": "box:1:aa",
+        "host": "box",
+        "pid": 1,
+        "app": "tasks.py",
+        "jobs": ["add"],
+        "queues": None,
+        "concurrency": 2,
+        "started_at": NOW - 100,
+        "last_seen_at": NOW - 1,
+    }
+    fields.update(kw)
+    return WorkerInfo(**fields)  # type: ignore[arg-type]
+
+
+def codes(
+    p: Process, *, paused: tuple[str, ...] = (), workers: list[WorkerInfo] | None = None
+) -> list[str]:
+    found = explain(
+        p, NOW, paused=paused, workers=[worker()] if workers is None else workers, stale_after=30
+    )
+    return [r.code for r in found]
+
+
+def test_a_runnable_process_with_a_free_worker_is_next() -> None:
+    assert codes(process()) == ["runnable"]
+
+
+def test_ended_and_running_say_so_alone() -> None:
+    assert codes(process(status=Status.COMPLETED), paused=("*",), workers=[]) == ["ended"]
+    running = process(lease_owner="w9", lease_token=3, lease_expires_at=NOW + 20)
+    [reason] = explain(running, NOW, paused=(), workers=[], stale_after=30)
+    assert reason.code == "leased" and "w9" in reason.message and "UTC" in reason.message
+
+
+def test_every_reason_that_holds_is_given() -> None:
+    p = process(
+        run_at=NOW + 3600,
+        lease_token=2,
+        lease_owner="dead",
+        lease_expires_at=NOW - 5,
+        queue="mail",
+        cancel_requested=True,
+    )
+    assert codes(p, paused=("mail",), workers=[]) == [
+        "lease_expired",
+        "retrying",
+        "queue_paused",
+        "no_worker",
+        "cancel_requested",
+    ]
+
+
+def test_scheduled_is_a_first_run_retrying_a_later_one() -> None:
+    assert codes(process(run_at=NOW + 60)) == ["scheduled"]
+    assert codes(process(run_at=NOW + 60, lease_token=1)) == ["retrying"]
+
+
+def test_waiting_is_not_claimed_and_every_queue_paused_counts() -> None:
+    assert codes(process(status=Status.WAITING)) == ["status"]
+    [msg] = [
+        r.message
+        for r in explain(process(), NOW, paused=("*",), workers=[worker()], stale_after=30)
+        if r.code == "queue_paused"
+    ]
+    assert "every queue" in msg
+
+
+def test_which_worker_could_run_it() -> None:
+    p = process(queue="mail")
+    gone = worker(last_seen_at=NOW - 31)
+    assert codes(p, workers=[gone]) == ["no_worker"]
+    [none] = explain(p, NOW, paused=(), workers=[gone], stale_after=30)
+    assert "no worker is running" in none.message
+    other_job = worker(jobs=["send"])
+    [msg] = explain(p, NOW, paused=(), workers=[other_job], stale_after=30)
+    assert "registers its job 'add'" in msg.message
+    other_queue = worker(queues=["default"])
+    [msg] = explain(p, NOW, paused=(), workers=[other_queue], stale_after=30)
+    assert "serves its queue 'mail'" in msg.message
+    busy = worker(running=["a", "b"])
+    assert codes(p, workers=[busy]) == ["workers_busy"]
+    assert codes(p, workers=[busy, replace(busy, owner="x", running=["c"])]) == ["runnable"]
