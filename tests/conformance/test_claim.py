@@ -41,7 +41,7 @@ def test_claim_skips_future_terminal_and_paused_work(storage: Storage) -> None:
     assert claim(storage, now=T0 + 1000, limit=10) == []
 
 
-def test_claim_order_follows_design_section_3(storage: Storage) -> None:
+def test_claim_order_fixes_first_then_finishes_then_starts(storage: Storage) -> None:
     starting = put_in(storage, Status.STARTING, at=T0)
     running = put_in(storage, Status.RUNNING, at=T0 + 1)
     ending = put_in(storage, Status.ENDING, at=T0 + 2)
