@@ -642,6 +642,11 @@ class App:
         _check_seconds("older_than", older_than, allow_zero=True)
         return self.storage.process_prune(self.clock() - older_than)
 
+    def prunable(self, older_than: float) -> dict[str, int]:
+        """What `prune(older_than)` would delete now, by job; nothing is written."""
+        _check_seconds("older_than", older_than, allow_zero=True)
+        return self.storage.process_prunable(self.clock() - older_than)
+
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
     ok = (

@@ -894,12 +894,24 @@ def prune(
             help="Delete processes that ended longer ago than this (e.g. 90d, 12h).",
         ),
     ] = "90d",
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what would be deleted, by job; delete nothing."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete processes that ended longer ago than --older-than, with their history."""
 
     def run() -> None:
         seconds = parse_duration(older_than, "--older-than")
+        if dry_run:
+            by_job = state.database_for("prune", reads=True).prunable(seconds)
+            total = sum(by_job.values())
+            words = f"would prune {total} processes" + "".join(
+                f"\n  {job}: {n}" for job, n in by_job.items()
+            )
+            _said({"would_prune": total, "by_job": by_job}, words, as_json)
+            return
         n = state.database_for("prune").prune(seconds)
         _said({"pruned": n}, f"pruned {n} processes", as_json)
 

@@ -25,7 +25,13 @@ def test_prune_deletes_old_terminal_processes_and_their_history(storage: Storage
     for pid, at in ((old.id, T0 + 1), (recent.id, T0 + 100)):
         [c] = claim(storage, now=at, process_ids=[pid])
         complete(storage, c, now=at, to=Status.COMPLETED)
+    # A dry run says what would go, by job, and writes nothing.
+    assert storage.process_prunable(T0 + 50) == {"add": 1}
+    assert storage.process_prunable(T0 + 500) == {"add": 2}
+    assert storage.process_prunable(T0) == {}
+    assert storage.process_get(old.id) is not None
     assert storage.process_prune(T0 + 50) == 1
     assert storage.process_get(old.id) is None and storage.history_list(old.id) == []
+    assert storage.process_prunable(T0 + 50) == {}
     assert storage.process_get(recent.id) is not None
     assert storage.process_get(active.id) is not None

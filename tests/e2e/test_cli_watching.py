@@ -305,6 +305,12 @@ def test_every_command_that_prints_speaks_json(c: Corral) -> None:
     assert (canceled["id"], canceled["outcome"]) == (pid, "cancel requested")
     c.ok("worker", "--once")
     assert c.show(pid)["status"] == "canceled"
+    assert c.json("prune", "--older-than", "0s", "--dry-run") == {
+        "would_prune": 1,
+        "by_job": {"boom": 1},
+    }
+    assert "would prune 1 processes" in c.ok("prune", "--older-than", "0s", "--dry-run")
+    assert c.show(pid)["status"] == "canceled"  # a dry run deletes nothing
     assert c.json("prune", "--older-than", "0s") == {"pruned": 1}
     jobs = c.json("jobs")
     assert {j["name"] for j in jobs} == JOBS

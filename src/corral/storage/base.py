@@ -320,6 +320,10 @@ class Storage(abc.ABC):
     def process_prune(self, finished_before: float) -> int:
         """Delete terminal processes finished before the given time, with their history."""
 
+    @abc.abstractmethod
+    def process_prunable(self, finished_before: float) -> dict[str, int]:
+        """What `process_prune` would delete now, by job (a dry run: nothing is written)."""
+
     # --- leases ---------------------------------------------------------------------------
     @abc.abstractmethod
     def lease_renew_many(

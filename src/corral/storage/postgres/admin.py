@@ -45,6 +45,11 @@ class AdminVerbs(Connected):
         return int(self._rows(Q["process_prune"], {"before": as_time(finished_before)})[0][0])
 
     @verb
+    def process_prunable(self, finished_before: float) -> dict[str, int]:
+        rows = self._rows(Q["process_prunable"], {"before": as_time(finished_before)})
+        return {job: int(n) for job, n in rows}
+
+    @verb
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
         rows = self._rows(Q["process_timed_out"], {"now": as_time(now), "limit": limit})
         return [TimedOut(decode_process(r), r[-1]) for r in rows]

@@ -54,6 +54,10 @@ def timed_out(conn: sqlite3.Connection, now: float, limit: int) -> list[TimedOut
     return [TimedOut(decode_process(r[:-1]), r[-1]) for r in rows]
 
 
+def prunable(conn: sqlite3.Connection, finished_before: float) -> dict[str, int]:
+    return {job: n for job, n in conn.execute(Q["prunable"], (finished_before,))}
+
+
 def prune(conn: sqlite3.Connection, finished_before: float) -> int:
     """Delete the processes finished before the time, their history and their edges."""
     conn.execute(Q["prune_history"], (finished_before,))

@@ -135,6 +135,10 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         with self._write() as conn:
             return admin.prune(conn, finished_before)
 
+    def process_prunable(self, finished_before: float) -> dict[str, int]:
+        with self._read() as conn:
+            return admin.prunable(conn, finished_before)
+
     # --- leases --------------------------------------------------------------------------
     def lease_renew_many(
         self,

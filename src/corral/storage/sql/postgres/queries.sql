@@ -281,6 +281,12 @@ WITH doomed AS (
 )
 SELECT count(*) FROM doomed
 
+-- process_prunable --
+-- What process_prune would delete, by job (a dry run).
+SELECT job, count(*) FROM corral_process
+WHERE finished_at IS NOT NULL AND finished_at < to_timestamp(%(before)s)
+GROUP BY job ORDER BY job
+
 -- lease_renew_many --
 -- Extend the leases this owner still holds, noting heartbeats and reported progress;
 -- report cancel requests.

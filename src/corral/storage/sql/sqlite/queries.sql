@@ -145,6 +145,11 @@ DELETE FROM corral_dependency WHERE process_id IN (
 -- The processes finished before `?`.
 DELETE FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?
 
+-- prunable --
+-- What prune_processes would delete, by job (a dry run).
+SELECT job, count(*) FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?
+GROUP BY job ORDER BY job
+
 -- select_timed_out --
 -- Each timeout of docs/timeouts.md by the index that finds it; the recovery sweep runs this
 -- now and then. schedule_to_close names its index: the planner preferred
