@@ -742,8 +742,8 @@ def parse_ref(ref: object) -> tuple[str | None, str]:
     """What a person typed to name a process: (the whole id, "") or (None, a prefix of at
     least 8 characters). Anything else is a clear error, said before any database is read."""
     if isinstance(ref, str):
-        with contextlib.suppress(ValueError):
-            return str(uuid.UUID(ref)), ""
+        with contextlib.suppress(InvalidId):
+            return parse_id(ref), ""
         prefix = ids.prefix_of_id(ref)
         if prefix is not None:
             return None, prefix

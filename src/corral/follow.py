@@ -2,8 +2,8 @@
 
 It only watches: no worker runs here (that is `execute`). It reads the process whenever
 the database says something changed, and at least every half second. Progress is what
-the process's iterations saved: a multi-step process moves at each step; a one-iteration
-job shows its progress when it ends.
+the worker saved: what a running handler reported, with each lease renewal (every third
+of the lease), and each iteration's own at its commit.
 """
 
 from __future__ import annotations
