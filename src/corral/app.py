@@ -19,6 +19,7 @@ import pydantic
 import pydantic_core
 
 from corral import ids, model
+from corral.batches import Batch, Graph, counts_of, dependency_ids
 from corral.errors import (
     ConfigurationError,
     InvalidId,
@@ -29,6 +30,7 @@ from corral.errors import (
     UsageError,
 )
 from corral.explain import Reason, explain
+from corral.graph import parse_on_dependency_failure
 from corral.jobs import (
     Handler,
     Job,
@@ -41,7 +43,7 @@ from corral.jobs import (
 )
 from corral.model import Event, Process, Status
 from corral.storage import codec, default_url, open_storage
-from corral.storage.base import ProcessFilter, Storage, SubmitShared, WorkerInfo
+from corral.storage.base import NewProcess, ProcessFilter, Storage, SubmitShared, WorkerInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
@@ -57,7 +59,6 @@ class SubmitOptions:
     """What `submit` takes besides the job, its parameters and its custom id."""
 
     client_id: str | None = None
-    depends_on: tuple[str, ...] = ()
     priority: int | None = None
     run_at: float | datetime | None = None
     queue: str | None = None
@@ -74,8 +75,6 @@ class SubmitOptions:
             if not isinstance(self.client_id, str):
                 raise UsageError(f"client_id must be a string, not {self.client_id!r}")
             check_text("client_id", self.client_id)
-        if self.depends_on:
-            raise UsageError("depends_on: task graphs are not available yet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +178,7 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -193,12 +193,16 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
-        Timeouts (docs/timeouts.md) are in seconds; `submit` may override them."""
+        Timeouts (docs/timeouts.md) are in seconds; `submit` may override them.
+        `on_dependency_failure` (docs/graphs.md): "cancel" a process whose dependency failed
+        or was canceled, or "run" it once every dependency has ended."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
+        policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
 
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
@@ -211,7 +215,8 @@ class App:
                     priority=priority,
                     queue=queue,
                     timeouts=timeouts,
-                )
+                ),
+                on_dependency_failure=policy.value,
             )
             return fn
 
@@ -235,6 +240,7 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -249,14 +255,16 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
-        `ctx.store`, not in attributes."""
+        `ctx.store`, not in attributes. `on_dependency_failure` as for `job`."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
+        policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
 
         def register(cls: C) -> C:
             self.registry.add_job(
@@ -268,7 +276,8 @@ class App:
                     priority=priority,
                     queue=queue,
                     timeouts=timeouts,
-                )
+                ),
+                on_dependency_failure=policy.value,
             )
             return cls
 
@@ -329,6 +338,7 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        on_dependency_failure: str | None = None,
         connection: object | None = None,
     ) -> Submitted:
         """Create a process of `job`, or return the existing one with the same `custom_id`.
@@ -337,13 +347,91 @@ class App:
         written. A custom id already used with another job or other parameters raises
         `CustomIdConflict`. Timeouts given here replace the job's.
 
+        `depends_on`: ids of processes that must end first (docs/graphs.md); the process
+        is `waiting` until they have. `on_dependency_failure` ("cancel" or "run")
+        overrides the job's policy for a dependency that fails or is canceled.
+
         `connection`: transactional enqueue, on PostgreSQL only. Pass your own
         `psycopg.Connection` (same database and schema) inside your transaction: the
         process exists, and wakes workers, if and only if your transaction commits.
         """
+        new, shared = self._prepare(
+            job,
+            params,
+            custom_id=custom_id,
+            client_id=client_id,
+            priority=priority,
+            run_at=run_at,
+            queue=queue,
+            tags=tags,
+            process_timeout=process_timeout,
+            schedule_to_close=schedule_to_close,
+            start_to_close=start_to_close,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+        deps = dependency_ids(depends_on)
+        if deps:
+            policy = self.dependency_policy(new.job, on_dependency_failure)
+            new = replace(new, depends_on=deps, on_dependency_failure=policy)
+        elif on_dependency_failure is not None:
+            parse_on_dependency_failure(on_dependency_failure)
+        [inserted] = self.storage.process_insert_many(
+            [new], shared=None if deps else shared, connection=connection
+        )
+        return Submitted(inserted.process, inserted.outcome)
+
+    def new_process(
+        self,
+        job: str,
+        params: Mapping[str, Any] | pydantic.BaseModel | None = None,
+        *,
+        custom_id: str | None = None,
+        client_id: str | None = None,
+        priority: int | None = None,
+        run_at: float | datetime | None = None,
+        queue: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
+    ) -> NewProcess:
+        """A process of `job` ready to insert, every option checked and resolved against
+        the job's defaults (UsageError naming the first problem): what `submit` and a
+        batch's `submit` write."""
+        return self._prepare(
+            job,
+            params,
+            custom_id=custom_id,
+            client_id=client_id,
+            priority=priority,
+            run_at=run_at,
+            queue=queue,
+            tags=tags,
+            process_timeout=process_timeout,
+            schedule_to_close=schedule_to_close,
+            start_to_close=start_to_close,
+            heartbeat_timeout=heartbeat_timeout,
+        )[0]
+
+    def _prepare(
+        self,
+        job: str,
+        params: Mapping[str, Any] | pydantic.BaseModel | None,
+        *,
+        custom_id: str | None,
+        client_id: str | None,
+        priority: int | None,
+        run_at: float | datetime | None,
+        queue: str | None,
+        tags: Mapping[str, str] | None,
+        process_timeout: float | None,
+        schedule_to_close: float | None,
+        start_to_close: float | None,
+        heartbeat_timeout: float | None,
+    ) -> tuple[NewProcess, SubmitShared]:
         options = SubmitOptions(
             client_id=client_id,
-            depends_on=tuple(depends_on),
             priority=priority,
             run_at=run_at,
             queue=queue,
@@ -362,9 +450,37 @@ class App:
             if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255:
                 raise UsageError("custom_id must be a non-empty string of at most 255 characters")
             check_text("custom_id", custom_id)
-        new = shared.new_process(ids.new_id(), data, text, custom_id)
-        [inserted] = self.storage.process_insert_many([new], shared=shared, connection=connection)
-        return Submitted(inserted.process, inserted.outcome)
+        return shared.new_process(ids.new_id(), data, text, custom_id), shared
+
+    def dependency_policy(self, job: str, override: str | None) -> str:
+        """The failure policy of a process of `job`: `override` if given, else the job's."""
+        if override is not None:
+            return parse_on_dependency_failure(override).value
+        return self.get_job(job).on_dependency_failure
+
+    def batch(self, *, custom_id: str | None = None, client_id: str | None = None) -> Batch:
+        """A graph in one go (docs/graphs.md): processes submitted in the block, with their
+        dependencies, are written in one transaction when it ends, or none of them if it
+        raises. With a `custom_id` already used by a batch of the same client, nothing new
+        is written and the batch's `outcome` is `existing`."""
+        return Batch(self, custom_id, client_id)
+
+    def graph(self, batch_id: str, *, nodes: bool = True) -> Graph:
+        """A batch's counts by status (read from the batch's rows only) and, unless
+        `nodes=False`, its processes and edges."""
+        pid = parse_id(batch_id)
+        info = self.storage.batch_get(pid)
+        if info is None:
+            raise ProcessNotFound(f"no batch with id {pid}")
+        counts = counts_of(self.storage.batch_counts(pid))
+        if not nodes:
+            return Graph(info, counts)
+        processes, edges = self.storage.batch_graph(pid)
+        return Graph(info, counts, tuple(processes), tuple(edges))
+
+    def dependencies(self, process_id: str) -> tuple[list[str], list[str]]:
+        """The ids a process depends on, and the ids of the processes that depend on it."""
+        return self.storage.process_edges(self.get(process_id).id)
 
     def submit_many(
         self,

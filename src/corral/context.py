@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from corral import graph
 from corral.errors import Cancelled, LeaseLost
+from corral.graph import DependencyRow, DependencyState
 from corral.model import JSON, Status
 
 P = TypeVar("P")
@@ -23,9 +25,13 @@ class IterationSignals:
     one thread and read by another needs nothing more under the GIL.
     """
 
-    __slots__ = ("cancelled", "last_heartbeat", "lost", "progress")
+    __slots__ = ("cancelled", "last_heartbeat", "lost", "progress", "read_dependencies")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, read_dependencies: Callable[[], Sequence[DependencyRow]] | None = None
+    ) -> None:
+        #: Reads what the process sees of its dependencies, when the handler first asks.
+        self.read_dependencies = read_dependencies
         self.cancelled = False
         self.lost = False
         self.last_heartbeat = time.monotonic()
@@ -58,7 +64,6 @@ class Context(Generic[P]):
         attempt: int,
         lease_token: int = 0,
         progress: tuple[float | None, float | None] = (None, None),
-        dependency_results: Mapping[str, JSON] | None = None,
         signals: IterationSignals | None = None,
     ) -> None:
         self.process_id = process_id
@@ -70,12 +75,31 @@ class Context(Generic[P]):
         #: The fencing token of this iteration's lease: larger for every new claim of the
         #: process. Pass it to outside systems that can refuse writes from older tokens.
         self.lease_token = lease_token
-        self.dependency_results: Mapping[str, JSON] = dependency_results or {}
+        self._dependency_rows: Sequence[DependencyRow] | None = None
         self._progress = progress
         self._signals = signals or IterationSignals()
         self.log = logging.LoggerAdapter(
             logger, {"process_id": process_id, "job": job, "attempt": attempt}
         )
+
+    @property
+    def dependencies(self) -> dict[str, DependencyState]:
+        """Each dependency of this process by id: its `status`, its `result` if it
+        completed, its `error` (`type`, `message`, `traceback`, `reason`) if it failed.
+        Empty for a process without dependencies (docs/graphs.md)."""
+        return graph.dependencies_view(self._dependencies())
+
+    @property
+    def dependency_results(self) -> dict[str, JSON]:
+        """The result of each completed dependency, by id."""
+        return graph.dependency_results(self._dependencies())
+
+    def _dependencies(self) -> Sequence[DependencyRow]:
+        # Read once, on first use: most handlers never ask.
+        if self._dependency_rows is None:
+            read = self._signals.read_dependencies
+            self._dependency_rows = tuple(read()) if read is not None else ()
+        return self._dependency_rows
 
     def progress(self, done: float, total: float | None = None) -> None:
         """Report progress; shown by `corral show` while the iteration runs (saved with

@@ -134,6 +134,9 @@ class Job:
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: A process job's class: a fresh instance serves each iteration.
     cls: type[Any] | None = None
+    #: What a failed or canceled dependency does to a process of this job (docs/graphs.md):
+    #: "cancel" it, or "run" it once every dependency has ended; a submit may override it.
+    on_dependency_failure: str = "cancel"
 
     @property
     def max_attempts(self) -> int:
@@ -350,7 +353,9 @@ class Registry:
         self.generic: dict[Status, list[Handler]] = {}
         self._policies: dict[str, Policy] = {}
 
-    def add_job(self, job: Job) -> None:
+    def add_job(self, job: Job, *, on_dependency_failure: str | None = None) -> None:
+        if on_dependency_failure is not None:
+            job.on_dependency_failure = on_dependency_failure
         if job.name in self.jobs:
             raise ConfigurationError(f"job {job.name!r} is registered twice")
         self.jobs[job.name] = job

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from corral.graph import DependencyRow
 from corral.model import Event
 from corral.storage.base import (
     Claim,
@@ -55,6 +56,9 @@ class WorkerPort(Protocol):
 
     def note(self, events: Sequence[Event]) -> None:
         """Record events that change no process (a lease found lost)."""
+
+    def dependencies(self, process_id: str) -> list[DependencyRow]:
+        """What a process sees of its dependencies (its handler asked: `ctx.dependencies`)."""
 
     def register(self, worker: WorkerInfo) -> None:
         """Put this worker in the registry that `corral workers` reads."""
@@ -111,6 +115,9 @@ class StoragePort:
 
     def note(self, events: Sequence[Event]) -> None:
         self.storage.history_append(events)
+
+    def dependencies(self, process_id: str) -> list[DependencyRow]:
+        return self.storage.dependencies_of([process_id]).get(process_id, [])
 
     def register(self, worker: WorkerInfo) -> None:
         self.storage.worker_register(worker)

@@ -14,6 +14,7 @@ Python cannot stop one, but a new thread takes its place, up to a bound).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -369,7 +370,9 @@ class Worker:
             )
         if change is not None:
             return _Finished(IterationCommit(process.id, c.token, change, now), process, events)
-        flight = Flight(c, IterationSignals(), events)
+        flight = Flight(
+            c, IterationSignals(functools.partial(self.port.dependencies, process.id)), events
+        )
         self._started += 1
         with self._lock:
             self._in_flight[process.id] = flight

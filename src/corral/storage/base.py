@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Self
 
+from corral.graph import DependencyRow
 from corral.model import JSON, Change, Event, Process, Status
 from corral.storage.fast import positional_constructor
 
@@ -42,6 +43,12 @@ class NewProcess:
     #: `codec.dumps(params)` when the caller has it already (the App does: it measures the
     #: parameters' size from it), so that a backend need not encode them again.
     params_json: str | None = None
+    #: Task graphs (docs/graphs.md): what a failed dependency does to it (`cancel` or
+    #: `run`), the batch it belongs to, and (set by the backend) its unfinished
+    #: dependencies. `depends_on` names processes that exist or earlier ones of the batch.
+    on_dependency_failure: str = "cancel"
+    batch_id: str | None = None
+    pending_dependencies: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +76,36 @@ class SubmitShared:
             process_id, self.job, params, self.created_at, self.run_at, Status.STARTING,
             self.priority, self.queue, custom_id, self.client_id, self.tags, (),
             self.deadline_at, self.schedule_to_close, self.start_to_close,
-            self.heartbeat_timeout, params_json,
+            self.heartbeat_timeout, params_json, "cancel", None, 0,
         )  # fmt: skip
 
 
 #: NewProcess(...) with every field, positional: a bulk submit makes thousands.
 def _new_process(*values: object) -> NewProcess:
     return _NEW_PROCESS(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """A batch to insert with its processes (`app.batch()`): one graph, written in one
+    transaction. With a `custom_id` already used by the same client, nothing is inserted
+    and the processes of that batch are returned as `existing`."""
+
+    id: str
+    client_id: str = ""
+    custom_id: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """A batch as stored."""
+
+    id: str
+    client_id: str
+    custom_id: str | None
+    created_at: float
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +252,7 @@ class Storage(abc.ABC):
         *,
         shared: SubmitShared | None = None,
         connection: object | None = None,
+        batch: NewBatch | None = None,
     ) -> list[Inserted]:
         """Insert processes and their first history event in one transaction.
 
@@ -231,6 +262,15 @@ class Storage(abc.ABC):
         A process with a `custom_id` already used by the same client is not inserted:
         the existing one is returned with outcome `existing` if it has the same job
         and parameters, else `CustomIdConflict` is raised and nothing is written.
+
+        `batch`: the processes form this batch (each one's `batch_id` names it).
+
+        Processes with dependencies (`depends_on`) or in a batch start `waiting` with the
+        count of their unfinished dependencies, or `starting` when none is left, or
+        `canceled` at once when a dependency had already failed (docs/graphs.md); the
+        dependencies are read and locked in the same transaction, so none can end unseen.
+        A dependency that is neither an existing process nor an earlier one of the batch
+        is a UsageError, and nothing is written.
 
         `connection`: transactional enqueue. The caller's own database
         connection, inside the caller's transaction: the processes, their history and
@@ -309,6 +349,31 @@ class Storage(abc.ABC):
                 u.process_id, u.expected_version, u.change, u.now, revoke_lease=u.revoke_lease
             )
         ]
+
+    # --- task graphs ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def dependencies_of(self, process_ids: Sequence[str]) -> dict[str, list[DependencyRow]]:
+        """What each process sees of its dependencies (id, status, result, error), in id
+        order; processes without dependencies are left out."""
+
+    @abc.abstractmethod
+    def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
+        """The ids a process depends on, and the ids of the processes that depend on it."""
+
+    @abc.abstractmethod
+    def batch_get(self, batch_id: str) -> BatchInfo | None: ...
+
+    @abc.abstractmethod
+    def batch_by_custom_id(self, client_id: str, custom_id: str) -> BatchInfo | None: ...
+
+    @abc.abstractmethod
+    def batch_counts(self, batch_id: str) -> dict[Status, int]:
+        """A batch's processes by status (statuses with none left out), from an index of the
+        batch's rows: no scan of the table."""
+
+    @abc.abstractmethod
+    def batch_graph(self, batch_id: str) -> tuple[list[Process], list[tuple[str, str]]]:
+        """A batch's processes (in id order) and its edges `(dependent, dependency)`."""
 
     @abc.abstractmethod
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:

@@ -4,7 +4,7 @@ the process did not move meanwhile, the sweep's search for expired timeouts, pru
 from __future__ import annotations
 
 from corral.model import Change
-from corral.storage import codec
+from corral.storage import codec, dependents
 from corral.storage.base import TimedOut
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import Q
@@ -34,6 +34,7 @@ class AdminVerbs(Connected):
             "id": process_id,
             "version": expected_version,
             "revoke": revoke_lease,
+            "reopen": dependents.reopened_by(change),
         }
         updated = bool(self._rows(Q["process_update"], args)[0][0])
         if updated:

@@ -113,6 +113,9 @@ class _CommitStatement:
         events = [codec.event_to_row(e, c.process_id) for c in batch for e in c.change.events]
         self.query = Q["process_commit_many"]
         self.args: dict[str, Any] = columns | event_args(events)
+        # When the dependents of the processes it ends are settled (a promoted one is
+        # queued from then on).
+        self.args["settle_at"] = max(columns["now"])
 
     def lost(self, landed_rows: Sequence[tuple[Any, ...]]) -> list[str]:
         landed = {r[0] for r in landed_rows}

@@ -13,9 +13,10 @@ from psycopg.types.string import TextLoader
 
 from corral.errors import UsageError
 from corral.model import Process
-from corral.storage import codec
-from corral.storage.base import Inserted, NewProcess, SubmitShared
-from corral.storage.postgres.connection import Connected, Connection, outage, verb
+from corral.storage import codec, dependents
+from corral.storage.base import Inserted, NewBatch, NewProcess, SubmitShared
+from corral.storage.postgres.connection import Connection, outage, verb
+from corral.storage.postgres.graphs import Graphs
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.values import (
     as_float,
@@ -27,7 +28,7 @@ from corral.storage.postgres.values import (
 from corral.storage.shared import same_submit
 
 
-class Inserts(Connected):
+class Inserts(Graphs):
     """process_insert_many and what it takes."""
 
     @verb
@@ -37,11 +38,15 @@ class Inserts(Connected):
         *,
         shared: SubmitShared | None = None,
         connection: object | None = None,
+        batch: NewBatch | None = None,
     ) -> list[Inserted]:
+        graph = batch is not None or dependents.needs_graph(processes)
         if connection is not None:
-            return self._insert_in(connection, processes, shared)
-        if not processes:
+            return self._insert_in(connection, processes, shared, batch)
+        if not processes and batch is None:
             return []
+        if graph:
+            return self._insert_graph_retrying(processes, batch)
         query, args = _insert_args(processes, shared, self._notify_param)
         for attempt in (1, 2, 3):
             try:
@@ -50,6 +55,23 @@ class Inserts(Connected):
             except psycopg.errors.DeadlockDetected:
                 # Two batches taking the same custom ids in opposite orders: the other one
                 # has committed by now, so another try finds its processes.
+                if attempt == 3:
+                    raise
+        self.notify_local()
+        return out
+
+    def _insert_graph_retrying(
+        self, processes: Sequence[NewProcess], batch: NewBatch | None
+    ) -> list[Inserted]:
+        """A graph in one transaction. Its locks on existing dependencies may meet a
+        commit's locks on their dependents the other way round: PostgreSQL then undoes one
+        of the two, and this one tries again."""
+        for attempt in (1, 2, 3):
+            try:
+                with self._connection() as conn, conn.transaction():
+                    out = self._insert_graph(conn.cursor(), processes, batch)
+                break
+            except psycopg.errors.DeadlockDetected:
                 if attempt == 3:
                     raise
         self.notify_local()
@@ -124,7 +146,11 @@ class Inserts(Connected):
         return _insert_rows(conn, processes, query, args)
 
     def _insert_in(
-        self, connection: object, processes: Sequence[NewProcess], shared: SubmitShared | None
+        self,
+        connection: object,
+        processes: Sequence[NewProcess],
+        shared: SubmitShared | None,
+        batch: NewBatch | None,
     ) -> list[Inserted]:
         """Transactional enqueue: insert through the caller's connection, in the caller's
         transaction, which we neither commit nor roll back. The NOTIFY the insert sends is
@@ -149,6 +175,9 @@ class Inserts(Connected):
                 f"this app ({self._database!r}, {self._channel!r}): use the same database "
                 "and search_path"
             )
+        if batch is not None or dependents.needs_graph(processes):
+            with connection.transaction():
+                return self._insert_graph(cur, processes, batch)
         if not processes:
             return []
         # A savepoint: a custom id conflict undoes this submit and leaves the caller's

@@ -7,9 +7,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from corral import graph
 from corral.model import Change
-from corral.storage import columns
+from corral.storage import columns, dependents
 from corral.storage.base import TimedOut, Update
+from corral.storage.sqlite import graphs
 from corral.storage.sqlite.reads import append_history, decode_process
 from corral.storage.sqlite.sql import Q
 
@@ -32,9 +34,15 @@ def update(
         process_id,
         expected_version,
     )
-    if conn.execute(query, values).rowcount != 1:
+    row = conn.execute(query, values).fetchone()
+    if row is None:
         return False
     append_history(conn, change.events, process_id)
+    if row[0]:  # some process depends on this one
+        if dependents.ended_by(change):
+            graphs.settle(conn, [graph.Ended(process_id, change.status)], now)
+        elif dependents.reopened_by(change):
+            graphs.reopen(conn, process_id, now)
     return True
 
 

@@ -18,15 +18,19 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from corral.storage import codec, columns
+from corral import graph
+from corral.model import Status
+from corral.storage import codec, columns, dependents
 from corral.storage.base import Claim, Claimed, IterationCommit
+from corral.storage.sqlite import graphs
 from corral.storage.sqlite.reads import decode_process
 from corral.storage.sqlite.sql import Q
 
 #: Claimed rows and, per process id, the owner of the lease it had (None: unleased).
 Chosen = tuple[list[Any], dict[str, str | None]]
-#: Per commit: process id, the UPDATE's parameters, the history rows if it lands.
-CommitRows = list[tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]]
+#: Per commit: process id, the UPDATE's parameters, the history rows if it lands, and the
+#: status it ends the process with (None: it does not end it).
+CommitRows = list[tuple[str, tuple[Any, ...], list[tuple[Any, ...]], Status | None]]
 
 
 def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
@@ -77,22 +81,34 @@ def commit_rows(commits: Sequence[IterationCommit]) -> CommitRows:
             commit.process_id,
             (*columns.change_values(commit.change), commit.now, commit.process_id, commit.token),
             [codec.event_to_row(e, commit.process_id) for e in commit.change.events],
+            commit.change.status if dependents.ended_by(commit.change) else None,
         )
         for commit in commits
     ]
 
 
-def commit(conn: sqlite3.Connection, commits: CommitRows) -> list[str]:
-    """Apply the commits whose lease is still held; the ids of those that were lost."""
+def commit(conn: sqlite3.Connection, commits: CommitRows, now: float) -> list[str]:
+    """Apply the commits whose lease is still held; the ids of those that were lost. The
+    dependents of the processes they end are settled in the same transaction."""
     lost: list[str] = []
     events: list[tuple[Any, ...]] = []
-    for process_id, values, rows in commits:
-        if conn.execute(Q["process_commit"], values).rowcount != 1:
-            lost.append(process_id)
+    ended: list[graph.Ended] = []
+    for process_id, values, rows, ends in commits:
+        if ends is None:
+            landed = conn.execute(Q["process_commit"], values).rowcount == 1
         else:
+            row = conn.execute(Q["process_commit_ending"], values).fetchone()
+            landed = row is not None
+            if landed and row[0]:
+                ended.append(graph.Ended(process_id, ends))
+        if landed:
             events.extend(rows)
+        else:
+            lost.append(process_id)
     if events:
         conn.executemany(Q["history_insert"], events)
+    if ended:
+        graphs.settle(conn, ended, now)
     return lost
 
 

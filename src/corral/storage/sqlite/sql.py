@@ -23,6 +23,12 @@ _FILLED = {
     "/* process_columns */": columns.SELECT_LIST,
     "/* history_columns */": codec.HISTORY_COLUMNS,
     "/* claimable */": ", ".join(f"'{s.value}'" for s in CLAIMABLE),
+    # A terminal process finished before the time bound, on which no unfinished process
+    # depends (a dependent's iteration reads its dependencies' results).
+    "/* prunable */": "finished_at IS NOT NULL AND finished_at < ? AND NOT (has_dependents"
+    " AND EXISTS (SELECT 1 FROM corral_dependency e JOIN corral_process d"
+    " ON d.id = e.process_id WHERE e.depends_on = corral_process.id"
+    " AND d.finished_at IS NULL))",
 }
 
 

@@ -1,18 +1,22 @@
 """`SQLiteStorage`: the storage interface over one SQLite connection. Each verb is one
-transaction (connection.py) around the SQL of its concern (inserts, claims, admin,
-leases, reads, queues); the wake-up verbs come from wakeups.py."""
+transaction (connection.py) around the SQL of its concern (inserts, task graphs, claims,
+admin, leases, reads, queues); the wake-up verbs come from wakeups.py."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from corral.errors import UsageError
+from corral.graph import DependencyRow
 from corral.model import Change, Event, Process, Status
+from corral.storage import dependents
 from corral.storage.base import (
+    BatchInfo,
     Claim,
     Claimed,
     Inserted,
     IterationCommit,
+    NewBatch,
     NewProcess,
     ProcessFilter,
     Progress,
@@ -26,6 +30,7 @@ from corral.storage.base import (
 from corral.storage.sqlite import (
     admin,
     claims,
+    graphs,
     inserts,
     leases,
     queues,
@@ -60,9 +65,13 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         *,
         shared: SubmitShared | None = None,
         connection: object | None = None,
+        batch: NewBatch | None = None,
     ) -> list[Inserted]:
         if connection is not None:
             raise UsageError("transactional enqueue needs the PostgreSQL backend")
+        if batch is not None or dependents.needs_graph(processes):
+            with self._write() as conn:
+                return graphs.insert(conn, processes, batch)
         values = inserts.shared_values(processes, shared)
         with self._write() as conn:
             return inserts.insert_many(conn, processes, values)
@@ -95,7 +104,7 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
         rows = claims.commit_rows(commits)
         with self._write() as conn:
-            return claims.commit(conn, rows)
+            return claims.commit(conn, rows, _latest(commits))
 
     def process_commit_and_claim(
         self, commits: Sequence[IterationCommit], claim: Claim
@@ -103,7 +112,7 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         # One transaction, so one fsync of the WAL, for a worker's whole exchange.
         rows = claims.commit_rows(commits)
         with self._write(wakes=bool(commits), durable=bool(commits)) as conn:
-            lost = claims.commit(conn, rows)
+            lost = claims.commit(conn, rows, _latest(commits)) if rows else []
             chosen = claims.claim(conn, claim)
         return lost, claims.claimed(chosen)
 
@@ -126,6 +135,33 @@ class SQLiteStorage(SQLiteWakeups, Storage):
             return []
         with self._write() as conn:
             return admin.update_many(conn, updates)
+
+    # --- task graphs ----------------------------------------------------------------------
+    def dependencies_of(self, process_ids: Sequence[str]) -> dict[str, list[DependencyRow]]:
+        if not process_ids:
+            return {}
+        with self._read() as conn:
+            return graphs.dependencies_of(conn, process_ids)
+
+    def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
+        with self._read() as conn:
+            return graphs.dependency_ids(conn, process_id), graphs.dependent_ids(conn, process_id)
+
+    def batch_get(self, batch_id: str) -> BatchInfo | None:
+        with self._read() as conn:
+            return graphs.batch_get(conn, batch_id)
+
+    def batch_by_custom_id(self, client_id: str, custom_id: str) -> BatchInfo | None:
+        with self._read() as conn:
+            return graphs.batch_by_custom_id(conn, client_id, custom_id)
+
+    def batch_counts(self, batch_id: str) -> dict[Status, int]:
+        with self._read() as conn:
+            return graphs.batch_counts(conn, batch_id)
+
+    def batch_graph(self, batch_id: str) -> tuple[list[Process], list[tuple[str, str]]]:
+        with self._read() as conn:
+            return graphs.batch_processes(conn, batch_id), graphs.batch_edges(conn, batch_id)
 
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:
         with self._read() as conn:
@@ -209,3 +245,8 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def worker_prune(self, seen_before: float) -> int:
         with self._write(wakes=False) as conn:
             return workers.prune(conn, seen_before)
+
+
+def _latest(commits: Sequence[IterationCommit]) -> float:
+    """The time of a batch of commits: when the last of them was decided."""
+    return max((c.now for c in commits), default=0.0)

@@ -223,7 +223,8 @@ WITH input AS (
     FROM input i JOIN locked l ON l.id = i.id
     WHERE p.id = i.id AND p.id = ANY(%(ids)b::text[]) AND p.lease_token = i.token
       AND p.lease_expires_at IS NOT NULL
-    RETURNING p.id, CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
+    RETURNING p.id, p.status, p.has_dependents,
+              CASE WHEN %(notify)b::text IS NOT NULL THEN pg_notify(%(notify)b, '') END
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
     SELECT process_id, to_timestamp(at), kind, from_status, to_status, attempt, detail::jsonb
@@ -233,12 +234,20 @@ WITH input AS (
     ) WITH ORDINALITY AS e (process_id, at, kind, from_status, to_status, attempt, detail, ord)
     WHERE process_id IN (SELECT id FROM landed)
     ORDER BY ord
+), settled AS (
+    -- The dependents of the processes this commit ended (only those that have some):
+    -- settled in this statement, so that the commit stays one round trip.
+    SELECT corral_settle(array_agg(id ORDER BY id), array_agg(status ORDER BY id),
+                         array_agg(NULL::text), to_timestamp(%(settle_at)b::float8),
+                         %(notify)b::text)
+    FROM landed WHERE has_dependents AND status IN ('completed', 'failed', 'canceled')
 )
-SELECT id FROM landed
+SELECT id FROM landed, settled
 
 -- process_update --
 -- Apply an administrative change if the version did not move, with its events; on revoke,
--- also drop the lease and move the token on, fencing out its holder.
+-- also drop the lease and move the token on, fencing out its holder. A change that ends
+-- the process settles its dependents; a retry (`reopen`) makes them wait for it again.
 WITH updated AS (
     UPDATE corral_process
     SET status = %(status)s, store = %(store)s::jsonb, result = %(result)s::jsonb,
@@ -255,7 +264,21 @@ WITH updated AS (
         heartbeat_at = CASE WHEN %(revoke)s THEN NULL ELSE heartbeat_at END,
         lease_token = lease_token + CASE WHEN %(revoke)s THEN 1 ELSE 0 END
     WHERE id = %(id)s AND version = %(version)s
-    RETURNING id, CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+    RETURNING id, status, has_dependents,
+              CASE WHEN %(notify)s::text IS NOT NULL THEN pg_notify(%(notify)s, '') END
+), reopened AS (
+    -- A retry: the waiting dependents of the process wait for it again.
+    UPDATE corral_process
+    SET pending_dependencies = pending_dependencies + 1, updated_at = to_timestamp(%(now)s),
+        version = version + 1
+    WHERE %(reopen)s AND status = 'waiting' AND id IN (
+        SELECT d.process_id FROM corral_dependency d JOIN updated u ON d.depends_on = u.id
+        WHERE u.has_dependents)
+), settled AS (
+    -- It ended: its dependents are settled in this statement.
+    SELECT corral_settle(array_agg(id), array_agg(status), array_agg(NULL::text),
+                         to_timestamp(%(now)s), %(notify)s::text)
+    FROM updated WHERE has_dependents AND status IN ('completed', 'failed', 'canceled')
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
     SELECT u.id, to_timestamp(e.at), e.kind, e.from_status, e.to_status, e.attempt,
@@ -266,13 +289,17 @@ WITH updated AS (
     ) WITH ORDINALITY AS e (at, kind, from_status, to_status, attempt, detail, ord)
     ORDER BY e.ord
 )
-SELECT count(*) FROM updated
+SELECT count(*) FROM updated, settled
 
 -- process_prune --
--- Delete terminal processes finished before a time, with their history and edges.
+-- Delete terminal processes finished before a time, with their history and edges, but none
+-- on which an unfinished process depends (it will read its result).
 WITH doomed AS (
-    DELETE FROM corral_process
+    DELETE FROM corral_process p
     WHERE finished_at IS NOT NULL AND finished_at < to_timestamp(%(before)s)
+      AND NOT (has_dependents AND EXISTS (
+          SELECT FROM corral_dependency e JOIN corral_process d ON d.id = e.process_id
+          WHERE e.depends_on = p.id AND d.finished_at IS NULL))
     RETURNING id
 ), history AS (
     DELETE FROM corral_history WHERE process_id IN (SELECT id FROM doomed)
@@ -283,8 +310,11 @@ SELECT count(*) FROM doomed
 
 -- process_prunable --
 -- What process_prune would delete, by job (a dry run).
-SELECT job, count(*) FROM corral_process
+SELECT job, count(*) FROM corral_process p
 WHERE finished_at IS NOT NULL AND finished_at < to_timestamp(%(before)s)
+  AND NOT (has_dependents AND EXISTS (
+      SELECT FROM corral_dependency e JOIN corral_process d ON d.id = e.process_id
+      WHERE e.depends_on = p.id AND d.finished_at IS NULL))
 GROUP BY job ORDER BY job
 
 -- lease_renew_many --
@@ -434,3 +464,123 @@ FROM corral_worker ORDER BY started_at, owner
 -- worker_prune --
 -- Delete the rows of workers not seen since a time.
 DELETE FROM corral_worker WHERE last_seen_at < to_timestamp(%(before)s) RETURNING owner
+
+-- graph_lock_existing --
+-- The processes a graph's new nodes depend on that exist already: locked in id order, so
+-- that none can end unseen before the edges are written, marked as having dependents (the
+-- commit that ends them settles them), with their status and root cause.
+WITH locked AS (
+    SELECT id FROM corral_process WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
+)
+UPDATE corral_process p SET has_dependents = true
+FROM locked l WHERE p.id = l.id
+RETURNING p.id, p.status, p.root_cause
+
+-- process_insert_graph --
+-- Processes of a graph, with their initial status, pending count, policy and batch, their
+-- edges, their submitted events and whether each has dependents in the batch.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::text[], %(jobs)s::text[], %(params)s::text[], %(statuses)s::text[],
+        %(priorities)s::integer[], %(queues)s::text[], %(run_at)s::float8[],
+        %(custom_ids)s::text[], %(client_ids)s::text[], %(tags)s::text[],
+        %(created_at)s::float8[], %(details)s::text[], %(deadline_at)s::float8[],
+        %(schedule_to_close)s::float8[], %(start_to_close)s::float8[],
+        %(heartbeat_timeout)s::float8[], %(pending)s::integer[], %(policies)s::text[],
+        %(batch_ids)s::text[], %(has_dependents)s::boolean[]
+    ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
+                            client_id, tags, created_at, detail, deadline_at,
+                            schedule_to_close, start_to_close, heartbeat_timeout, pending,
+                            policy, batch_id, has_dependents, ord)
+), inserted AS (
+    INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
+                                client_id, tags, created_at, updated_at, deadline_at,
+                                schedule_to_close, start_to_close, heartbeat_timeout,
+                                iteration_since, pending_dependencies, on_dependency_failure,
+                                batch_id, has_dependents)
+    SELECT id, job, params::jsonb, status, priority, queue, to_timestamp(run_at), custom_id,
+           client_id, tags::jsonb, to_timestamp(created_at), to_timestamp(created_at),
+           to_timestamp(deadline_at), schedule_to_close, start_to_close, heartbeat_timeout,
+           to_timestamp(run_at), pending, policy, batch_id, has_dependents
+    FROM input ORDER BY ord
+), edges AS (
+    INSERT INTO corral_dependency (process_id, depends_on)
+    SELECT * FROM unnest(%(edge_ids)s::text[], %(edge_deps)s::text[])
+), submitted AS (
+    INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+    SELECT id, to_timestamp(created_at), 'submitted', NULL, status, 0, detail::jsonb
+    FROM input ORDER BY ord
+)
+SELECT CASE WHEN %(notify)s::text IS NOT NULL AND 'starting' = ANY(%(statuses)s::text[])
+            THEN pg_notify(%(notify)s, '') END
+
+-- graph_cancel_at_once --
+-- New nodes that a dependency which had already failed cancels at once (corral.graph
+-- decided), with their events.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(roots)s::text[]) AS i (id, root)
+), canceled AS (
+    UPDATE corral_process p
+    SET status = 'canceled', finished_at = to_timestamp(%(at)s), root_cause = i.root,
+        version = p.version + 1
+    FROM input i WHERE p.id = i.id
+)
+INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+SELECT process_id, to_timestamp(at), kind, from_status, to_status, attempt, detail::jsonb
+FROM unnest(
+    %(e_ids)s::text[], %(e_at)s::float8[], %(e_kinds)s::text[], %(e_from)s::text[],
+    %(e_to)s::text[], %(e_attempts)s::integer[], %(e_details)s::text[]
+) WITH ORDINALITY AS e (process_id, at, kind, from_status, to_status, attempt, detail, ord)
+ORDER BY ord
+
+-- batch_insert --
+-- A batch (app.batch()); nothing if its (client, custom id) is taken: the id of the
+-- batch inserted, else none.
+INSERT INTO corral_batch (id, client_id, custom_id, created_at, size)
+VALUES (%(id)s, %(client_id)s, %(custom_id)s, to_timestamp(%(created_at)s), %(size)s)
+ON CONFLICT (client_id, custom_id) WHERE custom_id IS NOT NULL DO NOTHING
+RETURNING id
+
+-- batch_by_custom_id --
+-- The batch holding a (client, custom id).
+SELECT id, client_id, custom_id, extract(epoch FROM created_at)::float8, size
+FROM corral_batch WHERE client_id = %(client_id)s AND custom_id = %(custom_id)s
+
+-- batch_get --
+-- A batch by id.
+SELECT id, client_id, custom_id, extract(epoch FROM created_at)::float8, size
+FROM corral_batch WHERE id = %(id)s
+
+-- batch_counts --
+-- A batch's processes by status (the batch index: the batch's rows only).
+SELECT status, count(*) FROM corral_process WHERE batch_id = %(id)s GROUP BY status
+
+-- batch_processes --
+-- The processes of a batch, in id order (submit order).
+SELECT /* process_columns */ FROM corral_process WHERE batch_id = %(id)s ORDER BY id
+
+-- batch_edges --
+-- The edges inside a batch: (dependent, dependency).
+SELECT e.process_id, e.depends_on FROM corral_dependency e
+JOIN corral_process p ON p.id = e.process_id WHERE p.batch_id = %(id)s
+ORDER BY e.process_id, e.depends_on
+
+-- dependencies_of --
+-- What processes see of their dependencies: dependent, then the dependency's id, status,
+-- result and error, in id order.
+SELECT e.process_id, p.id, p.status, p.result, p.error
+FROM corral_dependency e JOIN corral_process p ON p.id = e.depends_on
+WHERE e.process_id = ANY(%(ids)s::text[]) ORDER BY e.process_id, p.id
+
+-- process_edges --
+-- The ids a process depends on (first column 'on'), and those of its dependents ('by').
+SELECT 'on', depends_on FROM corral_dependency WHERE process_id = %(id)s
+UNION ALL
+SELECT 'by', process_id FROM corral_dependency WHERE depends_on = %(id)s
+ORDER BY 1, 2
+
+-- process_get_by_custom_id --
+-- The process holding a (client, custom id), if any.
+SELECT /* process_columns */ FROM corral_process
+WHERE client_id = %(client_id)s AND custom_id = %(custom_id)s

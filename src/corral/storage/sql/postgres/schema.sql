@@ -48,7 +48,13 @@ CREATE TABLE corral_process (
     heartbeat_timeout double precision,
     iteration_since timestamptz NOT NULL DEFAULT 'epoch',
     claimed_at timestamptz,
-    heartbeat_at timestamptz
+    heartbeat_at timestamptz,
+    -- docs/graphs.md: the failure policy towards dependencies, a cascade's root cause,
+    -- whether any process depends on this one, and the batch it was submitted in.
+    on_dependency_failure text NOT NULL DEFAULT 'cancel',
+    root_cause text COLLATE "C",
+    has_dependents boolean NOT NULL DEFAULT false,
+    batch_id text COLLATE "C"
 );
 
 -- Idempotent submit: one process per (client, custom id); INSERT ... ON CONFLICT relies on it.
@@ -114,6 +120,23 @@ CREATE TABLE corral_dependency (
 
 CREATE INDEX corral_dependency_depends_on ON corral_dependency (depends_on);
 
+-- A graph's counts by status read the batch's rows only.
+CREATE INDEX corral_process_batch
+    ON corral_process (batch_id, status) WHERE batch_id IS NOT NULL;
+
+-- One row per batch (`app.batch()`): a batch submitted again with its custom id is the
+-- same batch.
+CREATE TABLE corral_batch (
+    id text COLLATE "C" PRIMARY KEY,
+    client_id text NOT NULL DEFAULT '',
+    custom_id text,
+    created_at timestamptz NOT NULL,
+    size integer NOT NULL
+);
+
+CREATE UNIQUE INDEX corral_batch_custom_id
+    ON corral_batch (client_id, custom_id) WHERE custom_id IS NOT NULL;
+
 CREATE TABLE corral_paused_queue (queue text PRIMARY KEY);
 
 -- One row per leadership (the recovery sweep): who holds it, until when.
@@ -137,3 +160,81 @@ CREATE TABLE corral_worker (
     last_seen_at timestamptz NOT NULL,
     running jsonb NOT NULL DEFAULT '[]'
 );
+
+-- The end of some processes, applied to their dependents (docs/graphs.md): called by the
+-- statement that ends them, in its transaction, so that a worker's commit stays one round
+-- trip. Each round updates the waiting dependents of the processes that ended, set-wise:
+-- one fewer pending per dependency that ended; under the `cancel` policy a dependency that
+-- failed or was canceled cancels the dependent (caused by the first such one in id order,
+-- with its root cause); else the dependent is runnable once nothing is pending. The rule
+-- is corral.graph.RULE, which the conformance tests hold both backends to. The UPDATE
+-- re-reads a row that a concurrent transaction changed before it counts down, so two
+-- dependencies ending at once both count. The dependents it cancels are the next round.
+-- Returns how many became runnable (and wakes workers on `notify` if any did).
+CREATE FUNCTION corral_settle(
+    ended_ids text[], ended_statuses text[], ended_roots text[], at timestamptz, notify text
+) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    promoted integer := 0;
+    n integer;
+BEGIN
+    WHILE coalesce(cardinality(ended_ids), 0) > 0 LOOP
+        WITH ended AS (
+            SELECT * FROM unnest(ended_ids, ended_statuses, ended_roots) AS e (id, status, root)
+        ), hits AS (
+            SELECT d.process_id AS id, count(*)::integer AS n,
+                   (array_agg(e.id ORDER BY e.id)
+                       FILTER (WHERE e.status <> 'completed'))[1] AS cause,
+                   (array_agg(e.status ORDER BY e.id)
+                       FILTER (WHERE e.status <> 'completed'))[1] AS cause_status,
+                   (array_agg(coalesce(e.root, e.id) ORDER BY e.id)
+                       FILTER (WHERE e.status <> 'completed'))[1] AS cause_root
+            FROM ended e JOIN corral_dependency d ON d.depends_on = e.id
+            GROUP BY d.process_id
+        ), settled AS (
+            UPDATE corral_process p
+            SET pending_dependencies = p.pending_dependencies - h.n,
+                status = CASE
+                    WHEN p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL
+                        THEN 'canceled'
+                    WHEN p.pending_dependencies - h.n = 0 THEN 'starting'
+                    ELSE 'waiting' END,
+                run_at = CASE WHEN p.pending_dependencies - h.n = 0
+                              AND NOT (p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL)
+                         THEN greatest(p.run_at, at) ELSE p.run_at END,
+                iteration_since = CASE WHEN p.pending_dependencies - h.n = 0
+                              AND NOT (p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL)
+                         THEN greatest(p.run_at, at) ELSE p.iteration_since END,
+                finished_at = CASE WHEN p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL
+                              THEN at ELSE p.finished_at END,
+                root_cause = CASE WHEN p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL
+                             THEN h.cause_root ELSE p.root_cause END,
+                updated_at = at, version = p.version + 1
+            FROM hits h
+            WHERE p.id = h.id AND p.status = 'waiting'
+            RETURNING p.id, p.status, p.root_cause, h.cause, h.cause_status
+        ), events AS (
+            INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt,
+                                        detail)
+            SELECT s.id, at, 'transition', 'waiting', s.status, 0, CASE
+                WHEN s.status = 'starting' THEN jsonb_build_object('reason', 'dependencies_done')
+                ELSE jsonb_build_object(
+                    'reason', CASE WHEN s.cause_status = 'failed' THEN 'dependency_failed'
+                                   ELSE 'dependency_canceled' END,
+                    'caused_by', s.cause, 'root_cause', s.root_cause) END
+            FROM settled s WHERE s.status <> 'waiting' ORDER BY s.id
+        )
+        SELECT array_agg(s.id ORDER BY s.id) FILTER (WHERE s.status = 'canceled'),
+               array_agg(s.root_cause ORDER BY s.id) FILTER (WHERE s.status = 'canceled'),
+               count(*) FILTER (WHERE s.status = 'starting')
+        INTO ended_ids, ended_roots, n
+        FROM settled s;
+        promoted := promoted + n;
+        ended_statuses := array_fill('canceled'::text, ARRAY[coalesce(cardinality(ended_ids), 0)]);
+    END LOOP;
+    IF promoted > 0 AND notify IS NOT NULL THEN
+        PERFORM pg_notify(notify, '');
+    END IF;
+    RETURN promoted;
+END
+$$;

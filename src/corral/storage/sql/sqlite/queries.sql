@@ -3,7 +3,8 @@
 -- the process row's columns (corral.storage.columns.SELECT_LIST), `/* history_columns */`
 -- the history row's (codec.HISTORY_COLUMNS), `/* claimable */` the statuses a claim may
 -- take ('failing', 'ending', 'running', 'starting': word for word the WHERE of the partial
--- index corral_process_runnable, or SQLite would not use it). Filled in per call: `/* ... */`
+-- index corral_process_runnable, or SQLite would not use it), `/* prunable */` the rows
+-- that pruning may delete (corral.storage.sqlite.sql says which). Filled in per call: `/* ... */`
 -- markers named in the query's comment. Parameters are positional (`?`) unless named.
 
 -- schema_version_table --
@@ -112,14 +113,27 @@ UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
     heartbeat_at = NULL, updated_at = ?, version = version + 1
 WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL
 
+-- process_commit_ending --
+-- process_commit of an iteration that ends its process: whether any process depends on
+-- it (its dependents are then settled in the same transaction).
+UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
+    progress_done = ?, progress_total = ?, run_at = ?, attempt = ?,
+    stopped_status = ?, finished_at = ?, iteration_since = ?,
+    lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL,
+    heartbeat_at = NULL, updated_at = ?, version = version + 1
+WHERE id = ? AND lease_token = ? AND lease_expires_at IS NOT NULL
+RETURNING has_dependents
+
 -- process_update --
 -- An admin change (cancel, retry, a timeout) fenced by the row's version: the change's
--- columns, cancel_requested, updated_at, then id and expected version.
+-- columns, cancel_requested, updated_at, then id and expected version. Returns whether any
+-- process depends on it.
 UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
     progress_done = ?, progress_total = ?, run_at = ?, attempt = ?,
     stopped_status = ?, finished_at = ?, iteration_since = ?,
     cancel_requested = ?, updated_at = ?, version = version + 1
 WHERE id = ? AND version = ?
+RETURNING has_dependents
 
 -- process_update_revoking --
 -- process_update that also revokes the lease: a new token fences out its holder.
@@ -130,24 +144,26 @@ UPDATE corral_process SET status = ?, store = ?, result = ?, error = ?,
     lease_owner = NULL, lease_expires_at = NULL, claimed_at = NULL,
     heartbeat_at = NULL, lease_token = lease_token + 1
 WHERE id = ? AND version = ?
+RETURNING has_dependents
 
 -- prune_history --
--- The history of the processes finished before `?`.
+-- The history of the processes finished before `?` (`/* prunable */`: those of them on
+-- which no unfinished process depends).
 DELETE FROM corral_history WHERE process_id IN (
-    SELECT id FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?)
+    SELECT id FROM corral_process WHERE /* prunable */)
 
 -- prune_dependencies --
 -- The edges of the processes finished before `?`.
 DELETE FROM corral_dependency WHERE process_id IN (
-    SELECT id FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?)
+    SELECT id FROM corral_process WHERE /* prunable */)
 
 -- prune_processes --
 -- The processes finished before `?`.
-DELETE FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?
+DELETE FROM corral_process WHERE /* prunable */
 
 -- prunable --
 -- What prune_processes would delete, by job (a dry run).
-SELECT job, count(*) FROM corral_process WHERE finished_at IS NOT NULL AND finished_at < ?
+SELECT job, count(*) FROM corral_process WHERE /* prunable */
 GROUP BY job ORDER BY job
 
 -- select_timed_out --
@@ -250,3 +266,84 @@ FROM corral_worker ORDER BY started_at, owner
 -- worker_prune --
 -- Delete the rows of workers not seen since `?`.
 DELETE FROM corral_worker WHERE last_seen_at < ?
+
+-- process_insert_graph --
+-- One process of a graph (it has dependencies, or is part of a batch), with its initial
+-- status and pending count; a batch repeats the last `(...)` group per row.
+INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
+    client_id, tags, created_at, updated_at, deadline_at, schedule_to_close, start_to_close,
+    heartbeat_timeout, iteration_since, pending_dependencies, on_dependency_failure, batch_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- graph_existing --
+-- The processes a graph's new nodes depend on that exist already (`/* ids */`): their status
+-- and the root cause they carry.
+SELECT id, status, root_cause FROM corral_process WHERE id IN (/* ids */)
+
+-- graph_mark_dependents --
+-- Processes that now have dependents (`/* ids */`): the commit that ends them settles them.
+UPDATE corral_process SET has_dependents = 1 WHERE id IN (/* ids */) AND has_dependents = 0
+
+-- dependents_waiting --
+-- The waiting dependents of the processes that just ended (`/* ids */`), one row per edge:
+-- dependent, dependency, status, policy, pending count, run_at, root cause.
+SELECT p.id, e.depends_on, p.status, p.on_dependency_failure, p.pending_dependencies,
+    p.run_at, p.root_cause
+FROM corral_dependency e JOIN corral_process p ON p.id = e.process_id
+WHERE e.depends_on IN (/* ids */) AND p.status = 'waiting'
+
+-- dependent_settle --
+-- A waiting dependent after some of its dependencies ended (corral.graph decided): status,
+-- pending count, run_at, iteration_since (NULL: as it is), finished_at, root cause,
+-- updated_at, then its id.
+UPDATE corral_process SET status = ?, pending_dependencies = ?, run_at = ?,
+    iteration_since = coalesce(?, iteration_since), finished_at = ?, root_cause = ?,
+    updated_at = ?, version = version + 1
+WHERE id = ? AND status = 'waiting'
+
+-- dependents_reopen --
+-- A dependency is retried: its waiting dependents wait for it again (corral.graph.reopened).
+UPDATE corral_process SET pending_dependencies = pending_dependencies + 1,
+    updated_at = ?, version = version + 1
+WHERE status = 'waiting' AND id IN (SELECT process_id FROM corral_dependency WHERE depends_on = ?)
+
+-- dependencies_of --
+-- What the claimed processes (`/* ids */`) see of their dependencies: dependent, then the
+-- dependency's id, status, result and error, in id order.
+SELECT e.process_id, p.id, p.status, p.result, p.error
+FROM corral_dependency e JOIN corral_process p ON p.id = e.depends_on
+WHERE e.process_id IN (/* ids */) ORDER BY e.process_id, p.id
+
+-- dependency_ids --
+-- The ids a process depends on, in id order.
+SELECT depends_on FROM corral_dependency WHERE process_id = ? ORDER BY depends_on
+
+-- dependent_ids --
+-- The ids of the processes that depend on one, in id order.
+SELECT process_id FROM corral_dependency WHERE depends_on = ? ORDER BY process_id
+
+-- batch_insert --
+-- A batch of processes (app.batch()): id, client id, custom id, created_at, size.
+INSERT INTO corral_batch (id, client_id, custom_id, created_at, size) VALUES (?, ?, ?, ?, ?)
+
+-- batch_get --
+-- A batch by id.
+SELECT id, client_id, custom_id, created_at, size FROM corral_batch WHERE id = ?
+
+-- batch_by_custom_id --
+-- The batch holding a (client, custom id), if any.
+SELECT id, client_id, custom_id, created_at, size FROM corral_batch
+WHERE client_id = ? AND custom_id = ?
+
+-- batch_processes --
+-- The processes of a batch, in id order (submit order).
+SELECT /* process_columns */ FROM corral_process WHERE batch_id = ? ORDER BY id
+
+-- batch_counts --
+-- A batch's processes by status (the batch index: the batch's rows only).
+SELECT status, count(*) FROM corral_process WHERE batch_id = ? GROUP BY status
+
+-- batch_edges --
+-- The edges inside a batch: (dependent, dependency).
+SELECT e.process_id, e.depends_on FROM corral_dependency e
+JOIN corral_process p ON p.id = e.process_id WHERE p.batch_id = ? ORDER BY e.process_id, e.depends_on

@@ -1,0 +1,204 @@
+"""Task graphs: inserting processes with dependencies (and batches) in one transaction,
+what a process sees of its dependencies, and a batch's graph.
+
+The commit that ends a process settles its dependents inside its own statement (the
+`corral_settle` function of the schema); what happens here is the insert side: the
+dependencies that exist already are locked in id order and marked as having dependents,
+so that none can end unseen before the edges are written, then corral.graph decides each
+new node's initial status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+
+from corral import graph
+from corral.model import Process, Status
+from corral.storage import codec, dependents
+from corral.storage.base import BatchInfo, Inserted, NewBatch, NewProcess
+from corral.storage.postgres.connection import Connected, Connection, verb
+from corral.storage.postgres.queries import Q
+from corral.storage.postgres.values import (
+    as_float,
+    as_time,
+    as_time_or_none,
+    decode_process,
+    event_args,
+    new_process_record,
+)
+from corral.storage.shared import same_submit
+
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+class Graphs(Connected):
+    """The graph verbs, and the insert of processes that have dependencies."""
+
+    def _insert_graph(
+        self, conn: Cursor, processes: Sequence[NewProcess], batch: NewBatch | None
+    ) -> list[Inserted]:
+        """In the caller's transaction, on its cursor `conn`."""
+        if batch is not None:
+            if batch.custom_id is not None:
+                row = conn.execute(
+                    Q["batch_by_custom_id"],
+                    {"client_id": batch.client_id, "custom_id": batch.custom_id},
+                ).fetchone()
+                if row is not None:
+                    return [Inserted(p, "existing") for p in self._batch_processes(conn, row[0])]
+            inserted = conn.execute(
+                Q["batch_insert"],
+                {
+                    "id": batch.id,
+                    "client_id": batch.client_id,
+                    "custom_id": batch.custom_id,
+                    "created_at": as_time(batch.created_at),
+                    "size": len(processes),
+                },
+            ).fetchone()
+            if inserted is None:  # a concurrent submit of the same batch won: it is that one
+                row = conn.execute(
+                    Q["batch_by_custom_id"],
+                    {"client_id": batch.client_id, "custom_id": batch.custom_id},
+                ).fetchone()
+                assert row is not None
+                return [Inserted(p, "existing") for p in self._batch_processes(conn, row[0])]
+        new, existing_out = _resolve_custom_ids(conn, processes)
+        ours = {n.id for n in new}
+        outside = sorted({d for n in new for d in n.depends_on if d not in ours})
+        existing = {}
+        if outside:
+            for pid, status, root in conn.execute(Q["graph_lock_existing"], {"ids": outside}):
+                existing[pid] = graph.Existing(Status(status), root)
+        at = as_time(processes[0].created_at) if processes else 0.0
+        plan = dependents.plan_inserts(new, existing, at)
+        if plan.processes:
+            conn.execute(Q["process_insert_graph"], _insert_args(plan, self._notify_param))
+        if plan.canceled:
+            rows = [codec.event_to_row(e, c.id) for c in plan.canceled for e in c.events]
+            conn.execute(
+                Q["graph_cancel_at_once"],
+                {
+                    "ids": [c.id for c in plan.canceled],
+                    "roots": [c.root_cause for c in plan.canceled],
+                    "at": at,
+                }
+                | event_args(rows),
+            )
+            # Their own dependents outside the batch: none (they are new); inside it,
+            # corral.graph has decided them already.
+        canceled = {c.id: c for c in plan.canceled}
+        records = {}
+        for n in plan.processes:
+            record = new_process_record(n)
+            if n.id in canceled:
+                record = replace(record, status=Status.CANCELED, finished_at=at)
+            records[n.id] = record
+        return [existing_out.get(n.id) or Inserted(records[n.id], "created") for n in processes]
+
+    def _batch_processes(self, conn: Cursor | Connection, batch_id: str) -> list[Process]:
+        return [decode_process(r) for r in conn.execute(Q["batch_processes"], {"id": batch_id})]
+
+    @verb
+    def dependencies_of(self, process_ids: Sequence[str]) -> dict[str, list[graph.DependencyRow]]:
+        if not process_ids:
+            return {}
+        out: dict[str, list[graph.DependencyRow]] = {}
+        for pid, dep, status, result, error in self._rows(
+            Q["dependencies_of"], {"ids": list(process_ids)}
+        ):
+            out.setdefault(pid, []).append(
+                graph.DependencyRow(
+                    dep,
+                    Status(status),
+                    codec.loads(result) if result is not None else None,
+                    codec.error_loads(error) if error is not None else None,
+                )
+            )
+        return out
+
+    @verb
+    def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
+        rows = self._rows(Q["process_edges"], {"id": process_id})
+        return [r[1] for r in rows if r[0] == "on"], [r[1] for r in rows if r[0] == "by"]
+
+    @verb
+    def batch_get(self, batch_id: str) -> BatchInfo | None:
+        rows = self._rows(Q["batch_get"], {"id": batch_id})
+        return BatchInfo(*rows[0]) if rows else None
+
+    @verb
+    def batch_by_custom_id(self, client_id: str, custom_id: str) -> BatchInfo | None:
+        rows = self._rows(Q["batch_by_custom_id"], {"client_id": client_id, "custom_id": custom_id})
+        return BatchInfo(*rows[0]) if rows else None
+
+    @verb
+    def batch_counts(self, batch_id: str) -> dict[Status, int]:
+        return {Status(s): int(n) for s, n in self._rows(Q["batch_counts"], {"id": batch_id})}
+
+    @verb
+    def batch_graph(self, batch_id: str) -> tuple[list[Process], list[tuple[str, str]]]:
+        with self._connection() as conn:
+            processes = self._batch_processes(conn, batch_id)
+            edges = [(a, b) for a, b in conn.execute(Q["batch_edges"], {"id": batch_id})]
+        return processes, edges
+
+
+def _resolve_custom_ids(
+    conn: Cursor, processes: Sequence[NewProcess]
+) -> tuple[list[NewProcess], dict[str, Inserted]]:
+    """As the SQLite backend's: processes whose custom id is taken are `existing` (or a
+    CustomIdConflict), and later nodes depend on the process that holds it."""
+    existing: dict[str, Inserted] = {}
+    renamed: dict[str, str] = {}
+    new: list[NewProcess] = []
+    for n in processes:
+        if renamed and any(d in renamed for d in n.depends_on):
+            n = replace(n, depends_on=tuple(renamed.get(d, d) for d in n.depends_on))
+        if n.custom_id is not None:
+            row = conn.execute(
+                Q["process_get_by_custom_id"], {"client_id": n.client_id, "custom_id": n.custom_id}
+            ).fetchone()
+            if row is not None:
+                found = decode_process(row)
+                same_submit(found, n, codec.params_json(n))
+                existing[n.id] = Inserted(found, "existing")
+                renamed[n.id] = found.id
+                continue
+        new.append(n)
+    return new, existing
+
+
+def _insert_args(plan: dependents.GraphInsert, notify: str | None) -> dict[str, Any]:
+    ps = plan.processes
+    tags = codec.JsonCache()
+    details = codec.JsonCache()
+    return {
+        "ids": [n.id for n in ps],
+        "jobs": [n.job for n in ps],
+        "params": [codec.params_json(n) for n in ps],
+        "statuses": [n.status.value for n in ps],
+        "priorities": [n.priority for n in ps],
+        "queues": [n.queue for n in ps],
+        "run_at": [as_time(n.run_at) for n in ps],
+        "custom_ids": [n.custom_id for n in ps],
+        "client_ids": [n.client_id for n in ps],
+        "tags": [tags.dumps(n.tags) for n in ps],
+        "created_at": [as_time(n.created_at) for n in ps],
+        "details": [details.dumps(codec.submitted_detail(n)) for n in ps],
+        "deadline_at": [as_time_or_none(n.deadline_at) for n in ps],
+        "schedule_to_close": [as_float(n.schedule_to_close) for n in ps],
+        "start_to_close": [as_float(n.start_to_close) for n in ps],
+        "heartbeat_timeout": [as_float(n.heartbeat_timeout) for n in ps],
+        "pending": [n.pending_dependencies for n in ps],
+        "policies": [n.on_dependency_failure for n in ps],
+        "batch_ids": [n.batch_id for n in ps],
+        "has_dependents": [n.id in plan.with_dependents for n in ps],
+        "edge_ids": [a for a, _ in plan.edges],
+        "edge_deps": [b for _, b in plan.edges],
+        "notify": notify,
+    }
