@@ -659,8 +659,8 @@ class App:
         return {pid: ids.short_id(pid, *neighbors[pid]) for pid in process_ids}
 
     def explain(self, process_id: str) -> builtins.list[Reason]:
-        """Every reason the process is not running now (its status, its run_at, a paused
-        queue, an expired lease, no live worker for its job or queue, all of them busy, a
+        """Every reason the process is not running now (the dependencies it waits for, its
+        status, its run_at, a paused queue, an expired lease, no live worker for its job or queue, all of them busy, a
         cancel request), or the one line that says it runs or is next. A worker counts as
         live while it refreshed its registry row within one lease."""
         process = self.get(process_id)
@@ -670,6 +670,9 @@ class App:
             paused=self.storage.queue_paused(),
             workers=self.storage.worker_list(),
             stale_after=self.lease_seconds,
+            dependencies=self.storage.dependencies_of([process.id]).get(process.id, ())
+            if process.status is Status.WAITING
+            else (),
         )
 
     def workers(self) -> builtins.list[WorkerInfo]:

@@ -498,6 +498,22 @@ def submit(
         typer.Option(metavar="QUEUE", help="Put it in this queue (default: the job's)."),
     ] = None,
     tag: TagOpt = None,
+    depends_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ID",
+            help="Wait for this process to end first (repeatable): the new process is "
+            "waiting until every one has ended. A whole id or a unique prefix.",
+        ),
+    ] = None,
+    on_dependency_failure: Annotated[
+        str | None,
+        typer.Option(
+            metavar="POLICY",
+            help="When a dependency fails or is canceled: 'cancel' this process too, or "
+            "'run' it once every dependency has ended (default: the job's, else cancel).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a process of JOB; prints its id and `created`, or `existing` for a
@@ -508,8 +524,17 @@ def submit(
         params = parse_params(app, job, param, params_file)
         tags = dict(_pair(t, "--tag") for t in tag or [])
         when = parse_when(run_at, app.clock()) if run_at else None
+        deps = [find_process(app, d, None).id for d in depends_on or []]
         s = app.submit(
-            job, params, custom_id=custom_id, priority=priority, run_at=when, queue=queue, tags=tags
+            job,
+            params,
+            custom_id=custom_id,
+            priority=priority,
+            run_at=when,
+            queue=queue,
+            tags=tags,
+            depends_on=deps,
+            on_dependency_failure=on_dependency_failure,
         )
         if as_json:
             print(
@@ -637,10 +662,13 @@ def show(
             process = ended
         history = app.history(process.id)
         now = app.clock()
+        deps = app.storage.dependencies_of([process.id]).get(process.id, [])
+        _, dependents = app.dependencies(process.id)
         if as_json:
-            print(json.dumps(out.process_json(process, history, now=now)))
+            shown = out.process_json(process, history, now=now) | out.edges_json(deps, dependents)
+            print(json.dumps(shown))
         else:
-            out.show_process(console, process, history, now)
+            out.show_process(console, process, history, now, deps, dependents)
         if not follow:
             return 0
         return 0 if process.status is Status.COMPLETED else 1
@@ -650,7 +678,8 @@ def show(
 
 @cli.command()
 def why(process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False) -> None:
-    """Say why a process is not running now: every reason (scheduled for T, retrying at T,
+    """Say why a process is not running now: every reason (waiting for dependencies,
+    scheduled for T, retrying at T,
     its queue paused, a worker's lease expired, no running worker registers its job or
     serves its queue, every such worker busy, a cancel requested), or that it runs or is
     next. Times are UTC."""
@@ -674,6 +703,40 @@ def why(process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOp
                 console.print(f"- {r.message}", highlight=False, soft_wrap=True)
 
     guarded(run)
+
+
+@cli.command()
+def graph(
+    batch_id: Annotated[str, typer.Argument(metavar="ID", help="The batch's id (app.batch()).")],
+    nodes: Annotated[
+        bool,
+        typer.Option("--nodes/--counts-only", help="List every process and its dependencies."),
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a task graph submitted as one batch: its processes by status (read from the
+    batch's rows only), then each process with the ids it depends on."""
+
+    def run() -> int:
+        app = state.database_for("graph", reads=True)
+        g = app.graph(batch_id, nodes=nodes)
+        if as_json:
+            print(json.dumps(g.to_json()))
+            return 0
+        counts = ", ".join(f"{n} {st}" for st, n in g.counts.to_json().items() if n)
+        done = "done" if g.done else "running"
+        console.print(
+            f"batch {g.id}: {g.counts.total} processes, {done}: {counts}", highlight=False
+        )
+        deps: dict[str, list[str]] = {}
+        for dependent, dependency in g.edges:
+            deps.setdefault(dependent, []).append(dependency)
+        for p in g.processes:
+            after = f" <- {', '.join(deps[p.id])}" if p.id in deps else ""
+            console.print(f"{p.id} {p.job} {p.status.value}{after}", highlight=False)
+        return 0
+
+    raise typer.Exit(guarded(run))
 
 
 @cli.command()

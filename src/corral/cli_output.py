@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from corral.graph import DependencyRow
 from corral.model import Event, Process, Status
 from corral.storage.base import WorkerInfo
 
@@ -266,8 +267,28 @@ def _detail(e: Event) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items() if v is not None)
 
 
-def show_process(console: Console, p: Process, history: Sequence[Event], now: float) -> None:
-    parts: list[Any] = [_fields(p, history, now), Text(""), _timeline(history)]
+def edges_json(dependencies: Sequence[DependencyRow], dependents: Sequence[str]) -> dict[str, Any]:
+    """A process's place in a task graph, for --json."""
+    return {
+        "dependencies": [{"id": d.id, "status": d.status.value} for d in dependencies],
+        "dependents": list(dependents),
+    }
+
+
+def show_process(
+    console: Console,
+    p: Process,
+    history: Sequence[Event],
+    now: float,
+    dependencies: Sequence[DependencyRow] = (),
+    dependents: Sequence[str] = (),
+) -> None:
+    fields = _fields(p, history, now)
+    if dependencies:
+        fields.add_row("depends on", "\n".join(f"{d.id} {d.status.value}" for d in dependencies))
+    if dependents:
+        fields.add_row("dependents", "\n".join(dependents))
+    parts: list[Any] = [fields, Text(""), _timeline(history)]
     if p.error is not None and p.error.traceback:
         parts += [Text(""), Text(p.error.traceback.rstrip(), style="dim")]
     console.print(Panel(Group(*parts), title=p.id, title_align="left"))

@@ -3,8 +3,8 @@
 Pure: it reads a process as stored, the queues that are paused, the worker registry and
 the time, and decides nothing. The same predicates as the claim's: a process runs when
 its status is claimable, no live lease holds it, its `run_at` has come, its queue is not
-paused, and a live worker registers its job and serves its queue. Task graphs and flow
-control will add their reasons (dependencies, concurrency keys, rate limits) here.
+paused, no dependency is unfinished, and a live worker registers its job and serves its
+queue. Flow control will add its reasons (concurrency keys, rate limits) here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from corral.model import CLAIMABLE, Process
+from corral.graph import DependencyRow
+from corral.model import CLAIMABLE, Process, Status
 from corral.storage.base import WorkerInfo
 
 
@@ -32,6 +33,7 @@ def explain(
     paused: Collection[str],
     workers: Sequence[WorkerInfo],
     stale_after: float,
+    dependencies: Sequence[DependencyRow] = (),
 ) -> list[Reason]:
     """Every reason `p` is not running at `now`; for one that runs or will run at the
     next claim, the one line that says so."""
@@ -40,12 +42,33 @@ def explain(
     if p.leased and (p.lease_expires_at or 0) > now:
         until = _when(p.lease_expires_at)
         return [Reason("leased", f"it is running: worker {p.lease_owner} holds it until {until}")]
-    reasons = [*_held(p, now, paused), *_workers(p, now, workers, stale_after)]
+    reasons = [
+        *_waiting(p, dependencies),
+        *_held(p, now, paused),
+        *_workers(p, now, workers, stale_after),
+    ]
     if p.cancel_requested:
         reasons.append(
             Reason("cancel_requested", "a cancel was requested: the next claim rolls it back")
         )
     return reasons or [Reason("runnable", "nothing holds it back: the next claim takes it")]
+
+
+def _waiting(p: Process, dependencies: Sequence[DependencyRow]) -> list[Reason]:
+    """The dependencies a waiting process waits for, with their statuses."""
+    if p.status is not Status.WAITING:
+        return []
+    unfinished = [d for d in dependencies if not d.status.terminal]
+    shown = ", ".join(f"{d.id} ({d.status.value})" for d in unfinished[:5])
+    more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+    count = len(unfinished)
+    return [
+        Reason(
+            "waiting_on_dependencies",
+            f"it waits for {count} {'dependency' if count == 1 else 'dependencies'} to "
+            f"end: {shown}{more}",
+        )
+    ]
 
 
 def _held(p: Process, now: float, paused: Collection[str]) -> list[Reason]:
@@ -59,7 +82,7 @@ def _held(p: Process, now: float, paused: Collection[str]) -> list[Reason]:
                 "(it died or froze): the next claim takes the process over",
             )
         )
-    if p.status not in CLAIMABLE:
+    if p.status not in CLAIMABLE and p.status is not Status.WAITING:
         reasons.append(Reason("status", f"it is {p.status.value}, which no worker claims"))
     if p.run_at > now and p.lease_token == 0:
         reasons.append(Reason("scheduled", f"it is scheduled for {_when(p.run_at)}"))
