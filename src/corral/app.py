@@ -660,8 +660,9 @@ class App:
 
     def explain(self, process_id: str) -> builtins.list[Reason]:
         """Every reason the process is not running now (the dependencies it waits for, its
-        status, its run_at, a paused queue, an expired lease, no live worker for its job or queue, all of them busy, a
-        cancel request), or the one line that says it runs or is next. A worker counts as
+        status, its run_at, a paused queue, an expired lease, no live worker for its job or
+        queue, all of them busy, a cancel request), or the one line that says it runs or is
+        next. A worker counts as
         live while it refreshed its registry row within one lease."""
         process = self.get(process_id)
         return explain(

@@ -43,7 +43,7 @@ def test_a_dependent_runs_after_its_dependencies_and_reads_their_results(g: App)
     b = g.submit("value", {"n": 3})
     t = g.submit("total", depends_on=[a.id, b.id])
     assert t.status is Status.WAITING
-    assert [r.code for r in g.explain(t.id)][0] == "waiting_on_dependencies"
+    assert next(r.code for r in g.explain(t.id)) == "waiting_on_dependencies"
     drain(g)
     done = g.get(t.id)
     assert done.status is Status.COMPLETED
