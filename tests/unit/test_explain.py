@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from corral.explain import explain
+from corral.graph import DependencyRow
 from corral.model import Process, Status
 from corral.storage.base import WorkerInfo
 
@@ -85,8 +86,24 @@ def test_scheduled_is_a_first_run_retrying_a_later_one() -> None:
     assert codes(process(run_at=NOW + 60, lease_token=1)) == ["retrying"]
 
 
-def test_waiting_is_not_claimed_and_every_queue_paused_counts() -> None:
-    assert codes(process(status=Status.WAITING)) == ["status"]
+def test_a_waiting_process_names_the_dependencies_it_waits_for() -> None:
+    deps = [
+        DependencyRow("dep-a", Status.COMPLETED, 1),
+        DependencyRow("dep-b", Status.RUNNING),
+        DependencyRow("dep-c", Status.WAITING),
+    ]
+    [reason] = explain(
+        process(status=Status.WAITING), NOW, paused=(), workers=[worker()], stale_after=30,
+        dependencies=deps,
+    )  # fmt: skip
+    assert reason.code == "waiting_on_dependencies"
+    assert reason.message == (
+        "it waits for 2 dependencies to end: dep-b (running), dep-c (waiting)"
+    )
+
+
+def test_an_ended_process_says_so_and_every_queue_paused_counts() -> None:
+    assert codes(process(status=Status.COMPLETED)) == ["ended"]
     [msg] = [
         r.message
         for r in explain(process(), NOW, paused=("*",), workers=[worker()], stale_after=30)
