@@ -81,8 +81,11 @@ def test_a_worker_that_lost_its_lease_writes_nothing(app: App) -> None:
     thread = threading.Thread(target=drain, args=(app,))
     thread.start()
     assert in_handler.wait(10)
-    clock[0] += 60  # the slow worker's lease expires; another worker takes over
-    [thief] = app.storage.process_claim(Claim(owner="thief", now=clock[0], lease_seconds=60))
+    # Another worker, a minute later by its clock, finds the slow worker's lease expired
+    # and takes over. (Moving the shared clock instead would race the slow worker's
+    # renewer, which extends its lease from whatever the clock says when it runs.)
+    later = clock[0] + 60
+    [thief] = app.storage.process_claim(Claim(owner="thief", now=later, lease_seconds=60))
     stolen.set()
     thread.join(10)
     current = app.get(p.id)

@@ -35,10 +35,15 @@ CREATE UNIQUE INDEX corral_batch_custom_id
 -- is corral.graph.RULE, which the conformance tests hold both backends to. The UPDATE
 -- re-reads a row that a concurrent transaction changed before it counts down, so two
 -- dependencies ending at once both count. The dependents it cancels are the next round.
--- Returns how many became runnable (and wakes workers on `notify` if any did).
+-- Returns how many became runnable (and wakes workers on `notify` if any did). Its plans
+-- follow the edges: nested loops over the edge index and the primary key. A hash join
+-- would read every waiting process (the status index) to update the few that matter, and
+-- the planner, without statistics on a young table, may prefer one; so it may not.
 CREATE FUNCTION corral_settle(
     ended_ids text[], ended_statuses text[], ended_roots text[], at timestamptz, notify text
-) RETURNS integer LANGUAGE plpgsql AS $$
+) RETURNS integer LANGUAGE plpgsql
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off
+AS $$
 DECLARE
     promoted integer := 0;
     n integer;

@@ -237,9 +237,11 @@ WITH input AS (
 ), settled AS (
     -- The dependents of the processes this commit ended (only those that have some):
     -- settled in this statement, so that the commit stays one round trip.
-    SELECT corral_settle(array_agg(id ORDER BY id), array_agg(status ORDER BY id),
-                         array_agg(NULL::text), to_timestamp(%(settle_at)b::float8),
-                         %(notify)b::text)
+    -- No call at all when none has (the common case: a plain job).
+    SELECT CASE WHEN count(*) > 0 THEN
+        corral_settle(array_agg(id ORDER BY id), array_agg(status ORDER BY id),
+                      array_agg(NULL::text), to_timestamp(%(settle_at)b::float8),
+                      %(notify)b::text) END
     FROM landed WHERE has_dependents AND status IN ('completed', 'failed', 'canceled')
 )
 SELECT id FROM landed, settled
@@ -276,8 +278,9 @@ WITH updated AS (
         WHERE u.has_dependents)
 ), settled AS (
     -- It ended: its dependents are settled in this statement.
-    SELECT corral_settle(array_agg(id), array_agg(status), array_agg(NULL::text),
-                         to_timestamp(%(now)s), %(notify)s::text)
+    SELECT CASE WHEN count(*) > 0 THEN
+        corral_settle(array_agg(id), array_agg(status), array_agg(NULL::text),
+                      to_timestamp(%(now)s), %(notify)s::text) END
     FROM updated WHERE has_dependents AND status IN ('completed', 'failed', 'canceled')
 ), events AS (
     INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)

@@ -287,9 +287,12 @@ UPDATE corral_process SET has_dependents = 1 WHERE id IN (/* ids */) AND has_dep
 -- dependents_waiting --
 -- The waiting dependents of the processes that just ended (`/* ids */`), one row per edge:
 -- dependent, dependency, status, policy, pending count, run_at, root cause.
+-- The edges first, by their index, then each dependent by its key (CROSS JOIN fixes that
+-- order in SQLite): the planner would otherwise walk every waiting process.
 SELECT p.id, e.depends_on, p.status, p.on_dependency_failure, p.pending_dependencies,
     p.run_at, p.root_cause
-FROM corral_dependency e JOIN corral_process p ON p.id = e.process_id
+FROM corral_dependency e INDEXED BY corral_dependency_depends_on
+CROSS JOIN corral_process p ON p.id = e.process_id
 WHERE e.depends_on IN (/* ids */) AND p.status = 'waiting'
 
 -- dependent_settle --
@@ -305,7 +308,7 @@ WHERE id = ? AND status = 'waiting'
 -- A dependency is retried: its waiting dependents wait for it again (corral.graph.reopened).
 UPDATE corral_process SET pending_dependencies = pending_dependencies + 1,
     updated_at = ?, version = version + 1
-WHERE status = 'waiting' AND id IN (SELECT process_id FROM corral_dependency WHERE depends_on = ?)
+WHERE +status = 'waiting' AND id IN (SELECT process_id FROM corral_dependency WHERE depends_on = ?)
 
 -- dependencies_of --
 -- What the claimed processes (`/* ids */`) see of their dependencies: dependent, then the
