@@ -1,10 +1,12 @@
 """Model-based test: random sequences of storage operations, checked against a reference.
 
-A Hypothesis state machine drives submit, claim, commit (step, complete, fail),
-commits with stale tokens, cancel, retry, renew, release and clock advances against
-a backend, with an injected clock. After every step each process read back from
-the backend must equal the reference, a small pure model whose transitions come
-from `corral.model` (the rules) and whose leases follow docs/state-machine.md and
+A Hypothesis state machine drives submit (with dependencies on earlier processes, under
+either failure policy), claim, commit (step, complete, fail), commits with stale tokens,
+cancel, retry, renew, release and clock advances against a backend, with an injected
+clock. After every step each process read back from the backend must equal the
+reference, a small pure model whose transitions come from `corral.model` (the rules),
+whose task graphs follow `corral.graph` applied to the whole graph in memory (the
+cascade of docs/graphs.md), and whose leases follow docs/state-machine.md and
 docs/leases-and-fencing.md.
 """
 
@@ -26,7 +28,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from corral import model
+from corral import graph, model
 from corral.errors import IllegalTransition
 from corral.model import CLAIMABLE, Change, ErrorInfo, Process, Status
 from corral.storage.base import Claim, IterationCommit, NewProcess, Storage
@@ -51,6 +53,9 @@ class Ref:
     expires: float | None = None
     cancel_requested: bool = False
     stopped_status: Status | None = None
+    deps: tuple[str, ...] = ()
+    policy: graph.OnDependencyFailure = graph.OnDependencyFailure.CANCEL
+    pending: int = 0
 
     def runnable(self, now: float) -> bool:
         live = self.expires is not None and self.expires >= now
@@ -93,10 +98,19 @@ class StorageMachine(RuleBasedStateMachine):
         return p
 
     # --- rules -----------------------------------------------------------------------------------
-    @rule(priority=st.integers(0, 2), delay=st.sampled_from([0.0, 0.0, 5.0]))
-    def submit(self, priority: int, delay: float) -> None:
+    @rule(
+        priority=st.integers(0, 2),
+        delay=st.sampled_from([0.0, 0.0, 5.0]),
+        picks=st.lists(st.integers(0, 1_000), max_size=2, unique=True),
+        policy=st.sampled_from(list(graph.OnDependencyFailure)),
+    )
+    def submit(
+        self, priority: int, delay: float, picks: list[int], policy: graph.OnDependencyFailure
+    ) -> None:
         # Deterministic ids: Hypothesis replays must draw the same choices.
         pid = str(uuid.UUID(int=len(self.refs) + 1))
+        known = sorted(self.refs)
+        deps = tuple(dict.fromkeys(known[i % len(known)] for i in picks)) if known else ()
         self.storage.process_insert_many(
             [
                 NewProcess(
@@ -106,10 +120,39 @@ class StorageMachine(RuleBasedStateMachine):
                     created_at=self.now,
                     run_at=self.now + delay,
                     priority=priority,
+                    depends_on=deps,
+                    on_dependency_failure=policy.value,
                 )
             ]
         )
-        self.refs[pid] = Ref(pid, priority, self.now + delay)
+        existing = {d: graph.Existing(self.refs[d].status) for d in deps}
+        [node] = graph.plan_batch(
+            [graph.BatchNode(pid, "j", deps, policy)], existing, self.now
+        ).nodes
+        self.refs[pid] = Ref(
+            pid, priority, self.now + delay, status=node.status, deps=deps, policy=policy,
+            pending=node.pending,
+        )  # fmt: skip
+
+    def _ended(self, pid: str, status: Status) -> None:
+        """The reference's dependents after `pid` ended: the whole cascade, in memory."""
+        dependents_of: dict[str, list[str]] = {}
+        for ref in self.refs.values():
+            for dep in ref.deps:
+                dependents_of.setdefault(dep, []).append(ref.id)
+        dependents = {
+            r.id: graph.Dependent(r.id, r.status, r.policy, r.pending, r.run_at)
+            for r in self.refs.values()
+        }
+        settlement = graph.cascade([graph.Ended(pid, status)], dependents_of, dependents, self.now)
+        for change in settlement.changes:
+            ref = self.refs[change.id]
+            ref.status, ref.pending, ref.run_at = change.status, change.pending, change.run_at
+
+    def _reopened(self, pid: str) -> None:
+        for ref in self.refs.values():
+            if pid in ref.deps and ref.status is Status.WAITING:
+                ref.pending += 1
 
     @rule(seconds=st.sampled_from([1.0, 4.0, 11.0]))
     def advance(self, seconds: float) -> None:
@@ -153,6 +196,8 @@ class StorageMachine(RuleBasedStateMachine):
             ref.status, ref.store, ref.attempt = change.status, change.store, change.attempt
             ref.stopped_status = change.stopped_status
             ref.run_at, ref.owner, ref.expires = change.run_at, None, None
+            if change.status.terminal:
+                self._ended(pid, change.status)
 
     def _decide(self, p: Process, outcome: str) -> Change | None:
         if p.status.terminal or p.status is Status.WAITING:
@@ -188,6 +233,8 @@ class StorageMachine(RuleBasedStateMachine):
         ref = self.refs[pid]
         ref.status, ref.cancel_requested = change.status, change.cancel_requested
         ref.run_at = change.run_at
+        if change.status.terminal:
+            self._ended(pid, change.status)
 
     @precondition(lambda self: self.refs)
     @rule(data=st.data())
@@ -203,6 +250,7 @@ class StorageMachine(RuleBasedStateMachine):
         ref = self.refs[pid]
         ref.status, ref.attempt, ref.cancel_requested = change.status, 0, False
         ref.run_at, ref.stopped_status = change.run_at, None
+        self._reopened(pid)
 
     @precondition(lambda self: self.claims)
     @rule(owner=st.sampled_from(["a", "b"]))
