@@ -31,8 +31,11 @@ fail alone, with its own NotStorable error) and one killer process (it kills its
 with os._exit, as the OOM killer would: it must fail alone, LeaseExpired after its
 attempts, and no healthy process may fail; its workers' deaths, exit 70, are not crashes).
 
-Task graphs are not part of the mix yet: `submit(depends_on=...)` still answers that
-they are not available.
+Task graphs run in the mix: small graphs submitted in batches (four `square` nodes, a
+`gather` that depends on them, a second `gather` that depends on the first and on one of
+the squares). Each node must end exactly once, completed, each `gather` with the sum of
+its dependencies' results, and each made runnable (`waiting` -> `starting`) only once all
+of its dependencies had ended: in dependency order.
 
 The test prints one line of figures per backend. CHAOS_SEED replays a run's random choices
 (the kills' timing and victims, not the operating system's scheduling).
@@ -77,6 +80,7 @@ CONCURRENCY = 4
 SIMPLE = 3_500  # simple jobs: one iteration each
 MULTI = 1_500  # multi-step processes of 2 to 4 steps: start, steps, finish
 LATE = 0.2  # the share of both submitted while the workers run,
+GRAPHS = 50  # task graphs of 6 processes each, submitted in batches
 LATE_BATCHES = 5  # in this many batches,
 LATE_EVERY = 5.0  # one every so many seconds: the chaos lasts 25 s at least
 KILL_EVERY = (0.5, 2.0)  # seconds between two kills
@@ -102,6 +106,7 @@ class Chaos:
     rng: random.Random
     simple: dict[str, int] = field(default_factory=dict)  # id -> x
     multi: dict[str, int] = field(default_factory=dict)  # id -> steps
+    gathers: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # deps, result
     poisons: list[str] = field(default_factory=list)
     killers: list[str] = field(default_factory=list)
     killed_by_job: int = 0  # workers killed by the killer process
@@ -118,7 +123,29 @@ class Chaos:
 
     @property
     def submitted(self) -> int:
-        return len(self.simple) + len(self.multi) + len(self.poisons) + len(self.killers)
+        return (
+            len(self.simple)
+            + len(self.multi)
+            + len(self.gathers)
+            + len(self.poisons)
+            + len(self.killers)
+        )
+
+    def submit_graphs(self, count: int) -> None:
+        """`count` task graphs, each in one batch: squares, a gather of them, a gather of
+        that gather and the first square."""
+        for _ in range(count):
+            base = len(self.simple) + 1_000_000  # xs of their own: results tell them apart
+            xs = [base + i for i in range(4)]
+            with self.app.batch() as b:
+                squares = [b.submit("square", {"x": x}) for x in xs]
+                first = b.submit("gather", depends_on=squares)
+                second = b.submit("gather", depends_on=[first, squares[0]])
+            for node, x in zip(squares, xs, strict=True):
+                self.simple[node.id] = x
+            total = sum(x * x for x in xs)
+            self.gathers[first.id] = ([n.id for n in squares], total)
+            self.gathers[second.id] = ([first.id, squares[0].id], total + xs[0] * xs[0])
 
     def submit_misbehaving(self) -> None:
         """The poison processes and the killer, among the first of the healthy ones."""
@@ -217,6 +244,7 @@ class Chaos:
         submitting the late share and restarting PostgreSQL on the way; then stop the rest."""
         batch = (round(SIMPLE * LATE / LATE_BATCHES), round(MULTI * LATE / LATE_BATCHES))
         self.submit(SIMPLE - batch[0] * LATE_BATCHES, MULTI - batch[1] * LATE_BATCHES)
+        self.submit_graphs(GRAPHS // 2)
         self.submit_misbehaving()
         total = SIMPLE + MULTI + len(self.poisons) + len(self.killers)
         self.workers = [self.start_worker() for _ in range(WORKERS)]
@@ -231,6 +259,7 @@ class Chaos:
             batches = (self.submitted - total) // sum(batch) + LATE_BATCHES  # submitted so far
             if batches < LATE_BATCHES and time.monotonic() - began >= LATE_EVERY * (batches + 1):
                 self.submit(*batch)
+                self.submit_graphs(GRAPHS // 2 // LATE_BATCHES)
             while pending and done >= pending[0]:
                 pending.pop(0)
                 restart_postgres()
@@ -270,6 +299,7 @@ class Figures:
     tokens_not_increasing: int = 0
     stale_commits: int = 0  # committed from a lease that a later claim had taken over
     unaudited: int = 0  # committed, yet no audit line says it ran: the check would be blind
+    out_of_order: int = 0  # a graph node made runnable before one of its dependencies ended
     committed: int = 0  # iterations in the stores
     ran: int = 0  # iterations that ran (audit lines), killed or not
     examples: list[str] = field(default_factory=list)
@@ -282,11 +312,12 @@ class Figures:
 TRANSITIONS = {
     "square": [("starting", "completed")],
     "counter": [("starting", "running"), ("running", "ending"), ("ending", "completed")],
+    "gather": [("waiting", "starting"), ("starting", "completed")],
 }
 
 
 def expected_entries(job: str, steps: int) -> list[tuple[str, int]]:
-    if job == "square":
+    if job in ("square", "gather"):
         return [("run", 0)]
     return [("start", 0), *(("step", i) for i in range(1, steps + 1)), ("finish", 0)]
 
@@ -308,7 +339,7 @@ def check(chaos: Chaos) -> Figures:
         transitions[pid].append((src, dst))
     f = Figures(processes=chaos.submitted, ran=ran)
     by_id = {p.id: p for p in processes}
-    expected = {**{pid: 0 for pid in chaos.simple}, **chaos.multi}
+    expected = {**{pid: 0 for pid in (*chaos.simple, *chaos.gathers)}, **chaos.multi}
     misbehaving = check_misbehaving(f, chaos, by_id)
     f.lost = len(set(expected) - set(by_id))
     extra = set(by_id) - set(expected) - misbehaving
@@ -328,7 +359,9 @@ def check(chaos: Chaos) -> Figures:
             f.failed += 1
             f.problem(f"{pid}: {p.status.value}: {p.error}")
             continue
-        check_one(f, p.job, steps, chaos.simple.get(pid), p.store, p.result, runs[pid], pid)
+        want = chaos.gathers[pid][1] if pid in chaos.gathers else None
+        x = chaos.simple.get(pid)
+        check_one(f, p.job, steps, x, p.store, p.result, runs[pid], pid, want)
         if p.lease_owner is not None or p.lease_expires_at is not None or p.attempt != 0:
             # Its last commit released the lease and reset the attempts
             # (docs/leases-and-fencing.md).
@@ -337,7 +370,21 @@ def check(chaos: Chaos) -> Figures:
         if transitions[pid] != TRANSITIONS[p.job]:
             f.wrong_history += 1
             f.problem(f"{pid}: transitions {transitions[pid]}")
+    check_dependency_order(f, chaos, by_id)
     return f
+
+
+def check_dependency_order(f: Figures, chaos: Chaos, by_id: dict[str, Process]) -> None:
+    """Each gather was made runnable only once every dependency of it had ended."""
+    for pid, (deps, _) in chaos.gathers.items():
+        promoted = [e.at for e in chaos.app.history(pid) if e.to_status is Status.STARTING]
+        ended = [by_id[d].finished_at for d in deps if d in by_id]
+        if len(promoted) != 1 or len(ended) != len(deps) or None in ended:
+            f.out_of_order += 1
+            f.problem(f"{pid}: promoted at {promoted}, dependencies ended at {ended}")
+        elif any(e is not None and e > promoted[0] for e in ended):
+            f.out_of_order += 1
+            f.problem(f"{pid}: promoted at {promoted[0]}, before a dependency ended {ended}")
 
 
 def check_one(
@@ -349,6 +396,7 @@ def check_one(
     result: object,
     runs: dict[int, list[int]],
     pid: str,
+    want_result: object = None,
 ) -> None:
     audit = store.get("audit")
     assert isinstance(audit, list), (pid, store)
@@ -358,8 +406,11 @@ def check_one(
     want = expected_entries(job, steps)
     f.duplicate_commits += len(entries) - len(set(entries))
     f.missing_commits += len(set(want) - set(entries))
-    right_result = result == (x * x if x is not None else steps)
-    counter_ok = job == "square" or (
+    if job == "gather":
+        right_result = result == want_result
+    else:
+        right_result = result == (x * x if x is not None else steps)
+    counter_ok = job in ("square", "gather") or (
         store.get("count") == steps == sum(1 for phase, _ in entries if phase == "step")
     )
     if entries != want or not right_result or not counter_ok:
@@ -439,6 +490,7 @@ def report(chaos: Chaos) -> Figures:
         f"stale_commits={f.stale_commits} failed={f.failed} crashed={len(chaos.crashed)} "
         f"refused_to_start={chaos.refused} killed_by_job={chaos.killed_by_job} "
         f"lease_expired={events['lease_expired']} lease_lost={events['lease_lost']} "
+        f"graph_nodes={len(chaos.gathers) * 3} out_of_order={f.out_of_order} "
         f"iterations_committed={f.committed} iterations_ran={f.ran} seconds={chaos.seconds:.1f}"
         + (f" restarted_after={restarted_at}" if restarted_at else "")
     )
@@ -446,8 +498,8 @@ def report(chaos: Chaos) -> Figures:
     assert f.examples == [], "\n".join(f.examples)
     assert (f.lost, f.failed, f.wrong, f.wrong_history) == (0, 0, 0, 0)
     assert (f.duplicate_commits, f.missing_commits, f.stale_commits) == (0, 0, 0)
-    assert (f.tokens_not_increasing, f.unaudited) == (0, 0)
-    assert f.processes >= 5_000
+    assert (f.tokens_not_increasing, f.unaudited, f.out_of_order) == (0, 0, 0)
+    assert f.processes >= 5_000 and len(chaos.gathers) >= GRAPHS
     assert chaos.kills >= 10, "the work ended before the killer could disturb it"
     # The killer process ran out of attempts, killing a worker at each.
     assert 1 <= chaos.killed_by_job <= KILLER_ATTEMPTS

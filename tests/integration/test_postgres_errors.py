@@ -172,6 +172,12 @@ VERBS: dict[str, Verb] = {
     "worker_remove": lambda s, c: s.worker_remove("w1"),
     "worker_list": lambda s, c: s.worker_list(),
     "worker_prune": lambda s, c: s.worker_prune(T0),
+    "dependencies_of": lambda s, c: s.dependencies_of([c.process.id]),
+    "process_edges": lambda s, c: s.process_edges(c.process.id),
+    "batch_get": lambda s, c: s.batch_get(c.process.id),
+    "batch_by_custom_id": lambda s, c: s.batch_by_custom_id("", "nightly"),
+    "batch_counts": lambda s, c: s.batch_counts(c.process.id),
+    "batch_graph": lambda s, c: s.batch_graph(c.process.id),
 }
 
 

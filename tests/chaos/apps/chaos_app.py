@@ -13,6 +13,8 @@ and it lets the checker catch a stale commit: a committed entry whose place in t
 was also taken by an iteration holding a *later* token means the earlier lease had been
 taken over before its commit landed.
 
+`gather` is a node of a task graph: it sums the results of its dependencies.
+
 Two jobs misbehave on purpose: `poison` returns a value no database can store (it must
 fail alone, with its own error), and `killer` kills its worker with os._exit (as the OOM
 killer would): it must fail alone after its attempts, taking no healthy process with it.
@@ -98,6 +100,18 @@ class Counter:
         count = ctx.store["count"]
         assert isinstance(count, int)
         return count
+
+
+@app.job(retry=RETRY)
+def gather(ctx: Context[Any]) -> int:
+    """A node of a task graph: the sum of its dependencies' results, read once they have
+    all completed (it fails if one is not: the checker sees it)."""
+    iteration(ctx, "run", 0)
+    seen = ctx.dependencies
+    if not seen or any(d["status"] != "completed" for d in seen.values()):
+        raise RuntimeError(f"ran before its dependencies completed: {seen}")
+    total = sum(v for v in ctx.dependency_results.values() if isinstance(v, int))
+    return total
 
 
 #: The exit code of a worker killed by `killer`.
