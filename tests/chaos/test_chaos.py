@@ -246,7 +246,8 @@ class Chaos:
         self.submit(SIMPLE - batch[0] * LATE_BATCHES, MULTI - batch[1] * LATE_BATCHES)
         self.submit_graphs(GRAPHS // 2)
         self.submit_misbehaving()
-        total = SIMPLE + MULTI + len(self.poisons) + len(self.killers)
+        total = SIMPLE + MULTI + GRAPHS * 6 + len(self.poisons) + len(self.killers)
+        late = 0  # late batches submitted so far
         self.workers = [self.start_worker() for _ in range(WORKERS)]
         began = time.monotonic()
         pending = [round(share * total) for share in restarts_at]
@@ -256,10 +257,10 @@ class Chaos:
             done = self.finished()
             if done == total == self.submitted:
                 break
-            batches = (self.submitted - total) // sum(batch) + LATE_BATCHES  # submitted so far
-            if batches < LATE_BATCHES and time.monotonic() - began >= LATE_EVERY * (batches + 1):
+            if late < LATE_BATCHES and time.monotonic() - began >= LATE_EVERY * (late + 1):
                 self.submit(*batch)
                 self.submit_graphs(GRAPHS // 2 // LATE_BATCHES)
+                late += 1
             while pending and done >= pending[0]:
                 pending.pop(0)
                 restart_postgres()
