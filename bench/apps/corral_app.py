@@ -105,6 +105,20 @@ class Corral(System):
             "5",
         ]
 
+    # --- W5 ------------------------------------------------------------------------------
+    def submit_graph(self, nodes: int, edges: Sequence[tuple[int, int]]) -> None:
+        """One `app.batch()`: the whole graph in one transaction."""
+        deps: dict[int, list[int]] = {}
+        for dependent, dependency in edges:
+            deps.setdefault(dependent, []).append(dependency)
+        app = self._open()
+        with app.batch() as b:
+            made = []
+            for i in range(nodes):
+                made.append(
+                    b.submit("noop", {"i": i}, depends_on=[made[d] for d in deps.get(i, ())])
+                )
+
     # --- W4 ------------------------------------------------------------------------------
     def depth_runnable(self, count: int) -> None:
         self._submit_many("nothing", [{}] * count)

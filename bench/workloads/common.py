@@ -76,6 +76,11 @@ class System:
         """Enqueue many jobs in one call of the system's bulk API."""
         raise NotApplicable("no bulk API")
 
+    def submit_graph(self, nodes: int, edges: Sequence[tuple[int, int]]) -> None:
+        """W5: nodes 0..nodes-1 of the recording job, each waiting for the nodes `edges`
+        name ((dependent, dependency) pairs), submitted in one go."""
+        raise NotApplicable("no task graphs")
+
     def enqueue_many(self, items: Sequence[tuple[int, float]], chunk: int = 5000) -> None:
         """Pre-enqueue for the drain and memory workloads: the bulk API when there is one."""
         if self.bulk_api is None:

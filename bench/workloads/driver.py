@@ -26,6 +26,7 @@ from workloads import (
     w2_drain,
     w3_latency,
     w4_depth,
+    w5_graph,
     w6_memory,
 )
 from workloads.common import NotApplicable, Settings, System
@@ -59,6 +60,10 @@ def run(system: System, workload: str, p: dict[str, Any]) -> dict[str, Any]:
         if system.depth_na:
             raise NotApplicable(system.depth_na)
         return w4_depth.run(system, p["depths"], p["claims"])
+    if workload == "w5":
+        return w5_graph.run(
+            system, p["nodes"], p["width"], p["workers"], p["concurrency"], p["timeout"]
+        )
     if workload == "w6":
         return w6_memory.run(system, p["checkpoints"], p["concurrency"], p["timeout"])
     raise SystemExit(f"unknown workload {workload}")

@@ -27,6 +27,7 @@ def test_bench_smoke_runs_every_workload_and_prints_a_table(tmp_path: Path) -> N
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout
     assert "| workload | unit | corral (SQLite)" in out, out
-    for row in ("W1 enqueue", "W2 drain", "W3 latency p50", "W4 claim", "W5 task graph", "W6"):
+    rows = ("W1 enqueue", "W2 drain", "W3 latency p50", "W4 claim", "W5 graph submit")
+    for row in (*rows, "W5 graph drain", "W6"):
         assert f"| {row}" in out, f"no {row} row in:\n{out}"
     assert "error:" not in out.split("**corral against")[0], out

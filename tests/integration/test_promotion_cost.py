@@ -144,4 +144,3 @@ def test_postgres_ending_a_process_does_not_cost_more_in_a_bigger_graph(tmp_path
         f"settling 2 dependents in a graph of {BIG:,} touched {big} buffers, "
         f"{big / small:.1f}x the {small} in a graph of {SMALL:,}"
     )
-
