@@ -395,10 +395,12 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        shared_cache: dict[Any, SubmitShared] | None = None,
     ) -> NewProcess:
         """A process of `job` ready to insert, every option checked and resolved against
         the job's defaults (UsageError naming the first problem): what `submit` and a
-        batch's `submit` write."""
+        batch's `submit` write. `shared_cache`: where a batch keeps the options its nodes
+        resolved, so that nodes with the same ones resolve them once."""
         return self._prepare(
             job,
             params,
@@ -412,6 +414,7 @@ class App:
             schedule_to_close=schedule_to_close,
             start_to_close=start_to_close,
             heartbeat_timeout=heartbeat_timeout,
+            shared_cache=shared_cache,
         )[0]
 
     def _prepare(
@@ -429,7 +432,49 @@ class App:
         schedule_to_close: float | None,
         start_to_close: float | None,
         heartbeat_timeout: float | None,
+        shared_cache: dict[Any, SubmitShared] | None = None,
     ) -> tuple[NewProcess, SubmitShared]:
+        target = self.get_job(job)
+        key: Any = None
+        shared: SubmitShared | None = None
+        if shared_cache is not None and not (
+            process_timeout or schedule_to_close or start_to_close or heartbeat_timeout
+        ):
+            # A batch: nodes with the same options share what they resolve to.
+            tag_key = tuple(sorted(tags.items())) if isinstance(tags, Mapping) else tags
+            key = (job, client_id, priority, run_at, queue, tag_key)
+            try:
+                shared = shared_cache.get(key)
+            except TypeError:  # something unhashable: checked below, as for a submit
+                key = None
+        if shared is None:
+            shared = self._resolve(
+                target, client_id, priority, run_at, queue, tags,
+                process_timeout, schedule_to_close, start_to_close, heartbeat_timeout,
+            )  # fmt: skip
+            if key is not None and shared_cache is not None:
+                shared_cache[key] = shared
+        data, text = self._params(target, params)
+        if custom_id is not None:
+            if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255:
+                raise UsageError("custom_id must be a non-empty string of at most 255 characters")
+            check_text("custom_id", custom_id)
+        return shared.new_process(ids.new_id(), data, text, custom_id), shared
+
+    def _resolve(
+        self,
+        target: Job,
+        client_id: str | None,
+        priority: int | None,
+        run_at: float | datetime | None,
+        queue: str | None,
+        tags: Mapping[str, str] | None,
+        process_timeout: float | None,
+        schedule_to_close: float | None,
+        start_to_close: float | None,
+        heartbeat_timeout: float | None,
+    ) -> SubmitShared:
+        """A submit's options checked and resolved against the job's defaults."""
         options = SubmitOptions(
             client_id=client_id,
             priority=priority,
@@ -443,14 +488,7 @@ class App:
                 "heartbeat_timeout": heartbeat_timeout,
             },
         )
-        target = self.get_job(job)
-        shared = self._shared(target, options, self.clock())
-        data, text = self._params(target, params)
-        if custom_id is not None:
-            if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255:
-                raise UsageError("custom_id must be a non-empty string of at most 255 characters")
-            check_text("custom_id", custom_id)
-        return shared.new_process(ids.new_id(), data, text, custom_id), shared
+        return self._shared(target, options, self.clock())
 
     def dependency_policy(self, job: str, override: str | None) -> str:
         """The failure policy of a process of `job`: `override` if given, else the job's."""

@@ -14,7 +14,7 @@ a cycle; the storage checks the rest in the batch's transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,7 +23,7 @@ from corral import ids
 from corral.errors import UsageError
 from corral.graph import GraphCounts
 from corral.model import Process, Status
-from corral.storage.base import BatchInfo, NewBatch, NewProcess
+from corral.storage.base import BatchInfo, NewBatch, NewProcess, SubmitShared, evolve
 
 if TYPE_CHECKING:
     from corral.app import App, Submitted
@@ -49,14 +49,18 @@ def dependency_ids(depends_on: object, *, where: str = "depends_on") -> tuple[st
 
     out: list[str] = []
     for item in depends_on:
-        ref = item.id if isinstance(item, Node) else getattr(item, "id", item)
-        try:
-            pid = parse_id(ref)
-        except UsageError:
-            raise UsageError(f"{where}: {ref!r} is not a process id") from None
-        if pid in out:
-            raise UsageError(f"{where}: {pid} is listed twice")
+        if isinstance(item, Node):
+            pid = item.id  # made by a batch: a valid id already
+        else:
+            ref = getattr(item, "id", item)  # a Submitted, or an id
+            try:
+                pid = parse_id(ref)
+            except UsageError:
+                raise UsageError(f"{where}: {ref!r} is not a process id") from None
         out.append(pid)
+    if len(set(out)) != len(out):
+        twice = next(p for p in out if out.count(p) > 1)
+        raise UsageError(f"{where}: {twice} is listed twice")
     return tuple(out)
 
 
@@ -73,6 +77,7 @@ class Batch:
         self.custom_id = custom_id
         self.client_id = app.client_id if client_id is None else client_id
         self._nodes: list[NewProcess] = []
+        self._shared: dict[Any, SubmitShared] = {}
         self._written = False
         self.submitted: list[Submitted] = []
         self.outcome: Literal["created", "existing"] | None = None
@@ -104,12 +109,13 @@ class Batch:
             run_at=run_at,
             queue=queue,
             tags=tags,
+            shared_cache=self._shared,
         )
         # The storage checks each dependency (an earlier node or an existing process) in
         # the batch's transaction, where none can change meanwhile.
         policy = self._app.dependency_policy(new.job, on_dependency_failure)
         self._nodes.append(
-            replace(new, depends_on=deps, on_dependency_failure=policy, batch_id=self.id)
+            evolve(new, depends_on=deps, on_dependency_failure=policy, batch_id=self.id)
         )
         return Node(new.id, new.job, len(self._nodes))
 

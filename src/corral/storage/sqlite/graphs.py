@@ -19,6 +19,7 @@ from corral.model import Event, Process, Status
 from corral.storage import codec, columns, dependents
 from corral.storage.base import BatchInfo, Inserted, NewBatch, NewProcess
 from corral.storage.shared import same_submit
+from corral.storage.sqlite.inserts import insert_rows
 from corral.storage.sqlite.reads import append_history, decode_process, get_by_custom_id
 from corral.storage.sqlite.sql import Q
 
@@ -51,17 +52,20 @@ def insert(
     at = processes[0].created_at if processes else 0.0
     plan = dependents.plan_inserts(new, existing, at)
     tags = codec.JsonCache()
-    rows: list[tuple[Any, ...]] = [_insert_row(n, tags) for n in plan.processes]
-    conn.executemany(Q["process_insert_graph"], rows)
-    append_history(conn, [_submitted(n) for n in plan.processes])
-    conn.executemany(Q["dependency_insert"], plan.edges)
+    # Multi-row statements, as the plain inserts (inserts.py): a graph may be 100,000 rows.
+    rows = [v for n in plan.processes for v in _insert_row(n, tags)]
+    insert_rows(conn, Q["process_insert_graph"], rows)
+    events = [v for n in plan.processes for v in codec.event_to_row(_submitted(n), n.id)]
+    insert_rows(conn, Q["history_insert"], events)
+    insert_rows(conn, Q["dependency_insert"], [v for edge in plan.edges for v in edge])
     targets = sorted(plan.with_dependents)
     for chunk in _chunks(targets):
         conn.execute(_in(Q["graph_mark_dependents"], len(chunk)), chunk)
     if plan.canceled:
         # Canceled at once: settle them as any canceled dependent, down the batch.
         write_changes(conn, plan.canceled, at)
-    records = {n.id: _record(n, plan) for n in plan.processes}
+    canceled = {c.id: c for c in plan.canceled}
+    records = {n.id: _record(n, canceled.get(n.id)) for n in plan.processes}
     return [existing_out.get(n.id) or Inserted(records[n.id], "created") for n in processes]
 
 
@@ -98,12 +102,11 @@ def _insert_row(n: NewProcess, tags: codec.JsonCache) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _record(n: NewProcess, plan: dependents.GraphInsert) -> Process:
+def _record(n: NewProcess, canceled: graph.DependentChange | None) -> Process:
     """The record of a new process, as inserted (and canceled at once, for some)."""
     process = columns.new_process_record(n)
-    for change in plan.canceled:
-        if change.id == n.id:
-            return replace(process, status=Status.CANCELED, finished_at=change.finished_at)
+    if canceled is not None:
+        return replace(process, status=Status.CANCELED, finished_at=canceled.finished_at)
     return process
 
 

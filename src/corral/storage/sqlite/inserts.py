@@ -69,12 +69,12 @@ def _insert_batch(
     for new in processes:
         rows.extend((new.id, codec.params_json(new), new.run_at, new.priority))
         out.append(Inserted(columns.new_process_record(new), "created"))
-    _insert_rows(conn, Q["process_insert_shared"], rows, shared)
+    insert_rows(conn, Q["process_insert_shared"], rows, shared)
     if last_rowid < _ROWID_LIMIT:  # new rows get rowids above every existing one
         detail = codec.dumps(codec.submitted_detail(processes[0]))
         conn.execute(Q["history_insert_submitted"], (detail, last_rowid))
     else:  # near the top SQLite picks rowids at random
-        _insert_rows(conn, Q["history_insert"], [v for n in processes for v in _event_row(n)])
+        insert_rows(conn, Q["history_insert"], [v for n in processes for v in _event_row(n)])
     _insert_edges(conn, processes)
     return out
 
@@ -105,8 +105,8 @@ def _insert_each(conn: sqlite3.Connection, processes: Sequence[NewProcess]) -> l
         ))  # fmt: skip
         events.extend(_event_row(new))
         out.append(Inserted(process, "created"))
-    _insert_rows(conn, Q["process_insert"], rows)
-    _insert_rows(conn, Q["history_insert"], events)
+    insert_rows(conn, Q["process_insert"], rows)
+    insert_rows(conn, Q["history_insert"], events)
     created = [n for n, i in zip(processes, out, strict=True) if i.outcome == "created"]
     _insert_edges(conn, created)
     return out
@@ -140,7 +140,7 @@ def _insert_edges(conn: sqlite3.Connection, processes: Sequence[NewProcess]) -> 
         conn.executemany(Q["dependency_insert"], edges)
 
 
-def _insert_rows(
+def insert_rows(
     conn: sqlite3.Connection, one_row: str, flat: Sequence[Any], shared: Sequence[Any] = ()
 ) -> None:
     """Insert rows given as one flat list of values, row after row, with `one_row`, an
