@@ -234,6 +234,36 @@ class WorkerInfo:
             object.__setattr__(self, "queues", tuple(self.queues))
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """A cron schedule's row (docs/graphs.md, "Schedules"): the latest occurrence handled
+    (`handled_until`: fired or dropped, or when the schedule was first seen), the last one
+    fired and its process, that process's status now (None: none fired, or pruned since),
+    and the row's version, which fences two sweepers."""
+
+    name: str
+    handled_until: float
+    version: int
+    last_occurrence: float | None = None
+    last_process_id: str | None = None
+    last_status: Status | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFiring:
+    """What one sweep writes for one schedule, in one transaction, only if the schedule's
+    row is still at `expected_version` (0: it has no row yet): `handled_until` moves on,
+    and `processes` (one per occurrence fired, oldest first; `occurrences` holds their
+    instants) are inserted as `process_insert_many` inserts them (custom ids idempotent)."""
+
+    name: str
+    expected_version: int
+    handled_until: float
+    now: float
+    processes: Sequence[NewProcess] = ()
+    occurrences: Sequence[float] = ()
+
+
 class Storage(abc.ABC):
     """One database. Safe to share between threads; each backend says how it is for processes."""
 
@@ -395,6 +425,19 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def process_prunable(self, finished_before: float) -> dict[str, int]:
         """What `process_prune` would delete now, by job (a dry run: nothing is written)."""
+
+    # --- schedules ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def schedule_list(self) -> list[ScheduleState]:
+        """Every schedule's row, by name, with the status of its last process now."""
+
+    @abc.abstractmethod
+    def schedule_fire(self, firing: ScheduleFiring) -> list[Inserted] | None:
+        """Apply `firing` in one transaction: if the schedule's row is still at
+        `firing.expected_version` (0: no row yet), insert its processes and write the row
+        (handled_until; the last occurrence fired and its process, if any fired; the
+        version plus one); return what was inserted. Else (another sweeper moved it) write
+        nothing and return None. A custom id conflict raises and writes nothing."""
 
     # --- leases ---------------------------------------------------------------------------
     @abc.abstractmethod

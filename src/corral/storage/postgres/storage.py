@@ -26,6 +26,7 @@ from corral.storage.postgres.leases import Leases
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.queues import Queues
 from corral.storage.postgres.reads import Reads
+from corral.storage.postgres.schedules import Schedules
 from corral.storage.postgres.schema import Schema
 from corral.storage.postgres.values import as_time
 from corral.storage.postgres.wakeups import Listening
@@ -34,7 +35,7 @@ from corral.storage.shared import Wakeups
 
 
 class PostgresStorage(
-    Inserts, Claims, AdminVerbs, Leases, Reads, Queues, Workers, Schema, Listening
+    Inserts, Claims, AdminVerbs, Leases, Reads, Queues, Workers, Schedules, Schema, Listening
 ):
     """Storage on a PostgreSQL database named by a `postgresql://` (or `postgres://`) URL.
 

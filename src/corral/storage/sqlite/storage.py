@@ -21,6 +21,8 @@ from corral.storage.base import (
     ProcessFilter,
     Progress,
     Renewal,
+    ScheduleFiring,
+    ScheduleState,
     Storage,
     SubmitShared,
     TimedOut,
@@ -35,6 +37,7 @@ from corral.storage.sqlite import (
     leases,
     queues,
     reads,
+    schedules,
     schema,
     workers,
 )
@@ -174,6 +177,17 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def process_prunable(self, finished_before: float) -> dict[str, int]:
         with self._read() as conn:
             return admin.prunable(conn, finished_before)
+
+    # --- schedules -----------------------------------------------------------------------
+    def schedule_list(self) -> list[ScheduleState]:
+        with self._read() as conn:
+            return schedules.list_schedules(conn)
+
+    def schedule_fire(self, firing: ScheduleFiring) -> list[Inserted] | None:
+        if len(firing.processes) != len(firing.occurrences):
+            raise ValueError("schedule_fire: one occurrence per process")
+        with self._write(wakes=bool(firing.processes)) as conn:
+            return schedules.fire(conn, firing)
 
     # --- leases --------------------------------------------------------------------------
     def lease_renew_many(

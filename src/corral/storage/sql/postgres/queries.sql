@@ -587,3 +587,33 @@ ORDER BY 1, 2
 -- The process holding a (client, custom id), if any.
 SELECT /* process_columns */ FROM corral_process
 WHERE client_id = %(client_id)s AND custom_id = %(custom_id)s
+
+-- schedule_list --
+-- Every schedule's row, with the status of its last process now (NULL: none, or pruned).
+SELECT s.name, date_part('epoch', s.handled_until), s.version,
+       date_part('epoch', s.last_occurrence), s.last_process_id, p.status
+FROM corral_schedule s LEFT JOIN corral_process p ON p.id = s.last_process_id
+ORDER BY s.name
+
+-- schedule_create --
+-- A schedule's first row (version 1), unless another sweeper wrote it first (this one then
+-- waits for that one's commit and writes nothing).
+INSERT INTO corral_schedule (name, handled_until, version, updated_at)
+VALUES (%(name)s, to_timestamp(%(handled_until)s), 1, to_timestamp(%(now)s))
+ON CONFLICT (name) DO NOTHING
+RETURNING version
+
+-- schedule_advance --
+-- Move a schedule on, if its row is still at the version the sweeper read. The row lock it
+-- takes makes a second sweeper wait for the first's commit, then find the version moved.
+UPDATE corral_schedule
+SET handled_until = to_timestamp(%(handled_until)s), version = version + 1,
+    updated_at = to_timestamp(%(now)s)
+WHERE name = %(name)s AND version = %(version)s
+RETURNING version
+
+-- schedule_fired --
+-- The last occurrence fired and its process, once it is inserted.
+UPDATE corral_schedule
+SET last_occurrence = to_timestamp(%(occurrence)s), last_process_id = %(process_id)s
+WHERE name = %(name)s

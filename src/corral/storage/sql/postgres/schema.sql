@@ -243,3 +243,15 @@ BEGIN
     RETURN promoted;
 END
 $$;
+
+-- One row per cron schedule (docs/graphs.md, "Schedules"): the latest occurrence handled
+-- (fired or dropped), the last one fired and its process (which may have been pruned since),
+-- and a version that fences two sweepers; written with the occurrences' submits.
+CREATE TABLE corral_schedule (
+    name text PRIMARY KEY,
+    handled_until timestamptz NOT NULL,
+    last_occurrence timestamptz,
+    last_process_id text COLLATE "C",
+    version bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);

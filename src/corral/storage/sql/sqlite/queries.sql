@@ -350,3 +350,23 @@ SELECT status, count(*) FROM corral_process WHERE batch_id = ? GROUP BY status
 -- The edges inside a batch: (dependent, dependency).
 SELECT e.process_id, e.depends_on FROM corral_dependency e
 JOIN corral_process p ON p.id = e.process_id WHERE p.batch_id = ? ORDER BY e.process_id, e.depends_on
+
+-- schedule_list --
+-- Every schedule's row, with the status of its last process now (NULL: none, or pruned).
+SELECT s.name, s.handled_until, s.version, s.last_occurrence, s.last_process_id, p.status
+FROM corral_schedule s LEFT JOIN corral_process p ON p.id = s.last_process_id
+ORDER BY s.name
+
+-- schedule_create --
+-- A schedule's first row (version 1), unless another sweeper wrote it first.
+INSERT INTO corral_schedule (name, handled_until, version, updated_at) VALUES (?, ?, 1, ?)
+ON CONFLICT (name) DO NOTHING
+
+-- schedule_advance --
+-- Move a schedule on, if its row is still at the version the sweeper read.
+UPDATE corral_schedule SET handled_until = ?, version = version + 1, updated_at = ?
+WHERE name = ? AND version = ?
+
+-- schedule_fired --
+-- The last occurrence fired and its process, once it is inserted.
+UPDATE corral_schedule SET last_occurrence = ?, last_process_id = ? WHERE name = ?
