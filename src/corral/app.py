@@ -42,6 +42,8 @@ from corral.jobs import (
     process_job,
 )
 from corral.model import Event, Process, Status
+from corral.scheduler import ScheduleInfo, describe
+from corral.schedules import CronOptions
 from corral.storage import codec, default_url, open_storage
 from corral.storage.base import NewProcess, ProcessFilter, Storage, SubmitShared, WorkerInfo
 
@@ -179,6 +181,11 @@ class App:
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
         on_dependency_failure: str = "cancel",
+        cron: str | None = None,
+        timezone: str | None = None,
+        missed: str | None = None,
+        catch_up_limit: int | None = None,
+        overlap: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -194,27 +201,40 @@ class App:
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
         on_dependency_failure: str = "cancel",
+        cron: str | None = None,
+        timezone: str | None = None,
+        missed: str | None = None,
+        catch_up_limit: int | None = None,
+        overlap: str | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
         Timeouts (docs/timeouts.md) are in seconds; `submit` may override them.
         `on_dependency_failure` (docs/graphs.md): "cancel" a process whose dependency failed
-        or was canceled, or "run" it once every dependency has ended."""
+        or was canceled, or "run" it once every dependency has ended.
+
+        `cron` (with `timezone`, `missed`, `catch_up_limit`, `overlap`): a schedule, on which
+        the workers submit a process of the job, with its default parameters, once per
+        occurrence (docs/graphs.md, "Schedules")."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
+        schedule = CronOptions(cron, timezone, missed, catch_up_limit, overlap)
 
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
             self.registry.add_job(
-                function_job(
-                    job_name,
-                    fn,
-                    params=params,
-                    retry=retry,
-                    priority=priority,
-                    queue=queue,
-                    timeouts=timeouts,
+                self._scheduled(
+                    function_job(
+                        job_name,
+                        fn,
+                        params=params,
+                        retry=retry,
+                        priority=priority,
+                        queue=queue,
+                        timeouts=timeouts,
+                    ),
+                    schedule,
                 ),
                 on_dependency_failure=policy.value,
             )
@@ -241,6 +261,11 @@ class App:
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
         on_dependency_failure: str = "cancel",
+        cron: str | None = None,
+        timezone: str | None = None,
+        missed: str | None = None,
+        catch_up_limit: int | None = None,
+        overlap: str | None = None,
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -256,26 +281,36 @@ class App:
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
         on_dependency_failure: str = "cancel",
+        cron: str | None = None,
+        timezone: str | None = None,
+        missed: str | None = None,
+        catch_up_limit: int | None = None,
+        overlap: str | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
-        `ctx.store`, not in attributes. `on_dependency_failure` as for `job`."""
+        `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options: as
+        for `job`."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
+        schedule = CronOptions(cron, timezone, missed, catch_up_limit, overlap)
 
         def register(cls: C) -> C:
             self.registry.add_job(
-                process_job(
-                    name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
-                    cls,
-                    params=params,
-                    retry=retry,
-                    priority=priority,
-                    queue=queue,
-                    timeouts=timeouts,
+                self._scheduled(
+                    process_job(
+                        name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
+                        cls,
+                        params=params,
+                        retry=retry,
+                        priority=priority,
+                        queue=queue,
+                        timeouts=timeouts,
+                    ),
+                    schedule,
                 ),
                 on_dependency_failure=policy.value,
             )
@@ -285,6 +320,22 @@ class App:
             cls, name = name, None
             return register(cls)
         return register
+
+    def _scheduled(self, job: Job, options: CronOptions) -> Job:
+        """`job` with its schedule, if it has one. A schedule submits the job's default
+        parameters: a job that needs others cannot have one."""
+        job.schedule = options.schedule(job.name)
+        if job.schedule is not None:
+            try:
+                self._params(job, {})
+            except InvalidParams as exc:
+                problem = str(exc).removeprefix(f"job {job.name!r}: ")
+                raise ConfigurationError(
+                    f"job {job.name!r}: a cron schedule submits it with its default "
+                    f"parameters, and they do not do ({problem}): give every parameter a "
+                    "default"
+                ) from None
+        return job
 
     def handler(
         self, *, status: str | Status, order: int | None = None, priority: int | None = None
@@ -550,6 +601,14 @@ class App:
         inserted = self.storage.process_insert_many(batch, shared=shared, connection=connection)
         return [Submitted(i.process, i.outcome) for i in inserted]
 
+    def _occurrence(self, job: Job, custom_id: str, now: float) -> NewProcess:
+        """The process of a schedule's occurrence (corral.scheduler): the job's defaults,
+        runnable now (not from the occurrence: a late one's schedule_to_close would have
+        run out before it was submitted)."""
+        shared = self._shared(job, SubmitOptions(), now)
+        data, text = self._params(job, {})
+        return shared.new_process(ids.new_id(), data, text, custom_id)
+
     def _shared(self, job: Job, options: SubmitOptions, now: float) -> SubmitShared:
         """Check the options of a submit and resolve them against the job's defaults."""
         options.check()
@@ -727,6 +786,11 @@ class App:
             QueueInfo(name, counts.get(name, {}), name in paused or "*" in paused)
             for name in sorted(names)
         ]
+
+    def schedules(self) -> builtins.list[ScheduleInfo]:
+        """The app's cron schedules, by job: each one's last run (occurrence, process and
+        its status now) and its next run after now."""
+        return describe(self.registry, self.storage.schedule_list(), self.clock())
 
     def wait(self, process_id: str, timeout: float | None = None) -> Process:
         """Block until the process is terminal; raise TimeoutError after `timeout` seconds."""

@@ -18,6 +18,7 @@ import pydantic
 from corral.context import Context
 from corral.errors import ConfigurationError, InvalidParams
 from corral.model import FORWARD, TIMEOUTS, Status, backoff
+from corral.schedules import Schedule
 from corral.settle import Policy
 
 HandlerFn = Callable[[Context[Any]], Any]
@@ -137,6 +138,8 @@ class Job:
     #: What a failed or canceled dependency does to a process of this job (docs/graphs.md):
     #: "cancel" it, or "run" it once every dependency has ended; a submit may override it.
     on_dependency_failure: str = "cancel"
+    #: Its cron schedule, if it has one: the recovery sweep submits a process per occurrence.
+    schedule: Schedule | None = None
 
     @property
     def max_attempts(self) -> int:

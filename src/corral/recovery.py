@@ -4,6 +4,10 @@ Every worker runs a recovery thread that offers to sweep now and then; a leader 
 the database lets one of them, fleet-wide, do it. Expired leases need no sweep: the next
 claim takes them over (docs/leases-and-fencing.md). A sweep applies what it finds in one
 batch. Now and then it also forgets workers long gone from the worker registry.
+
+The sweep also fires the cron schedules (corral.scheduler): so that a schedule of one
+occurrence a second fires on time, the leader's next sweep comes at the next occurrence
+when that is sooner than its interval.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 from corral import settle
 from corral.errors import StorageError, StorageUnavailable
 from corral.jobs import DEFAULT_ATTEMPTS, Registry
+from corral.scheduler import Scheduler
 from corral.settle import Policy
 from corral.storage.base import Storage, TimedOut, Update
 
@@ -32,6 +37,9 @@ BATCH = 500
 #: it as gone. Checked once a minute.
 FORGET_WORKERS_AFTER = 3600.0
 _FORGET_EVERY = 60.0
+#: How long after an occurrence the leader wakes to fire it (seconds): a little, so that
+#: its clock, read at wake-up, has passed the occurrence.
+_AFTER_OCCURRENCE = 0.005
 
 
 class Recovery:
@@ -42,18 +50,20 @@ class Recovery:
         clock: Callable[[], float],
         owner: str,
         interval: float = 1.0,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.storage = storage
         self.registry = registry
         self.clock = clock
         self.owner = owner
         self.interval = interval
+        self.scheduler = scheduler
         self._next = 0.0
         self._next_forget = 0.0
 
     @classmethod
     def of(cls, app: App, owner: str, interval: float = 1.0) -> Recovery:
-        return cls(app.storage, app.registry, app.clock, owner, interval)
+        return cls(app.storage, app.registry, app.clock, owner, interval, Scheduler.of(app))
 
     def maybe_sweep(self, *, force: bool = False) -> int:
         """Sweep if it is time and this worker leads; returns the processes changed."""
@@ -79,7 +89,17 @@ class Recovery:
         if time.monotonic() >= self._next_forget:
             self._next_forget = time.monotonic() + _FORGET_EVERY
             self.storage.worker_prune(now - FORGET_WORKERS_AFTER)
+        if self.scheduler is not None:
+            changed += self.scheduler.fire(now)
+            self._wake_for(self.scheduler.next_due(now), now)
         return changed
+
+    def _wake_for(self, due: float | None, now: float) -> None:
+        """Sweep again at `due` (by the clock `now` was read from) if that comes before
+        the next sweep; never later than the interval."""
+        if due is not None:
+            wait = min(max(due - now, 0.0) + _AFTER_OCCURRENCE, self.interval)
+            self._next = min(self._next, time.monotonic() + wait)
 
     def _update(self, t: TimedOut, now: float) -> Update | None:
         p = t.process

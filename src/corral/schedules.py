@@ -132,6 +132,39 @@ class Schedule:
         return self.catch_up_limit if self.missed is Missed.CATCH_UP else 0
 
 
+@dataclass(frozen=True, slots=True)
+class CronOptions:
+    """The schedule options of `@app.job` and `@app.process`, as given (None: not given)."""
+
+    cron: str | None = None
+    timezone: str | None = None
+    missed: str | None = None
+    catch_up_limit: int | None = None
+    overlap: str | None = None
+
+    def schedule(self, job: str) -> Schedule | None:
+        """The job's schedule (None without `cron`); a `ConfigurationError` naming the job
+        and the option that is wrong, such as a policy given without a cron."""
+        if self.cron is None:
+            for option in ("timezone", "missed", "catch_up_limit", "overlap"):
+                if getattr(self, option) is not None:
+                    raise ConfigurationError(
+                        f"job {job!r}: {option}= applies to a cron schedule; give cron= too"
+                    )
+            return None
+        try:
+            return Schedule.of(
+                job,
+                self.cron,
+                timezone="UTC" if self.timezone is None else self.timezone,
+                missed="skip" if self.missed is None else self.missed,
+                catch_up_limit=self.catch_up_limit,
+                overlap="skip" if self.overlap is None else self.overlap,
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"job {job!r}: {exc}") from None
+
+
 def _choice(kind: type[E], what: str, value: object) -> E:
     if isinstance(value, str):
         try:
