@@ -1031,6 +1031,27 @@ def workers(as_json: JsonOpt = False) -> None:
 
 
 @cli.command()
+def schedules(as_json: JsonOpt = False) -> None:
+    """List the app's cron schedules (needs --app): job, cron, time zone, missed-run and
+    overlap policies, the last run (its occurrence, its process and that process's status:
+    `pruned` once it is gone) and the next run. Times are UTC. The workers fire them: one
+    process per occurrence, with the job's default parameters."""
+
+    def run() -> None:
+        app = state.database_for("schedules", reads=True, required=True)
+        found = app.schedules()
+        if as_json:
+            print(json.dumps([out.schedule_json(s) for s in found]))
+        elif found:
+            last = [s.last_process_id for s in found if s.last_process_id is not None]
+            console.print(out.schedule_table(found, app.short_ids(last)))
+        else:
+            console.print("no schedules")
+
+    guarded(run)
+
+
+@cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on first use)."""
 

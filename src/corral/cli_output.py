@@ -1,4 +1,4 @@
-"""How the CLI shows processes, queues and workers: JSON objects and Rich tables.
+"""How the CLI shows processes, queues, workers and schedules: JSON objects and Rich tables.
 
 What a person reads as a process's status is derived here from the stored process and its
 history, without changing what is stored (README, "The command line"):
@@ -28,6 +28,7 @@ from rich.text import Text
 
 from corral.graph import DependencyRow
 from corral.model import Event, Process, Status
+from corral.scheduler import ScheduleInfo
 from corral.storage.base import WorkerInfo
 
 STATUS_STYLE = {
@@ -257,6 +258,42 @@ def worker_table(workers: Sequence[WorkerInfo], now: float, stale_after: float) 
             _clock(w.started_at),
             f"{max(now - w.last_seen_at, 0):.0f}s ago",
         )
+    return table
+
+
+def schedule_json(s: ScheduleInfo) -> dict[str, Any]:
+    schedule = s.schedule
+    return {
+        "job": s.job,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "missed": schedule.missed.value,
+        "catch_up_limit": schedule.late_limit or None,
+        "overlap": schedule.overlap.value,
+        "last_run_at": iso(s.last_occurrence),
+        "last_process_id": s.last_process_id,
+        "last_status": None if s.last_status is None else s.last_status.value,
+        "next_run_at": iso(s.next_run),
+    }
+
+
+def schedule_table(schedules: Sequence[ScheduleInfo], short_ids: Mapping[str, str]) -> Table:
+    """One row a schedule, within 80 columns for the usual crons and zones: its job, cron
+    and zone, its last run (the occurrence and its process's short id) and its next run.
+    The policies and the last process's status are in `--json`."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("job", overflow="fold")
+    table.add_column("cron", no_wrap=True)
+    table.add_column("zone", no_wrap=True)
+    table.add_column(f"last run ({ZONE})", no_wrap=True)
+    table.add_column(f"next run ({ZONE})", no_wrap=True)
+    for s in schedules:
+        last = "never"
+        if s.last_occurrence is not None:
+            last = _short_clock(s.last_occurrence)
+        if s.last_process_id is not None:
+            last += f" {short_ids.get(s.last_process_id, s.last_process_id)}"
+        table.add_row(s.job, s.schedule.cron, s.schedule.timezone, last, _short_clock(s.next_run))
     return table
 
 
