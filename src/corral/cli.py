@@ -1136,7 +1136,9 @@ def worker(
 worker.__doc__ = f"""Run a worker: claim runnable processes and run their iterations until
 stopped (with --once: until nothing is left to do). SIGTERM or SIGINT: stop claiming, let
 running iterations finish within --grace, then give their leases back; a second signal
-gives them back at once. `work` is the same command (its older name).
+gives them back at once. One worker of the fleet at a time also applies the timeouts and
+fires the app's cron schedules (`corral schedules`). `work` is the same command (its older
+name).
 
 \b
 Exit codes (why it stopped):

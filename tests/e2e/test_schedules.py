@@ -113,3 +113,57 @@ def test_three_workers_run_each_occurrence_of_a_schedule_once(c: Corral) -> None
                                             "next", "run", "(UTC)"]  # fmt: skip
     assert text.splitlines()[1].startswith("tick  * * * * * *  UTC")
     assert json.dumps(listed)  # plain JSON
+
+
+PLAIN_APP = """
+from corral import App
+
+app = App()
+
+
+@app.job()
+def plain() -> None: ...
+"""
+
+BAD_APP = """
+from corral import App
+
+app = App()
+
+
+@app.job(cron="0 3 * * *", timezone="Europe/Pariss")
+def nightly() -> None: ...
+"""
+
+
+def test_schedules_needs_the_app_and_an_existing_database(corral: Corral, tmp_path: Path) -> None:
+    r = corral.run("schedules", app=None)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "error: this command needs your jobs: pass --app FILE.py or module:attr, or set "
+        "CORRAL_APP"
+    )
+    app = tmp_path / "plain.py"
+    app.write_text(PLAIN_APP)
+    r = corral.run("schedules", app=app)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: no database at ") and r.stderr.count("\n") == 1
+    assert not corral.db.exists()  # a read: nothing created
+
+
+def test_an_app_without_schedules_lists_none(corral: Corral, tmp_path: Path) -> None:
+    app = tmp_path / "plain.py"
+    app.write_text(PLAIN_APP)
+    corral.ok("migrate", app=app)
+    assert corral.ok("schedules", app=app) == "no schedules\n"
+    assert corral.json("schedules", app=app) == []
+
+
+def test_a_bad_schedule_is_one_line_when_the_app_loads(corral: Corral, tmp_path: Path) -> None:
+    app = tmp_path / "bad.py"
+    app.write_text(BAD_APP)
+    r = corral.run("schedules", app=app)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "job 'nightly': timezone 'Europe/Pariss' is not a time zone name" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -142,6 +142,8 @@ def test_overlap_skip_counts_a_pruned_previous_run_as_ended(app: App, clock: lis
     [first] = app.list(job="tick")
     app.cancel(first.id)
     assert app.storage.process_prune(T0 + 100) == 1
+    [info] = app.schedules()
+    assert (info.last_process_id, info.last_status) == (first.id, None)  # pruned
     assert sweep(app, T0 + 120.5, clock) == 1
 
 
