@@ -140,8 +140,7 @@ def test_schedules_needs_the_app_and_an_existing_database(corral: Corral, tmp_pa
     r = corral.run("schedules", app=None)
     assert r.returncode == 2
     assert r.stderr.strip() == (
-        "error: this command needs your jobs: pass --app FILE.py or module:attr, or set "
-        "CORRAL_APP"
+        "error: this command needs your jobs: pass --app FILE.py or module:attr, or set CORRAL_APP"
     )
     app = tmp_path / "plain.py"
     app.write_text(PLAIN_APP)
