@@ -4,6 +4,8 @@ transaction, or nothing at all."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from corral.errors import CustomIdConflict
@@ -107,3 +109,25 @@ def test_the_last_status_follows_the_process_and_a_pruned_one_reads_as_none(
     assert storage.process_prune(OCC + 2) == 1
     (state,) = storage.schedule_list()
     assert (state.last_status, state.last_process_id) == (None, claimed.process.id)
+
+
+def test_sweepers_racing_from_one_version_fire_once(storage: Storage) -> None:
+    fire(storage, 0, T0)
+    start = threading.Barrier(4)
+    results: list[list[Inserted] | None] = []
+
+    def sweeper() -> None:
+        start.wait(10)
+        results.append(fire(storage, 1, OCC + 60, OCC, OCC + 60))
+
+    threads = [threading.Thread(target=sweeper) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    won = [r for r in results if r is not None]
+    assert len(results) == 4 and len(won) == 1
+    assert [i.outcome for i in won[0]] == ["created", "created"]
+    assert storage.process_count(NIGHTLY) == 2
+    (state,) = storage.schedule_list()
+    assert (state.version, state.last_process_id) == (2, won[0][-1].process.id)
