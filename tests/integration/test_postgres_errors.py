@@ -29,6 +29,7 @@ from corral.storage.base import (
     IterationCommit,
     NewProcess,
     ProcessFilter,
+    ScheduleFiring,
     Storage,
     Update,
     WorkerInfo,
@@ -178,6 +179,8 @@ VERBS: dict[str, Verb] = {
     "batch_by_custom_id": lambda s, c: s.batch_by_custom_id("", "nightly"),
     "batch_counts": lambda s, c: s.batch_counts(c.process.id),
     "batch_graph": lambda s, c: s.batch_graph(c.process.id),
+    "schedule_list": lambda s, c: s.schedule_list(),
+    "schedule_fire": lambda s, c: s.schedule_fire(ScheduleFiring("nightly", 0, T0, T0)),
 }
 
 
