@@ -5,6 +5,7 @@ and overlap policies, two sweepers racing, the leader waking for the next occurr
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from corral import App, Context, Status
+from corral import App, Context, Status, Worker, WorkerOptions
 from corral.recovery import Recovery
 from corral.scheduler import Scheduler
 from corral.schedules import occurrence_id
 from tests.backends import backend_url
+from tests.e2e.conftest import wait_until
 
 #: A Monday, 12:00:00 UTC; sweeps happen 0.5 s past a whole second.
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -253,3 +255,23 @@ def test_app_schedules_tells_the_last_and_next_runs(app: App, clock: list[float]
     assert (t.job, t.schedule.cron, t.last_occurrence, t.last_process_id, t.last_status) == (
         "tick", "* * * * *", T0 + 60, p.id, Status.STARTING)  # fmt: skip
     assert t.next_run == T0 + 120
+
+
+def test_a_worker_sweeping_every_30_s_still_fires_a_schedule_each_second(app: App) -> None:
+    """The real clock and a real worker: without the leader waking for the next occurrence,
+    its sweeps 30 s apart would fire nothing for half a minute."""
+
+    @app.job(cron="* * * * * *", overlap="allow")
+    def each_second() -> None: ...
+
+    worker = Worker(app, WorkerOptions(sweep_interval=30, poll_interval=0.05))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_until(lambda: app.count(job="each_second") >= 3, timeout=20, what="3 occurrences")
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    seconds = sorted(str(p.custom_id) for p in app.list(job="each_second", limit=100))
+    assert len(set(seconds)) == len(seconds) >= 3
