@@ -28,30 +28,36 @@ CREATE UNIQUE INDEX corral_batch_custom_id
 
 -- The end of some processes, applied to their dependents (docs/graphs.md): called by the
 -- statement that ends them, in its transaction, so that a worker's commit stays one round
--- trip. Each round updates the waiting dependents of the processes that ended, set-wise:
--- one fewer pending per dependency that ended; under the `cancel` policy a dependency that
--- failed or was canceled cancels the dependent (caused by the first such one in id order,
--- with its root cause); else the dependent is runnable once nothing is pending. The rule
--- is corral.graph.RULE, which the conformance tests hold both backends to. The UPDATE
--- re-reads a row that a concurrent transaction changed before it counts down, so two
--- dependencies ending at once both count. The dependents it cancels are the next round.
--- Returns how many became runnable (and wakes workers on `notify` if any did). Its plans
--- follow the edges: nested loops over the edge index and the primary key. A hash join
--- would read every waiting process (the status index) to update the few that matter, and
--- the planner, without statistics on a young table, may prefer one; so it may not.
+-- trip. Each round takes the waiting dependents of the processes that ended, in id order
+-- (so that two transactions settling shared dependents lock them in the same order and
+-- never deadlock), and updates each by its key: one fewer pending per dependency that
+-- ended; under the `cancel` policy a dependency that failed or was canceled cancels the
+-- dependent (caused by the first such one in id order, with its root cause); else the
+-- dependent is runnable once nothing is pending. The rule is corral.graph.RULE, which the
+-- conformance tests hold both backends to. An UPDATE re-reads a row that a concurrent
+-- transaction changed before it counts down, so two dependencies ending at once both
+-- count. The dependents it cancels are the next round. Returns how many became runnable
+-- (and wakes workers on `notify` if any did). Its plans follow the edges: nested loops
+-- over the edge index and the primary key (without statistics on a young table the
+-- planner may otherwise prefer a walk of every waiting process).
 CREATE FUNCTION corral_settle(
     ended_ids text[], ended_statuses text[], ended_roots text[], at timestamptz, notify text
 ) RETURNS integer LANGUAGE plpgsql
 SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     promoted integer := 0;
-    n integer;
+    hit record;
+    moved text;
+    root text;
+    next_ids text[];
+    next_roots text[];
 BEGIN
     WHILE coalesce(cardinality(ended_ids), 0) > 0 LOOP
-        WITH ended AS (
-            SELECT * FROM unnest(ended_ids, ended_statuses, ended_roots) AS e (id, status, root)
-        ), hits AS (
+        next_ids := '{}';
+        next_roots := '{}';
+        FOR hit IN
             SELECT d.process_id AS id, count(*)::integer AS n,
                    (array_agg(e.id ORDER BY e.id)
                        FILTER (WHERE e.status <> 'completed'))[1] AS cause,
@@ -59,48 +65,60 @@ BEGIN
                        FILTER (WHERE e.status <> 'completed'))[1] AS cause_status,
                    (array_agg(coalesce(e.root, e.id) ORDER BY e.id)
                        FILTER (WHERE e.status <> 'completed'))[1] AS cause_root
-            FROM ended e JOIN corral_dependency d ON d.depends_on = e.id
+            FROM unnest(ended_ids, ended_statuses, ended_roots) AS e (id, status, root)
+            JOIN corral_dependency d ON d.depends_on = e.id
             GROUP BY d.process_id
-        ), settled AS (
+            ORDER BY d.process_id
+        LOOP
             UPDATE corral_process p
-            SET pending_dependencies = p.pending_dependencies - h.n,
+            SET pending_dependencies = p.pending_dependencies - hit.n,
                 status = CASE
-                    WHEN p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL
+                    WHEN p.on_dependency_failure = 'cancel' AND hit.cause IS NOT NULL
                         THEN 'canceled'
-                    WHEN p.pending_dependencies - h.n = 0 THEN 'starting'
+                    WHEN p.pending_dependencies - hit.n = 0 THEN 'starting'
                     ELSE 'waiting' END,
-                run_at = CASE WHEN p.pending_dependencies - h.n = 0
-                              AND NOT (p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL)
+                run_at = CASE WHEN p.pending_dependencies - hit.n = 0
+                              AND NOT (p.on_dependency_failure = 'cancel'
+                                       AND hit.cause IS NOT NULL)
                          THEN greatest(p.run_at, at) ELSE p.run_at END,
-                iteration_since = CASE WHEN p.pending_dependencies - h.n = 0
-                              AND NOT (p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL)
+                iteration_since = CASE WHEN p.pending_dependencies - hit.n = 0
+                              AND NOT (p.on_dependency_failure = 'cancel'
+                                       AND hit.cause IS NOT NULL)
                          THEN greatest(p.run_at, at) ELSE p.iteration_since END,
-                finished_at = CASE WHEN p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL
+                finished_at = CASE WHEN p.on_dependency_failure = 'cancel'
+                                   AND hit.cause IS NOT NULL
                               THEN at ELSE p.finished_at END,
-                root_cause = CASE WHEN p.on_dependency_failure = 'cancel' AND h.cause IS NOT NULL
-                             THEN h.cause_root ELSE p.root_cause END,
+                root_cause = CASE WHEN p.on_dependency_failure = 'cancel'
+                                  AND hit.cause IS NOT NULL
+                             THEN hit.cause_root ELSE p.root_cause END,
                 updated_at = at, version = p.version + 1
-            FROM hits h
-            WHERE p.id = h.id AND p.status = 'waiting'
-            RETURNING p.id, p.status, p.root_cause, h.cause, h.cause_status
-        ), events AS (
-            INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt,
-                                        detail)
-            SELECT s.id, at, 'transition', 'waiting', s.status, 0, CASE
-                WHEN s.status = 'starting' THEN jsonb_build_object('reason', 'dependencies_done')
-                ELSE jsonb_build_object(
-                    'reason', CASE WHEN s.cause_status = 'failed' THEN 'dependency_failed'
-                                   ELSE 'dependency_canceled' END,
-                    'caused_by', s.cause, 'root_cause', s.root_cause) END
-            FROM settled s WHERE s.status <> 'waiting' ORDER BY s.id
-        )
-        SELECT array_agg(s.id ORDER BY s.id) FILTER (WHERE s.status = 'canceled'),
-               array_agg(s.root_cause ORDER BY s.id) FILTER (WHERE s.status = 'canceled'),
-               count(*) FILTER (WHERE s.status = 'starting')
-        INTO ended_ids, ended_roots, n
-        FROM settled s;
-        promoted := promoted + n;
-        ended_statuses := array_fill('canceled'::text, ARRAY[coalesce(cardinality(ended_ids), 0)]);
+            WHERE p.id = hit.id AND p.status = 'waiting'
+            RETURNING p.status, p.root_cause INTO moved, root;
+            IF NOT FOUND OR moved = 'waiting' THEN
+                CONTINUE;
+            END IF;
+            IF moved = 'starting' THEN
+                promoted := promoted + 1;
+                INSERT INTO corral_history (process_id, at, kind, from_status, to_status,
+                                            attempt, detail)
+                VALUES (hit.id, at, 'transition', 'waiting', 'starting', 0,
+                        jsonb_build_object('reason', 'dependencies_done'));
+            ELSE
+                next_ids := next_ids || hit.id;
+                next_roots := next_roots || root;
+                INSERT INTO corral_history (process_id, at, kind, from_status, to_status,
+                                            attempt, detail)
+                VALUES (hit.id, at, 'transition', 'waiting', 'canceled', 0,
+                        jsonb_build_object(
+                            'reason', CASE WHEN hit.cause_status = 'failed'
+                                           THEN 'dependency_failed'
+                                           ELSE 'dependency_canceled' END,
+                            'caused_by', hit.cause, 'root_cause', root));
+            END IF;
+        END LOOP;
+        ended_ids := next_ids;
+        ended_roots := next_roots;
+        ended_statuses := array_fill('canceled'::text, ARRAY[cardinality(next_ids)]);
     END LOOP;
     IF promoted > 0 AND notify IS NOT NULL THEN
         PERFORM pg_notify(notify, '');
