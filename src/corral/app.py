@@ -837,9 +837,21 @@ class App:
         """Cancel: at once if the process never started, else its rollback runs first."""
         return self._update(process_id, model.cancel)
 
-    def retry(self, process_id: str) -> Process:
-        """Resume a failed or canceled process where it stopped, with its store."""
-        return self._update(process_id, model.retry)
+    def retry(self, process_id: str, *, with_dependents: bool = False) -> Process:
+        """Resume a failed or canceled process where it stopped, with its store.
+        `with_dependents`: also resume what its failure canceled down the graph (see
+        `resume_dependents`)."""
+        process = self._update(process_id, model.retry)
+        if with_dependents:
+            self.resume_dependents(process.id)
+        return process
+
+    def resume_dependents(self, process_id: str) -> builtins.list[str]:
+        """Resume the processes that the failure (or cancel) of `process_id` canceled down
+        its graph, once it has been retried: each waits again for its dependencies that
+        have not completed; one that also depends on another failed process stays
+        canceled. The ids resumed (docs/graphs.md)."""
+        return self.storage.process_resume_dependents(self.get(process_id).id, self.clock())
 
     def _update(self, process_id: str, decide: Callable[[Process, float], model.Change]) -> Process:
         # Optimistic: a worker may write between our read and our write; then decide again.

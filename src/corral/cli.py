@@ -896,7 +896,18 @@ def cancel(
 
 @cli.command()
 def retry(
-    process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False
+    process_id: IdArg = None,
+    custom_id: CustomIdRef = None,
+    with_dependents: Annotated[
+        bool,
+        typer.Option(
+            "--with-dependents",
+            help="Also resume what its failure canceled down its task graph: each such "
+            "process waits again for its dependencies (one that depends on another failed "
+            "process stays canceled).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Resume a failed or canceled process where it stopped, with its store."""
 
@@ -904,10 +915,27 @@ def retry(
         check_ref(process_id)
         app = state.database_for("retry", reads=True)
         p = app.retry(find_process(app, process_id, custom_id).id)
+        resumed = app.resume_dependents(p.id) if with_dependents else []
         if as_json:
-            print(json.dumps(out.process_json(p, now=app.clock())))
+            shown = out.process_json(p, now=app.clock())
+            if with_dependents:
+                shown["resumed_dependents"] = resumed
+            print(json.dumps(shown))
+            return
+        console.print(f"{p.id} {p.status.value}", highlight=False)
+        if with_dependents:
+            console.print(f"resumed {len(resumed)} dependents", highlight=False)
+            for pid in resumed:
+                console.print(f"  {pid}", highlight=False)
         else:
-            console.print(f"{p.id} {p.status.value}", highlight=False)
+            _, dependents = app.dependencies(p.id)
+            if dependents:
+                console.print(
+                    f"{len(dependents)} processes depend on it; those its end canceled stay "
+                    "canceled (`corral retry --with-dependents` resumes them)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
     guarded(run)
 

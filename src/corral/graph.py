@@ -348,6 +348,56 @@ def cascade(
     return Settlement(tuple(merged[i] for i in sorted(merged)), tuple(canceled))
 
 
+# --- resuming what a failure canceled (`retry --with-dependents`) -------------------------
+
+
+#: The reason written in the history of a dependent resumed with the process it depends on.
+RESUME_REASON = "retry_with_dependencies"
+
+
+def resume_order(root: str, canceled: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str]:
+    """The dependents a cascade from `root` canceled (`canceled`: the processes whose root
+    cause is `root`), each after every one of them it depends on, so that it is resumed
+    once its resumed dependencies are running again. `edges`: `(dependent, dependency)`
+    pairs among them and `root`. Ties in id order."""
+    wanted = set(canceled) - {root}
+    waits: dict[str, int] = dict.fromkeys(wanted, 0)
+    below: defaultdict[str, list[str]] = defaultdict(list)
+    for dependent, dependency in set(edges):
+        if dependent in wanted and dependency in wanted:
+            waits[dependent] += 1
+            below[dependency].append(dependent)
+    ready = sorted(pid for pid, n in waits.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        pid = ready.pop(0)
+        order.append(pid)
+        for dependent in sorted(below.get(pid, ())):
+            waits[dependent] -= 1
+            if waits[dependent] == 0:
+                ready.append(dependent)
+        ready.sort()
+    return order
+
+
+def resumed(dependencies: Iterable[Status]) -> Decision | None:
+    """A canceled dependent, resumed with the dependencies it had: `waiting` for those not
+    completed (the retried root and the dependents resumed before it are running again),
+    or `starting` when none is left; None when one of them is still failed or canceled
+    (it would cancel it again: it stays as it is)."""
+    statuses = list(dependencies)
+    if any(s in (Status.FAILED, Status.CANCELED) for s in statuses):
+        return None
+    pending = sum(1 for s in statuses if s is not Status.COMPLETED)
+    return Decision(Status.WAITING if pending else Status.STARTING, pending)
+
+
+def resume_event(pid: str, decision: Decision, root: str, at: float) -> Event:
+    """The history event of a dependent resumed with `root`."""
+    detail: dict[str, JSON] = {"reason": RESUME_REASON, "root_cause": root}
+    return Event("transition", at, Status.CANCELED, decision.status, 0, detail, pid)
+
+
 # --- batches: a graph submitted in one go ---------------------------------------------------------
 
 

@@ -252,3 +252,37 @@ def test_a_batch_is_written_whole_counted_by_status_and_found_by_its_custom_id(
     assert storage.process_get(a2.id) is None and storage.batch_get(again.id) is None
     _end(storage, a.id, Status.COMPLETED, T0 + 1)
     assert storage.batch_counts(batch.id) == {Status.COMPLETED: 1, Status.STARTING: 1}
+
+
+def test_retry_with_dependents_resumes_what_the_failure_canceled(storage: Storage) -> None:
+    root, other, ok = new(), new(), new()
+    child = new(depends_on=[root.id, ok.id])
+    grandchild = new(depends_on=[child.id, root.id])
+    stuck = new(depends_on=[root.id, other.id])
+    storage.process_insert_many([root, other, ok, child, grandchild, stuck])
+    _end(storage, ok.id, Status.COMPLETED, T0 + 1)
+    _end(storage, other.id, Status.FAILED, T0 + 2)  # cancels `stuck`, root cause `other`
+    _end(storage, root.id, Status.FAILED, T0 + 3)
+    assert {_status(storage, p.id) for p in (child, grandchild, stuck)} == {Status.CANCELED}
+    current = storage.process_get(root.id)
+    assert current is not None
+    assert storage.process_update(root.id, current.version, model.retry(current, T0 + 4), T0 + 4)
+    # Dependencies first: the child, then the grandchild that depends on it.
+    assert storage.process_resume_dependents(root.id, T0 + 5) == [child.id, grandchild.id]
+    # child waits for root (ok completed); grandchild for child and root.
+    assert _status(storage, child.id) is Status.WAITING
+    assert _status(storage, grandchild.id) is Status.WAITING
+    assert _status(storage, stuck.id) is Status.CANCELED  # its root cause was `other`
+    ev = _last_event(storage, child.id)
+    assert (ev.from_status, ev.to_status, dict(ev.detail)) == (
+        Status.CANCELED,
+        Status.WAITING,
+        {"reason": "retry_with_dependencies", "root_cause": root.id},
+    )
+    # Nothing left to resume a second time.
+    assert storage.process_resume_dependents(root.id, T0 + 6) == []
+    _end(storage, root.id, Status.COMPLETED, T0 + 7)
+    assert _status(storage, child.id) is Status.STARTING
+    assert _status(storage, grandchild.id) is Status.WAITING
+    _end(storage, child.id, Status.COMPLETED, T0 + 8)
+    assert _status(storage, grandchild.id) is Status.STARTING

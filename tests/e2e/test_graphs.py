@@ -80,6 +80,14 @@ def test_submit_depends_on_and_a_failure_cancels_the_dependent(
     last = shown["history"][-1]
     assert last["detail"] == {"reason": "dependency_failed", "caused_by": bad, "root_cause": bad}
     assert corral.show(fan_in)["status"] == "completed"
+    # Retrying the failed one says what depends on it; --with-dependents resumes them.
+    hint = corral.ok("retry", bad)
+    assert "corral retry --with-dependents" in hint
+    corral.ok("worker", "--once")  # it fails again; the child stays canceled
+    assert corral.show(child_id)["status"] == "canceled"
+    resumed = corral.json("retry", bad, "--with-dependents", "--json")
+    assert resumed["resumed_dependents"] == [child_id]
+    assert corral.show(child_id)["status"] == "waiting"
     r = corral.run("submit", "step", "-p", "n=1", "--on-dependency-failure", "sometimes")
     assert r.returncode == 2 and "on_dependency_failure must be" in r.stderr
     r = corral.run("submit", "step", "-p", "n=1", "--depends-on", "nonsense")

@@ -175,6 +175,7 @@ VERBS: dict[str, Verb] = {
     "worker_prune": lambda s, c: s.worker_prune(T0),
     "dependencies_of": lambda s, c: s.dependencies_of([c.process.id]),
     "process_edges": lambda s, c: s.process_edges(c.process.id),
+    "process_resume_dependents": lambda s, c: s.process_resume_dependents(c.process.id, T0),
     "batch_get": lambda s, c: s.batch_get(c.process.id),
     "batch_by_custom_id": lambda s, c: s.batch_by_custom_id("", "nightly"),
     "batch_counts": lambda s, c: s.batch_counts(c.process.id),

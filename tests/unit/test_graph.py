@@ -449,3 +449,24 @@ def test_ctx_dependencies_shows_each_status_result_and_error_and_results_only_co
     }
     assert list(dependencies_view(rows)) == ["b", "a", "c"]  # the order of the rows
     assert dependency_results(rows) == {"b": {"x": 1}}
+
+
+# --- resuming what a failure canceled -------------------------------------------------------
+
+
+def test_resume_order_puts_each_dependent_after_its_resumed_dependencies() -> None:
+    from corral.graph import resume_order
+
+    # root <- c <- d, and d also depends on root directly; e depends on d; x is unrelated.
+    edges = [("c", "root"), ("d", "root"), ("d", "c"), ("e", "d"), ("x", "other")]
+    assert resume_order("root", ["e", "d", "c"], edges) == ["c", "d", "e"]
+    assert resume_order("root", [], edges) == []
+
+
+def test_a_resumed_dependent_waits_for_what_has_not_completed() -> None:
+    from corral.graph import resumed
+
+    assert resumed([Status.COMPLETED, Status.STARTING]) == Decision(Status.WAITING, 1)
+    assert resumed([Status.COMPLETED]) == Decision(Status.STARTING, 0)
+    assert resumed([Status.WAITING, Status.FAILED]) is None
+    assert resumed([Status.CANCELED]) is None

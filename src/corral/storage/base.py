@@ -394,6 +394,14 @@ class Storage(abc.ABC):
         order; processes without dependencies are left out."""
 
     @abc.abstractmethod
+    def process_resume_dependents(self, root_id: str, now: float) -> list[str]:
+        """Resume, in one transaction, the processes that a cascade from `root_id` canceled
+        (it was just retried): each one goes back to `waiting` for its dependencies that
+        have not completed (or `starting` if none is left), dependencies before dependents;
+        one that still depends on another failed or canceled process stays canceled. The
+        ids resumed."""
+
+    @abc.abstractmethod
     def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
         """The ids a process depends on, and the ids of the processes that depend on it."""
 

@@ -122,6 +122,39 @@ class Graphs(Connected):
         return out
 
     @verb
+    def process_resume_dependents(self, root_id: str, now: float) -> list[str]:
+        # The canceled dependents are locked first: a dependency that ends meanwhile
+        # settles them after this transaction, and sees them waiting (docs/graphs.md).
+        out = []
+        with self._connection() as conn, conn.transaction():
+            canceled = [r[0] for r in conn.execute(Q["canceled_by_root"], {"root": root_id})]
+            if not canceled:
+                return []
+            edges = [(a, b) for a, b in conn.execute(Q["edges_of"], {"ids": canceled}).fetchall()]
+            for pid in graph.resume_order(root_id, canceled, edges):
+                rows = conn.execute(Q["dependency_statuses"], {"id": pid}).fetchall()
+                decision = graph.resumed(Status(r[0]) for r in rows)
+                if decision is None:
+                    continue
+                event = graph.resume_event(pid, decision, root_id, now)
+                conn.execute(
+                    Q["dependent_resume"],
+                    {
+                        "id": pid,
+                        "status": decision.status.value,
+                        "pending": decision.pending,
+                        "now": as_time(now),
+                        "detail": codec.dumps(dict(event.detail)),
+                    },
+                )
+                out.append(pid)
+            if out and self._notify_param is not None:  # some may be runnable at once
+                conn.execute("SELECT pg_notify(%s, '')", (self._notify_param,))
+        if out:
+            self.notify_local()
+        return out
+
+    @verb
     def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
         rows = self._rows(Q["process_edges"], {"id": process_id})
         return [r[1] for r in rows if r[0] == "on"], [r[1] for r in rows if r[0] == "by"]

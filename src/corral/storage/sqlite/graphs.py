@@ -150,6 +150,29 @@ def reopen(conn: sqlite3.Connection, process_id: str, at: float) -> None:
     conn.execute(Q["dependents_reopen"], (at, process_id))
 
 
+def resume_dependents(conn: sqlite3.Connection, root: str, now: float) -> list[str]:
+    """Resume what a cascade from `root` canceled, dependencies first (corral.graph decides
+    each); the ids resumed. SQLite's one writer: nothing read here changes meanwhile."""
+    canceled = [r[0] for r in conn.execute(Q["canceled_by_root"], (root,))]
+    edges = [
+        (a, b)
+        for chunk in _chunks(canceled)
+        for a, b in conn.execute(_in(Q["edges_of"], len(chunk)), chunk)
+    ]
+    out = []
+    for pid in graph.resume_order(root, canceled, edges):
+        statuses = [Status(s) for (s,) in conn.execute(Q["dependency_statuses"], (pid,))]
+        decision = graph.resumed(statuses)
+        if decision is None:
+            continue
+        conn.execute(
+            Q["dependent_resume"], (decision.status.value, decision.pending, now, now, now, pid)
+        )
+        append_history(conn, [graph.resume_event(pid, decision, root, now)])
+        out.append(pid)
+    return out
+
+
 def dependencies_of(
     conn: sqlite3.Connection, ids: Sequence[str]
 ) -> dict[str, list[graph.DependencyRow]]:

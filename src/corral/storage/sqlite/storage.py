@@ -146,6 +146,10 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         with self._read() as conn:
             return graphs.dependencies_of(conn, process_ids)
 
+    def process_resume_dependents(self, root_id: str, now: float) -> list[str]:
+        with self._write() as conn:
+            return graphs.resume_dependents(conn, root_id, now)
+
     def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
         with self._read() as conn:
             return graphs.dependency_ids(conn, process_id), graphs.dependent_ids(conn, process_id)

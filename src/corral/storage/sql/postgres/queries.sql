@@ -617,3 +617,34 @@ RETURNING version
 UPDATE corral_schedule
 SET last_occurrence = to_timestamp(%(occurrence)s), last_process_id = %(process_id)s
 WHERE name = %(name)s
+
+-- canceled_by_root --
+-- The processes a cascade from a root canceled, locked in id order.
+SELECT id FROM corral_process WHERE root_cause = %(root)s AND status = 'canceled'
+ORDER BY id FOR UPDATE
+
+-- edges_of --
+-- The edges of some processes: (dependent, dependency).
+SELECT process_id, depends_on FROM corral_dependency WHERE process_id = ANY(%(ids)s::text[])
+
+-- dependency_statuses --
+-- The statuses of a process's dependencies.
+SELECT p.status FROM corral_dependency e JOIN corral_process p ON p.id = e.depends_on
+WHERE e.process_id = %(id)s
+
+-- dependent_resume --
+-- A dependent that a cascade canceled, resumed with the process it depends on, and its
+-- history event.
+WITH resumed AS (
+    UPDATE corral_process SET status = %(status)s, pending_dependencies = %(pending)s,
+        run_at = to_timestamp(%(now)s), iteration_since = to_timestamp(%(now)s),
+        finished_at = NULL, root_cause = NULL, cancel_requested = false, attempt = 0,
+        error = NULL, stopped_status = NULL, updated_at = to_timestamp(%(now)s),
+        version = version + 1
+    WHERE id = %(id)s AND status = 'canceled'
+    RETURNING id
+)
+INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+SELECT id, to_timestamp(%(now)s), 'transition', 'canceled', %(status)s, 0,
+       %(detail)s::jsonb
+FROM resumed

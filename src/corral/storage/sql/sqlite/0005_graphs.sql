@@ -12,6 +12,10 @@ ALTER TABLE corral_process ADD COLUMN batch_id TEXT;
 CREATE INDEX corral_process_batch
     ON corral_process (batch_id, status) WHERE batch_id IS NOT NULL;
 
+-- What a failure canceled down the graph (`retry --with-dependents` resumes it).
+CREATE INDEX corral_process_root_cause
+    ON corral_process (root_cause) WHERE root_cause IS NOT NULL;
+
 -- One row per batch (`app.batch()`): a batch submitted again with its custom id is the
 -- same batch.
 CREATE TABLE corral_batch (

@@ -370,3 +370,24 @@ WHERE name = ? AND version = ?
 -- schedule_fired --
 -- The last occurrence fired and its process, once it is inserted.
 UPDATE corral_schedule SET last_occurrence = ?, last_process_id = ? WHERE name = ?
+
+-- canceled_by_root --
+-- The processes a cascade from `?` canceled (their root cause).
+SELECT id FROM corral_process WHERE root_cause = ? AND status = 'canceled' ORDER BY id
+
+-- edges_of --
+-- The edges of some processes (`/* ids */`): (dependent, dependency).
+SELECT process_id, depends_on FROM corral_dependency WHERE process_id IN (/* ids */)
+
+-- dependency_statuses --
+-- The statuses of a process's dependencies.
+SELECT p.status FROM corral_dependency e JOIN corral_process p ON p.id = e.depends_on
+WHERE e.process_id = ?
+
+-- dependent_resume --
+-- A dependent that a cascade canceled, resumed with the process it depends on: status,
+-- pending count, run_at and iteration_since, updated_at, then its id.
+UPDATE corral_process SET status = ?, pending_dependencies = ?, run_at = ?,
+    iteration_since = ?, finished_at = NULL, root_cause = NULL, cancel_requested = 0,
+    attempt = 0, error = NULL, stopped_status = NULL, updated_at = ?, version = version + 1
+WHERE id = ? AND status = 'canceled'
