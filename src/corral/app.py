@@ -35,6 +35,7 @@ from corral.jobs import (
     Registry,
     Retry,
     Timeouts,
+    check_concurrency,
     function_job,
     handler_name,
     process_job,
@@ -179,6 +180,8 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -193,26 +196,24 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
-        Timeouts (docs/timeouts.md) are in seconds; `submit` may override them."""
+        Timeouts (docs/timeouts.md) are in seconds; `submit` may override them.
+        `concurrency=N`: at most N processes of the job run at once across every worker, or
+        N per value of `concurrency_key` (docs/flow-control.md)."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
 
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
-            self.registry.add_job(
-                function_job(
-                    job_name,
-                    fn,
-                    params=params,
-                    retry=retry,
-                    priority=priority,
-                    queue=queue,
-                    timeouts=timeouts,
-                )
-            )
+            job = function_job(
+                job_name, fn, params=params, retry=retry, priority=priority, queue=queue,
+                timeouts=timeouts,
+            )  # fmt: skip
+            self.registry.add_job(_limited(job, concurrency, concurrency_key))
             return fn
 
         if callable(name):
@@ -235,6 +236,8 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -249,27 +252,25 @@ class App:
         schedule_to_close: float | None = None,
         start_to_close: float | None = None,
         heartbeat_timeout: float | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
-        `ctx.store`, not in attributes."""
+        `ctx.store`, not in attributes. `concurrency` and `concurrency_key` as for `job`:
+        a slot is held while an iteration runs, not between iterations."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
 
         def register(cls: C) -> C:
-            self.registry.add_job(
-                process_job(
-                    name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
-                    cls,
-                    params=params,
-                    retry=retry,
-                    priority=priority,
-                    queue=queue,
-                    timeouts=timeouts,
-                )
-            )
+            job = process_job(
+                name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
+                cls, params=params, retry=retry, priority=priority, queue=queue,
+                timeouts=timeouts,
+            )  # fmt: skip
+            self.registry.add_job(_limited(job, concurrency, concurrency_key))
             return cls
 
         if name is not None and not isinstance(name, str):  # @app.process, no parentheses
@@ -357,12 +358,12 @@ class App:
         )
         target = self.get_job(job)
         shared = self._shared(target, options, self.clock())
-        data, text = self._params(target, params)
+        data, text, key = self._params(target, params)
         if custom_id is not None:
             if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255:
                 raise UsageError("custom_id must be a non-empty string of at most 255 characters")
             check_text("custom_id", custom_id)
-        new = shared.new_process(ids.new_id(), data, text, custom_id)
+        new = shared.new_process(ids.new_id(), data, text, custom_id, key)
         [inserted] = self.storage.process_insert_many([new], shared=shared, connection=connection)
         return Submitted(inserted.process, inserted.outcome)
 
@@ -390,8 +391,8 @@ class App:
         encoded = [self._params(target, p) for p in items]
         new = shared.new_process
         batch = [
-            new(pid, data, text, None)
-            for pid, (data, text) in zip(ids.new_ids(len(encoded)), encoded, strict=True)
+            new(pid, data, text, None, key)
+            for pid, (data, text, key) in zip(ids.new_ids(len(encoded)), encoded, strict=True)
         ]
         inserted = self.storage.process_insert_many(batch, shared=shared, connection=connection)
         return [Submitted(i.process, i.outcome) for i in inserted]
@@ -417,11 +418,12 @@ class App:
             schedule_to_close=timeouts.schedule_to_close,
             start_to_close=timeouts.start_to_close,
             heartbeat_timeout=timeouts.heartbeat_timeout,
+            concurrency_limit=job.concurrency,
         )
 
-    def _params(self, job: Job, params: Any) -> tuple[dict[str, Any], str]:
+    def _params(self, job: Job, params: Any) -> tuple[dict[str, Any], str, str | None]:
         """Validated parameters as JSON data and as their canonical text (what is stored),
-        whose size is checked against `max_params_bytes`."""
+        whose size is checked against `max_params_bytes`; and their concurrency key."""
         parsed = job.parse_params(params)
         try:
             data = job.params_model.__pydantic_serializer__.to_python(parsed, mode="json")
@@ -441,7 +443,12 @@ class App:
                 f"job {job.name!r}: parameters are {size} bytes of JSON, over the limit of "
                 f"{self.max_params_bytes}"
             )
-        return data, text
+        if job.concurrency is None:
+            return data, text, None
+        key = job.key_of(parsed, data)
+        assert key is not None
+        check_text(f"job {job.name!r}: its concurrency key", key)
+        return data, text, key
 
     # --- reading -------------------------------------------------------------------------
     def get(self, process_id: str) -> Process:
@@ -544,16 +551,19 @@ class App:
 
     def explain(self, process_id: str) -> builtins.list[Reason]:
         """Every reason the process is not running now (its status, its run_at, a paused
-        queue, an expired lease, no live worker for its job or queue, all of them busy, a
-        cancel request), or the one line that says it runs or is next. A worker counts as
+        queue, an expired lease, its concurrency key full, no live worker for its job or
+        queue, all of them busy, a cancel request), or the one line that says it runs or
+        is next. A worker counts as
         live while it refreshed its registry row within one lease."""
         process = self.get(process_id)
+        now = self.clock()
         return explain(
             process,
-            self.clock(),
+            now,
             paused=self.storage.queue_paused(),
             workers=self.storage.worker_list(),
             stale_after=self.lease_seconds,
+            slots=self.storage.process_concurrency(process.id, now),
         )
 
     def workers(self) -> builtins.list[WorkerInfo]:
@@ -677,6 +687,14 @@ def _check_tags(tags: object) -> None:
             raise UsageError("a tag's key must not be empty")
         check_text(f"tag {key!r}", key)
         check_text(f"tag {key!r}", value)
+
+
+def _limited(job: Job, concurrency: object, concurrency_key: object) -> Job:
+    """`job` with its concurrency limit and key (docs/flow-control.md), checked."""
+    check_concurrency(job.name, job.params_model, concurrency, concurrency_key)
+    job.concurrency = concurrency  # type: ignore[assignment]  # checked above
+    job.concurrency_key = concurrency_key  # type: ignore[assignment]
+    return job
 
 
 def _check_job_options(priority: object, queue: object) -> None:

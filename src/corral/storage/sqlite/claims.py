@@ -6,9 +6,11 @@ first (a worker died mid-iteration), then unleased runnable processes by claim_r
 (cancel requests, failing, ending, running, starting), higher priority first, then the
 oldest run_at. Each class is one walk of its own partial index, named in the statement
 (`INDEXED BY`): SQLite's planner otherwise prefers the status index and walks every
-runnable row. A commit is fenced by the lease token: a worker that lost its lease writes
-nothing. The Python work (JSON, records) is done outside the transaction by the caller:
-other processes wait for SQLite's one write lock while it is held.
+runnable row. A process with a concurrency key is taken only while its key has a free
+slot (docs/flow-control.md): the single writer makes the count and the lease one step.
+A commit is fenced by the lease token: a worker that lost its lease writes nothing. The
+Python work (JSON, records) is done outside the transaction by the caller: other
+processes wait for SQLite's one write lock while it is held.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
     # Driving one named process needs no ordered walk of the runnable index.
     by_index = not claim.process_ids
     chosen: list[tuple[str, str | None]] = []
+    taken: dict[str, int] = {}  # per concurrency key, the processes chosen so far
     for name, most in (("select_expired", claim.max_recovered), ("select_runnable", None)):
         need = claim.limit - len(chosen)
         if most is not None:
@@ -45,7 +48,15 @@ def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
         if need <= 0:
             continue
         sql = _select(name, filters, by_index)
-        chosen.extend((r[0], r[1]) for r in conn.execute(sql, (claim.now, *fargs, need)))
+        for pid, owner, key, free in conn.execute(sql, (claim.now, *fargs, need)):
+            if key is not None:
+                # The statement saw `free` slots before this claim: keep that many of the
+                # key, the first in claim order. The claim then takes fewer than its
+                # limit; the worker claims again at once, and the key is full by then.
+                if taken.get(key, 0) >= free:
+                    continue
+                taken[key] = taken.get(key, 0) + 1
+            chosen.append((pid, owner))
     if not chosen:
         return [], {}
     previous = dict(chosen)

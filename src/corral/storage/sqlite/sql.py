@@ -23,6 +23,12 @@ _FILLED = {
     "/* process_columns */": columns.SELECT_LIST,
     "/* history_columns */": codec.HISTORY_COLUMNS,
     "/* claimable */": ", ".join(f"'{s.value}'" for s in CLAIMABLE),
+    "/* key_free */": (
+        "(concurrency_limit - (SELECT count(*) FROM corral_process AS holder"
+        " INDEXED BY corral_process_concurrency"
+        " WHERE holder.concurrency_key = corral_process.concurrency_key"
+        " AND holder.lease_expires_at >= ?1))"
+    ),
 }
 
 

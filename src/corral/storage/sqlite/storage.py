@@ -11,6 +11,7 @@ from corral.model import Change, Event, Process, Status
 from corral.storage.base import (
     Claim,
     Claimed,
+    ConcurrencySlots,
     Inserted,
     IterationCommit,
     NewProcess,
@@ -84,6 +85,10 @@ class SQLiteStorage(SQLiteWakeups, Storage):
             return {}
         with self._read() as conn:
             return reads.id_neighbors(conn, ids)
+
+    def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
+        with self._read() as conn:
+            return reads.concurrency(conn, process_id, now)
 
     # Claims and commits do their Python work (JSON, building records) outside the write
     # transaction: other processes wait for SQLite's one write lock while it is held.
