@@ -651,9 +651,9 @@ def show(
 @cli.command()
 def why(process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False) -> None:
     """Say why a process is not running now: every reason (scheduled for T, retrying at T,
-    its queue paused, a worker's lease expired, no running worker registers its job or
-    serves its queue, every such worker busy, a cancel requested), or that it runs or is
-    next. Times are UTC."""
+    its queue paused, a worker's lease expired, its concurrency key full and who holds it,
+    no running worker registers its job or serves its queue, every such worker busy, a
+    cancel requested), or that it runs or is next. Times are UTC."""
 
     def run() -> None:
         check_ref(process_id)

@@ -31,6 +31,17 @@ def test_one_claim_takes_no_more_of_a_key_than_its_limit(storage: Storage) -> No
     assert claim(storage, now=T0 + 100, limit=20) == []
 
 
+def test_a_claim_looks_past_the_keys_it_fills_up_to_its_limit(storage: Storage) -> None:
+    """The first keys' processes come first in claim order, more of them than the keys
+    allow: the claim leaves those out and fills its limit with what comes after."""
+    a = [keyed("a", 2, at=T0 + i) for i in range(10)]
+    b = [keyed("b", 2, at=T0 + 10 + i) for i in range(10)]
+    free = [new(at=T0 + 20 + i) for i in range(5)]
+    storage.process_insert_many([*a, *b, *free])
+    got = [c.process.id for c in claim(storage, now=T0 + 100, limit=7)]
+    assert got == [a[0].id, a[1].id, b[0].id, b[1].id, free[0].id, free[1].id, free[2].id]
+
+
 def test_a_full_key_stays_queued_and_a_commit_frees_its_slot(storage: Storage) -> None:
     ps = [keyed("k", 2, at=T0 + i) for i in range(4)]
     storage.process_insert_many(ps)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from corral.storage import codec, columns
@@ -39,33 +40,53 @@ def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
     filters, fargs = _filters(claim, paused)
     # Driving one named process needs no ordered walk of the runnable index.
     by_index = not claim.process_ids
-    chosen: list[tuple[str, str | None]] = []
-    taken: dict[str, int] = {}  # per concurrency key, the processes chosen so far
-    for name, most in (("select_expired", claim.max_recovered), ("select_runnable", None)):
-        need = claim.limit - len(chosen)
-        if most is not None:
-            need = min(need, most)
-        if need <= 0:
-            continue
+    rows: list[Any] = []
+    previous: dict[str, str | None] = {}
+    for name in ("select_expired", "select_runnable"):
         sql = _select(name, filters, by_index)
-        for pid, owner, key, free in conn.execute(sql, (claim.now, *fargs, need)):
-            if key is not None:
-                # The statement saw `free` slots before this claim: keep that many of the
-                # key, the first in claim order. The claim then takes fewer than its
-                # limit; the worker claims again at once, and the key is full by then.
-                if taken.get(key, 0) >= free:
-                    continue
-                taken[key] = taken.get(key, 0) + 1
-            chosen.append((pid, owner))
-    if not chosen:
-        return [], {}
-    previous = dict(chosen)
-    rows = conn.execute(
-        _lease(len(previous)),
-        (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
-         *previous),
-    ).fetchall()  # fmt: skip
+        while True:
+            need = claim.limit - len(previous)
+            if name == "select_expired" and claim.max_recovered is not None:
+                need = min(need, claim.max_recovered - len(previous))
+            if need <= 0:
+                break
+            chosen, skipped = _keep(conn.execute(sql, (claim.now, *fargs, need)))
+            if chosen:
+                rows.extend(_lease_rows(conn, claim, chosen))
+                previous.update(chosen)
+            # Rows of a key this round filled took room in its LIMIT: look again, past
+            # them now that their key is full (without this, a worker would run the
+            # first keys of the queue only, however many slots it has).
+            if not skipped:
+                break
     return rows, previous
+
+
+def _keep(selected: Iterable[Any]) -> tuple[list[tuple[str, str | None]], bool]:
+    """The selected rows to lease: every one without a concurrency key, and of each key
+    as many as it had free slots (the statement's count, before this round), the first
+    in claim order. Whether any was left out."""
+    chosen: list[tuple[str, str | None]] = []
+    taken: Counter[str] = Counter()
+    skipped = False
+    for pid, owner, key, free in selected:
+        if key is not None:
+            if taken[key] >= free:
+                skipped = True
+                continue
+            taken[key] += 1
+        chosen.append((pid, owner))
+    return chosen, skipped
+
+
+def _lease_rows(
+    conn: sqlite3.Connection, claim: Claim, chosen: Sequence[tuple[str, str | None]]
+) -> list[Any]:
+    return conn.execute(
+        _lease(len(chosen)),
+        (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
+         *(pid for pid, _ in chosen)),
+    ).fetchall()  # fmt: skip
 
 
 def claimed(chosen: Chosen) -> list[Claimed]:

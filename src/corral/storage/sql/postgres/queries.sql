@@ -218,7 +218,7 @@ WITH expired AS MATERIALIZED (
         heartbeat_at = to_timestamp(%(now)b), version = version + 1
     -- An array, not a join: the planner cannot guess how few rows `kept` holds.
     WHERE id = ANY (ARRAY(SELECT chosen_id FROM kept))
-    RETURNING /* process_columns */, claim_rank
+    RETURNING /* process_columns */, claim_rank, concurrency_key
 )
 SELECT claimed.*, previous_owner, claim_class
 FROM claimed JOIN chosen ON chosen_id = id
