@@ -5,13 +5,15 @@ commits with stale tokens, cancel, retry, renew, release and clock advances agai
 a backend, with an injected clock. After every step each process read back from
 the backend must equal the reference, a small pure model whose transitions come
 from `corral.model` (the rules) and whose leases follow docs/state-machine.md and
-docs/leases-and-fencing.md.
+docs/leases-and-fencing.md. Some processes have a concurrency key
+(docs/flow-control.md): a claim takes no more of a key than its free slots.
 """
 
 from __future__ import annotations
 
 import tempfile
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,8 @@ from tests.backends import BACKENDS, make_storage
 
 LEASE = 10.0
 RANK = {Status.FAILING: 2, Status.ENDING: 3, Status.RUNNING: 4, Status.STARTING: 5}
+#: The concurrency keys some processes have, and their limits.
+LIMITS = {"k1": 1, "k2": 2}
 
 
 @dataclass
@@ -51,10 +55,13 @@ class Ref:
     expires: float | None = None
     cancel_requested: bool = False
     stopped_status: Status | None = None
+    key: str | None = None
+
+    def live(self, now: float) -> bool:
+        return self.expires is not None and self.expires >= now
 
     def runnable(self, now: float) -> bool:
-        live = self.expires is not None and self.expires >= now
-        return self.status in CLAIMABLE and not live and self.run_at <= now
+        return self.status in CLAIMABLE and not self.live(now) and self.run_at <= now
 
     def claim_key(self, now: float) -> tuple[int, int, float]:
         if self.expires is not None:
@@ -93,8 +100,12 @@ class StorageMachine(RuleBasedStateMachine):
         return p
 
     # --- rules -----------------------------------------------------------------------------------
-    @rule(priority=st.integers(0, 2), delay=st.sampled_from([0.0, 0.0, 5.0]))
-    def submit(self, priority: int, delay: float) -> None:
+    @rule(
+        priority=st.integers(0, 2),
+        delay=st.sampled_from([0.0, 0.0, 5.0]),
+        key=st.sampled_from([None, None, "k1", "k2"]),
+    )
+    def submit(self, priority: int, delay: float, key: str | None) -> None:
         # Deterministic ids: Hypothesis replays must draw the same choices.
         pid = str(uuid.UUID(int=len(self.refs) + 1))
         self.storage.process_insert_many(
@@ -106,10 +117,12 @@ class StorageMachine(RuleBasedStateMachine):
                     created_at=self.now,
                     run_at=self.now + delay,
                     priority=priority,
+                    concurrency_key=key,
+                    concurrency_limit=None if key is None else LIMITS[key],
                 )
             ]
         )
-        self.refs[pid] = Ref(pid, priority, self.now + delay)
+        self.refs[pid] = Ref(pid, priority, self.now + delay, key=key)
 
     @rule(seconds=st.sampled_from([1.0, 4.0, 11.0]))
     def advance(self, seconds: float) -> None:
@@ -121,13 +134,26 @@ class StorageMachine(RuleBasedStateMachine):
             Claim(owner=owner, now=self.now, lease_seconds=LEASE, limit=limit)
         )
         runnable = [r for r in self.refs.values() if r.runnable(self.now)]
-        assert len(got) == min(limit, len(runnable))
+        held = Counter(r.key for r in self.refs.values() if r.key and r.live(self.now))
+        free = {k: LIMITS[k] - held[k] for k in LIMITS}
+        # Of each key, no more than its free slots; every process without a key.
+        admissible = sum(r.key is None for r in runnable) + sum(
+            min(free[k], sum(r.key == k for r in runnable)) for k in LIMITS
+        )
+        assert len(got) == min(limit, admissible)
         taken = {c.process.id for c in got}
         assert taken <= {r.id for r in runnable}
+        per_key = Counter(self.refs[pid].key for pid in taken)
+        assert all(per_key[k] <= free[k] for k in LIMITS)
         keys = [self.refs[c.process.id].claim_key(self.now) for c in got]
         assert keys == sorted(keys)  # in claim order
-        left = [r.claim_key(self.now) for r in runnable if r.id not in taken]
-        # Nothing left behind comes before what was taken (ties may go either way).
+        left = [
+            r.claim_key(self.now)
+            for r in runnable
+            if r.id not in taken and (r.key is None or per_key[r.key] < free[r.key])
+        ]
+        # Nothing left behind that the claim could have taken comes before what it took
+        # (ties may go either way).
         assert not keys or not left or max(keys) <= min(left)
         for c in got:
             ref = self.refs[c.process.id]
@@ -212,6 +238,8 @@ class StorageMachine(RuleBasedStateMachine):
         for pid, tok in mine.items():
             ref = self.refs[pid]
             held = ref.token == tok and ref.expires is not None
+            # An expired lease of a process with a key is not renewed: its slot was free.
+            held = held and (ref.key is None or ref.live(self.now))
             assert (pid in renewal.lost) == (not held)
             if held:
                 ref.expires = self.now + LEASE
