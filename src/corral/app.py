@@ -553,8 +553,8 @@ class App:
         """Every reason the process is not running now (its status, its run_at, a paused
         queue, an expired lease, its concurrency key full, no live worker for its job or
         queue, all of them busy, a cancel request), or the one line that says it runs or
-        is next. A worker counts as
-        live while it refreshed its registry row within one lease."""
+        is next. A worker counts as live while it refreshed its registry row within one
+        lease."""
         process = self.get(process_id)
         now = self.clock()
         return explain(
@@ -691,9 +691,9 @@ def _check_tags(tags: object) -> None:
 
 def _limited(job: Job, concurrency: object, concurrency_key: object) -> Job:
     """`job` with its concurrency limit and key (docs/flow-control.md), checked."""
-    check_concurrency(job.name, job.params_model, concurrency, concurrency_key)
-    job.concurrency = concurrency  # type: ignore[assignment]  # checked above
-    job.concurrency_key = concurrency_key  # type: ignore[assignment]
+    job.concurrency, job.concurrency_key = check_concurrency(
+        job.name, job.params_model, concurrency, concurrency_key
+    )
     return job
 
 

@@ -22,6 +22,9 @@ from corral.model import FORWARD, TIMEOUTS, Status, backoff
 from corral.settle import Policy
 
 HandlerFn = Callable[[Context[Any]], Any]
+#: How a job names its processes' concurrency key: a parameter's name, or a function of
+#: the validated parameters; None: the job's name.
+KeyHow = str | Callable[[Any], str] | None
 #: The method names of a process class, by the status each one moves a process out of.
 PHASES: Mapping[Status, str] = {
     Status.STARTING: "start",
@@ -138,7 +141,7 @@ class Job:
     #: At most this many processes of one concurrency key leased at once (None: no limit),
     #: the key being the job's name, a parameter's value or a function's (docs/flow-control.md).
     concurrency: int | None = None
-    concurrency_key: str | Callable[[Any], str] | None = None
+    concurrency_key: KeyHow = None
 
     def key_of(self, parsed: Any, data: Mapping[str, Any]) -> str | None:
         """The concurrency key of a process with these validated parameters (`parsed` as a
@@ -156,9 +159,10 @@ class Job:
         try:
             key = how(parsed)
         except Exception as exc:
+            said = str(exc).strip().splitlines()
             raise InvalidParams(
                 f"job {self.name!r}: its concurrency_key function raised "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}{': ' + said[0] if said else ''}"
             ) from None
         if not isinstance(key, str) or not key:
             raise InvalidParams(
@@ -210,14 +214,14 @@ def check_concurrency(
     params_model: type[pydantic.BaseModel],
     concurrency: object,
     concurrency_key: object,
-) -> None:
-    """Raise ConfigurationError for a wrong `concurrency=` or `concurrency_key=`."""
+) -> tuple[int | None, KeyHow]:
+    """`concurrency=` and `concurrency_key=` as given, checked: ConfigurationError if wrong."""
     if concurrency is None:
         if concurrency_key is not None:
             raise ConfigurationError(
                 f"job {job!r}: concurrency_key needs concurrency=N (the processes per key)"
             )
-        return
+        return None, None
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigurationError(
             f"job {job!r}: concurrency must be an integer >= 1, not {concurrency!r}"
@@ -225,7 +229,7 @@ def check_concurrency(
     if concurrency > 2**31 - 1:
         raise ConfigurationError(f"job {job!r}: concurrency must be below 2**31")
     if concurrency_key is None or callable(concurrency_key):
-        return
+        return concurrency, concurrency_key
     if not isinstance(concurrency_key, str):
         raise ConfigurationError(
             f"job {job!r}: concurrency_key must be a parameter's name or a function of the "
@@ -237,6 +241,7 @@ def check_concurrency(
             f"job {job!r}: concurrency_key {concurrency_key!r} names no parameter of the job "
             f"(its parameters: {known})"
         )
+    return concurrency, concurrency_key
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:

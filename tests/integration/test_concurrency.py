@@ -86,10 +86,16 @@ def test_the_key_is_the_job_a_parameter_or_a_function(app: App) -> None:
     assert key_of(app, app.submit("unlimited", {"customer": "Acme"}).id) is None
 
 
+def two_lines(params: object) -> str:
+    raise ValueError("first line\nsecond line")
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
         (lambda p: 1 / 0, "its concurrency_key function raised ZeroDivisionError: division by"),
+        (two_lines, "its concurrency_key function raised ValueError: first line"),
+        (lambda p: next(iter([])), "its concurrency_key function raised StopIteration"),
         (lambda p: None, "its concurrency_key function must return a non-empty string, not None"),
         (lambda p: "", "its concurrency_key function must return a non-empty string, not ''"),
         (lambda p: "a\x00b", "its concurrency key holds a NUL character"),
