@@ -620,9 +620,9 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one process: what it is doing (queued, scheduled for T, retrying at T, or its
-    status), queue, priority, tags, run at, the lease holder and its expiry while one runs,
-    parameters, store, progress, result or error, the attempts it took, and its history.
-    Times are UTC."""
+    status), queue, priority, tags, run at, its concurrency key and how many of its slots
+    are held, the lease holder and its expiry while one runs, parameters, store, progress,
+    result or error, the attempts it took, and its history. Times are UTC."""
 
     def run() -> int:
         check_ref(process_id)
@@ -640,7 +640,8 @@ def show(
         if as_json:
             print(json.dumps(out.process_json(process, history, now=now)))
         else:
-            out.show_process(console, process, history, now)
+            slots = app.storage.process_concurrency(process.id, now)
+            out.show_process(console, process, history, now, slots)
         if not follow:
             return 0
         return 0 if process.status is Status.COMPLETED else 1

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from corral.model import Event, Process, Status
-from corral.storage.base import WorkerInfo
+from corral.storage.base import ConcurrencySlots, WorkerInfo
 
 STATUS_STYLE = {
     Status.WAITING: "dim",
@@ -266,14 +266,23 @@ def _detail(e: Event) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items() if v is not None)
 
 
-def show_process(console: Console, p: Process, history: Sequence[Event], now: float) -> None:
-    parts: list[Any] = [_fields(p, history, now), Text(""), _timeline(history)]
+def show_process(
+    console: Console,
+    p: Process,
+    history: Sequence[Event],
+    now: float,
+    slots: ConcurrencySlots | None = None,
+) -> None:
+    """`corral show`; `slots`: the process's concurrency key, if it has one."""
+    parts: list[Any] = [_fields(p, history, now, slots), Text(""), _timeline(history)]
     if p.error is not None and p.error.traceback:
         parts += [Text(""), Text(p.error.traceback.rstrip(), style="dim")]
     console.print(Panel(Group(*parts), title=p.id, title_align="left"))
 
 
-def _fields(p: Process, history: Sequence[Event], now: float) -> Table:
+def _fields(
+    p: Process, history: Sequence[Event], now: float, slots: ConcurrencySlots | None
+) -> Table:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -286,6 +295,9 @@ def _fields(p: Process, history: Sequence[Event], now: float) -> Table:
     if p.tags:
         fields.add_row("tags", " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())))
     fields.add_row("run at", when(p.run_at))
+    if slots is not None:
+        held = f"{len(slots.holders)} of {slots.limit} slots held now"
+        fields.add_row("concurrency", f"key {slots.key!r}: {held}")
     if p.leased:
         held = "until" if (p.lease_expires_at or 0) > now else "expired at"
         fields.add_row("lease", f"held by {p.lease_owner} {held} {when(p.lease_expires_at)}")

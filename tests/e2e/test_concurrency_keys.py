@@ -146,6 +146,7 @@ def test_a_frozen_worker_blocks_its_key_only_until_its_lease_expires(c: Corral) 
     )
     assert f"'printer' is full (1 of 1): held by {long_one}" in reasons
     assert c.show(page)["status"] == "starting" and ("start", "printer", page) not in runs(c)
+    assert "key 'printer': 1 of 1 slots held now" in c.ok("show", page)
     c.kill(holder, signal.SIGSTOP)
     try:
         done = c.wait_status(page, "completed", timeout=60)
