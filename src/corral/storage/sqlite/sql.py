@@ -23,6 +23,15 @@ _FILLED = {
     "/* process_columns */": columns.SELECT_LIST,
     "/* history_columns */": codec.HISTORY_COLUMNS,
     "/* claimable */": ", ".join(f"'{s.value}'" for s in CLAIMABLE),
+    # The (key, limit) pairs of keys full now: computed once per statement, when the first
+    # process with a key is met, from the few live leases of keyed processes. A claim
+    # walking past a full key's backlog tests each row against it, not counts its key.
+    "/* key_full */": (
+        "(concurrency_key, concurrency_limit) IN (SELECT concurrency_key, concurrency_limit"
+        " FROM corral_process INDEXED BY corral_process_concurrency"
+        " WHERE concurrency_key IS NOT NULL AND lease_expires_at >= ?1"
+        " GROUP BY concurrency_key, concurrency_limit HAVING count(*) >= concurrency_limit)"
+    ),
     "/* key_free */": (
         "(concurrency_limit - (SELECT count(*) FROM corral_process AS holder"
         " INDEXED BY corral_process_concurrency"

@@ -157,7 +157,16 @@ SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
 -- claim_rank, priority, run_at. A process with a concurrency key only while its key has a
 -- free slot (corral_key_free, schema.sql: it serialises the claims of a key), and no more
 -- of a key than its free slots (`kept`); a process without one pays a test for NULL.
-WITH expired AS MATERIALIZED (
+WITH full_keys AS MATERIALIZED (
+    -- The (key, limit) pairs full now by this statement's snapshot, from the few live
+    -- leases of keyed processes; read once, when the first process with a key is met. A
+    -- claim walking past a full key's backlog tests each row against it, cheaply, rather
+    -- than count its key; corral_key_free makes the exact count, under the key's lock.
+    SELECT concurrency_key, concurrency_limit FROM corral_process
+    WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
+      AND lease_expires_at >= to_timestamp(%(now)b)
+    GROUP BY concurrency_key, concurrency_limit HAVING count(*) >= concurrency_limit
+), expired AS MATERIALIZED (
     SELECT id, lease_owner, priority, run_at, concurrency_key,
            CASE WHEN concurrency_key IS NOT NULL
                 THEN corral_key_free(concurrency_key, concurrency_limit, to_timestamp(%(now)b))
@@ -171,7 +180,9 @@ WITH expired AS MATERIALIZED (
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
       AND (concurrency_key IS NULL
-           OR corral_key_free(concurrency_key, concurrency_limit, to_timestamp(%(now)b)) > 0)
+           OR ((concurrency_key, concurrency_limit) NOT IN (SELECT * FROM full_keys)
+               AND corral_key_free(concurrency_key, concurrency_limit,
+                                   to_timestamp(%(now)b)) > 0))
     ORDER BY priority DESC, run_at
     -- Also at most the claim's max_recovered, when it gives one: LIMIT 0 does not even scan.
     LIMIT least(%(limit)b /* max_recovered */)
@@ -188,7 +199,9 @@ WITH expired AS MATERIALIZED (
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
       AND (concurrency_key IS NULL
-           OR corral_key_free(concurrency_key, concurrency_limit, to_timestamp(%(now)b)) > 0)
+           OR ((concurrency_key, concurrency_limit) NOT IN (SELECT * FROM full_keys)
+               AND corral_key_free(concurrency_key, concurrency_limit,
+                                   to_timestamp(%(now)b)) > 0))
     ORDER BY claim_rank, priority DESC, run_at
     LIMIT greatest(%(limit)b - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED

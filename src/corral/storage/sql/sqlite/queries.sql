@@ -5,8 +5,9 @@
 -- take ('failing', 'ending', 'running', 'starting': word for word the WHERE of the partial
 -- index corral_process_runnable, or SQLite would not use it), `/* key_free */` how many more
 -- processes of the row's concurrency key may be leased at `?1` (its limit minus the live
--- leases of the key, counted on the partial index corral_process_concurrency). Filled in
--- per call: `/* ... */`
+-- leases of the key, counted on the partial index corral_process_concurrency), `/* key_full */`
+-- whether the row's key and limit are among those full now (the same count, made once per
+-- statement: a cheap test for each row of a full key's backlog). Filled in per call: `/* ... */`
 -- markers named in the query's comment. Parameters are positional (`?`) unless named.
 
 -- schema_version_table --
@@ -91,7 +92,7 @@ SELECT id, lease_owner, concurrency_key,
 FROM corral_process /* indexed_by */
 WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?1
   AND status IN (/* claimable */) /* filters */
-  AND (concurrency_key IS NULL OR /* key_free */ > 0)
+  AND (concurrency_key IS NULL OR (NOT /* key_full */ AND /* key_free */ > 0))
 ORDER BY priority DESC, run_at LIMIT ?
 
 -- select_runnable --
@@ -103,7 +104,7 @@ SELECT id, NULL, concurrency_key,
 FROM corral_process /* indexed_by */
 WHERE status IN (/* claimable */) AND lease_expires_at IS NULL
   AND run_at <= ?1 /* filters */
-  AND (concurrency_key IS NULL OR /* key_free */ > 0)
+  AND (concurrency_key IS NULL OR (NOT /* key_full */ AND /* key_free */ > 0))
 ORDER BY claim_rank, priority DESC, run_at LIMIT ?
 
 -- process_lease --
