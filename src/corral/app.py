@@ -49,6 +49,9 @@ C = TypeVar("C", bound=type)
 
 #: The largest parameters document accepted: bytes of its stored JSON (canonical, UTF-8).
 MAX_PARAMS_BYTES = 1024 * 1024
+#: The longest concurrency key accepted, in bytes of UTF-8: an index holds it (PostgreSQL's
+#: refuses entries past about 2,700 bytes).
+MAX_KEY_BYTES = 1024
 #: Priorities fit a 32-bit integer column on every backend.
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
@@ -448,6 +451,12 @@ class App:
         key = job.key_of(parsed, data)
         assert key is not None
         check_text(f"job {job.name!r}: its concurrency key", key)
+        size = len(key) if key.isascii() else len(key.encode())
+        if size > MAX_KEY_BYTES:
+            raise InvalidParams(
+                f"job {job.name!r}: its concurrency key is {size} bytes, over the limit of "
+                f"{MAX_KEY_BYTES}: key on a shorter value, or give a function that makes one"
+            )
         return data, text, key
 
     # --- reading -------------------------------------------------------------------------

@@ -117,6 +117,17 @@ def test_a_bad_key_at_submit_is_one_line_and_writes_nothing(
     assert app.count() == 0
 
 
+def test_a_key_too_long_to_index_is_refused(app: App) -> None:
+    @app.job(concurrency=1, concurrency_key="document")
+    def index(ctx: Context, document: str) -> None: ...
+
+    long_enough = "é" * 505  # "index:" and 1,010 bytes: 1,016 of the 1,024 allowed
+    assert key_of(app, app.submit("index", {"document": long_enough}).id) is not None
+    with pytest.raises(InvalidParams, match="its concurrency key is 1030 bytes, over the limit"):
+        app.submit("index", {"document": "é" * 512})
+    assert app.count() == 1
+
+
 def test_a_bad_parameter_is_refused_before_the_key_function_runs(app: App) -> None:
     seen: list[Any] = []
 
