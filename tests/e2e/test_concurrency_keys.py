@@ -61,6 +61,11 @@ def hold_printer(ctx: Context, seconds: float) -> None:
 def print_page(ctx: Context) -> None:
     note(f"start printer {ctx.process_id}")
     note(f"end printer {ctx.process_id}")
+
+
+# A key function that knows some customers only.
+@app.job(concurrency=1, concurrency_key=lambda p: {"acme": "acme-api"}[p.customer])
+def picky(ctx: Context, customer: str) -> None: ...
 """
 
 #: Many processes in one transaction, through the public API: [job, [params...]] on stdin.
@@ -190,3 +195,13 @@ def test_a_thousand_processes_over_ten_keys_drain_with_no_key_starved(c: Corral)
     assert max(first_start.values()) < min(last_end.values())
     assert max(most_at_once(events).values()) == 2
     assert len(c.list("--status", "completed")) == 1000
+
+
+def test_a_key_function_that_fails_at_submit_is_one_line_and_writes_nothing(c: Corral) -> None:
+    r = c.run("submit", "picky", "-p", "customer=globex")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert "its concurrency_key function raised KeyError: 'globex'" in r.stderr
+    assert c.list() == []
+    c.submit("picky", "customer=acme")
+    assert [p["params"] for p in c.list()] == [{"customer": "acme"}]
