@@ -37,6 +37,7 @@ from corral.jobs import (
     Registry,
     Retry,
     Timeouts,
+    check_concurrency,
     function_job,
     handler_name,
     process_job,
@@ -52,6 +53,9 @@ C = TypeVar("C", bound=type)
 
 #: The largest parameters document accepted: bytes of its stored JSON (canonical, UTF-8).
 MAX_PARAMS_BYTES = 1024 * 1024
+#: The longest concurrency key accepted, in bytes of UTF-8: an index holds it (PostgreSQL's
+#: refuses entries past about 2,700 bytes).
+MAX_KEY_BYTES = 1024
 #: Priorities fit a 32-bit integer column on every backend.
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
@@ -186,6 +190,8 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -206,6 +212,8 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
@@ -215,7 +223,10 @@ class App:
 
         `cron` (with `timezone`, `missed`, `catch_up_limit`, `overlap`): a schedule, on which
         the workers submit a process of the job, with its default parameters, once per
-        occurrence (docs/graphs.md, "Schedules")."""
+        occurrence (docs/graphs.md, "Schedules").
+
+        `concurrency=N`: at most N processes of the job run at once across every worker, or
+        N per value of `concurrency_key` (docs/flow-control.md)."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -223,19 +234,12 @@ class App:
 
         def register(fn: F) -> F:
             job_name = name if isinstance(name, str) else fn.__name__
+            job = function_job(
+                job_name, fn, params=params, retry=retry, priority=priority, queue=queue,
+                timeouts=timeouts,
+            )  # fmt: skip
             self.registry.add_job(
-                self._scheduled(
-                    function_job(
-                        job_name,
-                        fn,
-                        params=params,
-                        retry=retry,
-                        priority=priority,
-                        queue=queue,
-                        timeouts=timeouts,
-                    ),
-                    schedule,
-                ),
+                _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
                 on_dependency_failure=policy.value,
             )
             return fn
@@ -266,6 +270,8 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -286,32 +292,29 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[[Any], str] | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
         `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options: as
-        for `job`."""
+        for `job`. `concurrency` and `concurrency_key` as for `job`: a slot is held while an
+        iteration runs, not between iterations."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
         schedule = CronOptions(cron, timezone, missed, catch_up_limit, overlap)
 
         def register(cls: C) -> C:
+            job = process_job(
+                name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
+                cls, params=params, retry=retry, priority=priority, queue=queue,
+                timeouts=timeouts,
+            )  # fmt: skip
             self.registry.add_job(
-                self._scheduled(
-                    process_job(
-                        name if isinstance(name, str) else getattr(cls, "__name__", str(cls)),
-                        cls,
-                        params=params,
-                        retry=retry,
-                        priority=priority,
-                        queue=queue,
-                        timeouts=timeouts,
-                    ),
-                    schedule,
-                ),
+                _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
                 on_dependency_failure=policy.value,
             )
             return cls
@@ -505,12 +508,12 @@ class App:
             )  # fmt: skip
             if key is not None and shared_cache is not None:
                 shared_cache[key] = shared
-        data, text = self._params(target, params)
+        data, text, key = self._params(target, params)
         if custom_id is not None:
             if not isinstance(custom_id, str) or not custom_id or len(custom_id) > 255:
                 raise UsageError("custom_id must be a non-empty string of at most 255 characters")
             check_text("custom_id", custom_id)
-        return shared.new_process(ids.new_id(), data, text, custom_id), shared
+        return shared.new_process(ids.new_id(), data, text, custom_id, key), shared
 
     def _resolve(
         self,
@@ -595,8 +598,8 @@ class App:
         encoded = [self._params(target, p) for p in items]
         new = shared.new_process
         batch = [
-            new(pid, data, text, None)
-            for pid, (data, text) in zip(ids.new_ids(len(encoded)), encoded, strict=True)
+            new(pid, data, text, None, key)
+            for pid, (data, text, key) in zip(ids.new_ids(len(encoded)), encoded, strict=True)
         ]
         inserted = self.storage.process_insert_many(batch, shared=shared, connection=connection)
         return [Submitted(i.process, i.outcome) for i in inserted]
@@ -606,8 +609,8 @@ class App:
         runnable now (not from the occurrence: a late one's schedule_to_close would have
         run out before it was submitted)."""
         shared = self._shared(job, SubmitOptions(), now)
-        data, text = self._params(job, {})
-        return shared.new_process(ids.new_id(), data, text, custom_id)
+        data, text, key = self._params(job, {})
+        return shared.new_process(ids.new_id(), data, text, custom_id, key)
 
     def _shared(self, job: Job, options: SubmitOptions, now: float) -> SubmitShared:
         """Check the options of a submit and resolve them against the job's defaults."""
@@ -630,11 +633,12 @@ class App:
             schedule_to_close=timeouts.schedule_to_close,
             start_to_close=timeouts.start_to_close,
             heartbeat_timeout=timeouts.heartbeat_timeout,
+            concurrency_limit=job.concurrency,
         )
 
-    def _params(self, job: Job, params: Any) -> tuple[dict[str, Any], str]:
+    def _params(self, job: Job, params: Any) -> tuple[dict[str, Any], str, str | None]:
         """Validated parameters as JSON data and as their canonical text (what is stored),
-        whose size is checked against `max_params_bytes`."""
+        whose size is checked against `max_params_bytes`; and their concurrency key."""
         parsed = job.parse_params(params)
         try:
             data = job.params_model.__pydantic_serializer__.to_python(parsed, mode="json")
@@ -654,7 +658,18 @@ class App:
                 f"job {job.name!r}: parameters are {size} bytes of JSON, over the limit of "
                 f"{self.max_params_bytes}"
             )
-        return data, text
+        if job.concurrency is None:
+            return data, text, None
+        key = job.key_of(parsed, data)
+        assert key is not None
+        check_text(f"job {job.name!r}: its concurrency key", key)
+        size = len(key) if key.isascii() else len(key.encode())
+        if size > MAX_KEY_BYTES:
+            raise InvalidParams(
+                f"job {job.name!r}: its concurrency key is {size} bytes, over the limit of "
+                f"{MAX_KEY_BYTES}: key on a shorter value, or give a function that makes one"
+            )
+        return data, text, key
 
     # --- reading -------------------------------------------------------------------------
     def get(self, process_id: str) -> Process:
@@ -757,20 +772,22 @@ class App:
 
     def explain(self, process_id: str) -> builtins.list[Reason]:
         """Every reason the process is not running now (the dependencies it waits for, its
-        status, its run_at, a paused queue, an expired lease, no live worker for its job or
-        queue, all of them busy, a cancel request), or the one line that says it runs or is
-        next. A worker counts as
-        live while it refreshed its registry row within one lease."""
+        status, its run_at, a paused queue, an expired lease, its concurrency key full, no
+        live worker for its job or queue, all of them busy, a cancel request), or the one
+        line that says it runs or is next. A worker counts as live while it refreshed its
+        registry row within one lease."""
         process = self.get(process_id)
+        now = self.clock()
         return explain(
             process,
-            self.clock(),
+            now,
             paused=self.storage.queue_paused(),
             workers=self.storage.worker_list(),
             stale_after=self.lease_seconds,
             dependencies=self.storage.dependencies_of([process.id]).get(process.id, ())
             if process.status is Status.WAITING
             else (),
+            slots=self.storage.process_concurrency(process.id, now),
         )
 
     def workers(self) -> builtins.list[WorkerInfo]:
@@ -911,6 +928,14 @@ def _check_tags(tags: object) -> None:
             raise UsageError("a tag's key must not be empty")
         check_text(f"tag {key!r}", key)
         check_text(f"tag {key!r}", value)
+
+
+def _limited(job: Job, concurrency: object, concurrency_key: object) -> Job:
+    """`job` with its concurrency limit and key (docs/flow-control.md), checked."""
+    job.concurrency, job.concurrency_key = check_concurrency(
+        job.name, job.params_model, concurrency, concurrency_key
+    )
+    return job
 
 
 def _check_job_options(priority: object, queue: object) -> None:

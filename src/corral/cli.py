@@ -645,9 +645,9 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one process: what it is doing (queued, scheduled for T, retrying at T, or its
-    status), queue, priority, tags, run at, the lease holder and its expiry while one runs,
-    parameters, store, progress, result or error, the attempts it took, and its history.
-    Times are UTC."""
+    status), queue, priority, tags, run at, its concurrency key and how many of its slots
+    are held, the lease holder and its expiry while one runs, parameters, store, progress,
+    result or error, the attempts it took, and its history. Times are UTC."""
 
     def run() -> int:
         check_ref(process_id)
@@ -668,7 +668,8 @@ def show(
             shown = out.process_json(process, history, now=now) | out.edges_json(deps, dependents)
             print(json.dumps(shown))
         else:
-            out.show_process(console, process, history, now, deps, dependents)
+            slots = app.storage.process_concurrency(process.id, now)
+            out.show_process(console, process, history, now, slots, deps, dependents)
         if not follow:
             return 0
         return 0 if process.status is Status.COMPLETED else 1
@@ -679,10 +680,10 @@ def show(
 @cli.command()
 def why(process_id: IdArg = None, custom_id: CustomIdRef = None, as_json: JsonOpt = False) -> None:
     """Say why a process is not running now: every reason (waiting for dependencies,
-    scheduled for T, retrying at T,
-    its queue paused, a worker's lease expired, no running worker registers its job or
-    serves its queue, every such worker busy, a cancel requested), or that it runs or is
-    next. Times are UTC."""
+    scheduled for T, retrying at T, its queue paused, a worker's lease expired, its
+    concurrency key full and who holds it, no running worker registers its job or serves
+    its queue, every such worker busy, a cancel requested), or that it runs or is next.
+    Times are UTC."""
 
     def run() -> None:
         check_ref(process_id)

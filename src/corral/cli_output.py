@@ -29,7 +29,7 @@ from rich.text import Text
 from corral.graph import DependencyRow
 from corral.model import Event, Process, Status
 from corral.scheduler import ScheduleInfo
-from corral.storage.base import WorkerInfo
+from corral.storage.base import ConcurrencySlots, WorkerInfo
 
 STATUS_STYLE = {
     Status.WAITING: "dim",
@@ -317,10 +317,13 @@ def show_process(
     p: Process,
     history: Sequence[Event],
     now: float,
+    slots: ConcurrencySlots | None = None,
     dependencies: Sequence[DependencyRow] = (),
     dependents: Sequence[str] = (),
 ) -> None:
-    fields = _fields(p, history, now)
+    """`corral show`; `slots`: the process's concurrency key, if it has one; its
+    dependencies (with their statuses) and dependents, if it is part of a task graph."""
+    fields = _fields(p, history, now, slots)
     if dependencies:
         fields.add_row("depends on", "\n".join(f"{d.id} {d.status.value}" for d in dependencies))
     if dependents:
@@ -331,7 +334,9 @@ def show_process(
     console.print(Panel(Group(*parts), title=p.id, title_align="left"))
 
 
-def _fields(p: Process, history: Sequence[Event], now: float) -> Table:
+def _fields(
+    p: Process, history: Sequence[Event], now: float, slots: ConcurrencySlots | None
+) -> Table:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -344,6 +349,9 @@ def _fields(p: Process, history: Sequence[Event], now: float) -> Table:
     if p.tags:
         fields.add_row("tags", " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())))
     fields.add_row("run at", when(p.run_at))
+    if slots is not None:
+        held = f"{len(slots.holders)} of {slots.limit} slots held now"
+        fields.add_row("concurrency", f"key {slots.key!r}: {held}")
     if p.leased:
         held = "until" if (p.lease_expires_at or 0) > now else "expired at"
         fields.add_row("lease", f"held by {p.lease_owner} {held} {when(p.lease_expires_at)}")

@@ -3,8 +3,9 @@
 Pure: it reads a process as stored, the queues that are paused, the worker registry and
 the time, and decides nothing. The same predicates as the claim's: a process runs when
 its status is claimable, no live lease holds it, its `run_at` has come, its queue is not
-paused, no dependency is unfinished, and a live worker registers its job and serves its
-queue. Flow control will add its reasons (concurrency keys, rate limits) here.
+paused, no dependency is unfinished, its concurrency key has a free slot (fewer live
+leases of the key than its limit), and a live worker registers its job and serves its
+queue. Rate limits will add their reason here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 
 from corral.graph import DependencyRow
 from corral.model import CLAIMABLE, Process, Status
-from corral.storage.base import WorkerInfo
+from corral.storage.base import ConcurrencySlots, WorkerInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,10 @@ def explain(
     workers: Sequence[WorkerInfo],
     stale_after: float,
     dependencies: Sequence[DependencyRow] = (),
+    slots: ConcurrencySlots | None = None,
 ) -> list[Reason]:
     """Every reason `p` is not running at `now`; for one that runs or will run at the
-    next claim, the one line that says so."""
+    next claim, the one line that says so. `slots`: its concurrency key's, if it has one."""
     if p.status.terminal:
         return [Reason("ended", f"it ended {p.status.value}; `corral retry` resumes it")]
     if p.leased and (p.lease_expires_at or 0) > now:
@@ -45,6 +47,7 @@ def explain(
     reasons = [
         *_waiting(p, dependencies),
         *_held(p, now, paused),
+        *_key_full(slots),
         *_workers(p, now, workers, stale_after),
     ]
     if p.cancel_requested:
@@ -93,6 +96,25 @@ def _held(p: Process, now: float, paused: Collection[str]) -> list[Reason]:
         which = "every queue is" if "*" in paused else f"its queue {p.queue!r} is"
         reasons.append(Reason("queue_paused", f"{which} paused: `corral resume` ends that"))
     return reasons
+
+
+def _key_full(slots: ConcurrencySlots | None) -> list[Reason]:
+    """Whether its concurrency key is full: as many live leases of the key as its limit,
+    the count the claim makes (docs/flow-control.md)."""
+    if slots is None or not slots.full:
+        return []
+    held = ", ".join(
+        f"{h.process_id} (worker {h.lease_owner}, lease until {_when(h.lease_expires_at)})"
+        for h in slots.holders
+    )
+    return [
+        Reason(
+            "concurrency_full",
+            f"its concurrency key {slots.key!r} is full ({len(slots.holders)} of "
+            f"{slots.limit}): held by {held}; a slot frees when one of them ends its "
+            "iteration or its lease expires",
+        )
+    ]
 
 
 def _workers(

@@ -8,6 +8,7 @@ number (default 100). Two generic handlers may not share a status and a priority
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from corral.schedules import Schedule
 from corral.settle import Policy
 
 HandlerFn = Callable[[Context[Any]], Any]
+#: How a job names its processes' concurrency key: a parameter's name, or a function of
+#: the validated parameters; None: the job's name.
+KeyHow = str | Callable[[Any], str] | None
 #: The method names of a process class, by the status each one moves a process out of.
 PHASES: Mapping[Status, str] = {
     Status.STARTING: "start",
@@ -140,6 +144,38 @@ class Job:
     on_dependency_failure: str = "cancel"
     #: Its cron schedule, if it has one: the recovery sweep submits a process per occurrence.
     schedule: Schedule | None = None
+    #: At most this many processes of one concurrency key leased at once (None: no limit),
+    #: the key being the job's name, a parameter's value or a function's (docs/flow-control.md).
+    concurrency: int | None = None
+    concurrency_key: KeyHow = None
+
+    def key_of(self, parsed: Any, data: Mapping[str, Any]) -> str | None:
+        """The concurrency key of a process with these validated parameters (`parsed` as a
+        handler sees them in `ctx.params`, `data` as stored); None without `concurrency`.
+        A key function that raises or returns anything but a non-empty string is the
+        submitter's error: InvalidParams, and nothing is written."""
+        if self.concurrency is None:
+            return None
+        how = self.concurrency_key
+        if how is None:
+            return self.name
+        if isinstance(how, str):
+            value = data.get(how)
+            return f"{self.name}:{value if isinstance(value, str) else _key_text(value)}"
+        try:
+            key = how(parsed)
+        except Exception as exc:
+            said = str(exc).strip().splitlines()
+            raise InvalidParams(
+                f"job {self.name!r}: its concurrency_key function raised "
+                f"{type(exc).__name__}{': ' + said[0] if said else ''}"
+            ) from None
+        if not isinstance(key, str) or not key:
+            raise InvalidParams(
+                f"job {self.name!r}: its concurrency_key function must return a non-empty "
+                f"string, not {key!r}"
+            )
+        return key
 
     @property
     def max_attempts(self) -> int:
@@ -171,6 +207,47 @@ class Job:
             raise InvalidParams(f"job {self.name!r}: {describe_validation_error(exc)}") from None
         except RecursionError:
             raise InvalidParams(f"job {self.name!r}: parameters nested too deep") from None
+
+
+def _key_text(value: Any) -> str:
+    """A parameter's value that is not a string (already JSON data), as key text: its
+    JSON, keys sorted, so that equal values give equal keys."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_concurrency(
+    job: str,
+    params_model: type[pydantic.BaseModel],
+    concurrency: object,
+    concurrency_key: object,
+) -> tuple[int | None, KeyHow]:
+    """`concurrency=` and `concurrency_key=` as given, checked: ConfigurationError if wrong."""
+    if concurrency is None:
+        if concurrency_key is not None:
+            raise ConfigurationError(
+                f"job {job!r}: concurrency_key needs concurrency=N (the processes per key)"
+            )
+        return None, None
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ConfigurationError(
+            f"job {job!r}: concurrency must be an integer >= 1, not {concurrency!r}"
+        )
+    if concurrency > 2**31 - 1:
+        raise ConfigurationError(f"job {job!r}: concurrency must be below 2**31")
+    if concurrency_key is None or callable(concurrency_key):
+        return concurrency, concurrency_key
+    if not isinstance(concurrency_key, str):
+        raise ConfigurationError(
+            f"job {job!r}: concurrency_key must be a parameter's name or a function of the "
+            f"parameters, not {concurrency_key!r}"
+        )
+    if concurrency_key not in params_model.model_fields:
+        known = ", ".join(sorted(params_model.model_fields)) or "none"
+        raise ConfigurationError(
+            f"job {job!r}: concurrency_key {concurrency_key!r} names no parameter of the job "
+            f"(its parameters: {known})"
+        )
+    return concurrency, concurrency_key
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:

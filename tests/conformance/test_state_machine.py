@@ -7,13 +7,15 @@ clock. After every step each process read back from the backend must equal the
 reference, a small pure model whose transitions come from `corral.model` (the rules),
 whose task graphs follow `corral.graph` applied to the whole graph in memory (the
 cascade of docs/graphs.md), and whose leases follow docs/state-machine.md and
-docs/leases-and-fencing.md.
+docs/leases-and-fencing.md. Some processes have a concurrency key
+(docs/flow-control.md): a claim takes no more of a key than its free slots.
 """
 
 from __future__ import annotations
 
 import tempfile
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,8 @@ from tests.backends import BACKENDS, make_storage
 
 LEASE = 10.0
 RANK = {Status.FAILING: 2, Status.ENDING: 3, Status.RUNNING: 4, Status.STARTING: 5}
+#: The concurrency keys some processes have, and their limits.
+LIMITS = {"k1": 1, "k2": 2}
 
 
 @dataclass
@@ -56,10 +60,13 @@ class Ref:
     deps: tuple[str, ...] = ()
     policy: graph.OnDependencyFailure = graph.OnDependencyFailure.CANCEL
     pending: int = 0
+    key: str | None = None
+
+    def live(self, now: float) -> bool:
+        return self.expires is not None and self.expires >= now
 
     def runnable(self, now: float) -> bool:
-        live = self.expires is not None and self.expires >= now
-        return self.status in CLAIMABLE and not live and self.run_at <= now
+        return self.status in CLAIMABLE and not self.live(now) and self.run_at <= now
 
     def claim_key(self, now: float) -> tuple[int, int, float]:
         if self.expires is not None:
@@ -103,9 +110,15 @@ class StorageMachine(RuleBasedStateMachine):
         delay=st.sampled_from([0.0, 0.0, 5.0]),
         picks=st.lists(st.integers(0, 1_000), max_size=2, unique=True),
         policy=st.sampled_from(list(graph.OnDependencyFailure)),
+        key=st.sampled_from([None, None, "k1", "k2"]),
     )
     def submit(
-        self, priority: int, delay: float, picks: list[int], policy: graph.OnDependencyFailure
+        self,
+        priority: int,
+        delay: float,
+        picks: list[int],
+        policy: graph.OnDependencyFailure,
+        key: str | None,
     ) -> None:
         # Deterministic ids: Hypothesis replays must draw the same choices.
         pid = str(uuid.UUID(int=len(self.refs) + 1))
@@ -122,6 +135,8 @@ class StorageMachine(RuleBasedStateMachine):
                     priority=priority,
                     depends_on=deps,
                     on_dependency_failure=policy.value,
+                    concurrency_key=key,
+                    concurrency_limit=None if key is None else LIMITS[key],
                 )
             ]
         )
@@ -131,7 +146,7 @@ class StorageMachine(RuleBasedStateMachine):
         ).nodes
         self.refs[pid] = Ref(
             pid, priority, self.now + delay, status=node.status, deps=deps, policy=policy,
-            pending=node.pending,
+            pending=node.pending, key=key,
         )  # fmt: skip
 
     def _ended(self, pid: str, status: Status) -> None:
@@ -164,13 +179,26 @@ class StorageMachine(RuleBasedStateMachine):
             Claim(owner=owner, now=self.now, lease_seconds=LEASE, limit=limit)
         )
         runnable = [r for r in self.refs.values() if r.runnable(self.now)]
-        assert len(got) == min(limit, len(runnable))
+        held = Counter(r.key for r in self.refs.values() if r.key and r.live(self.now))
+        free = {k: LIMITS[k] - held[k] for k in LIMITS}
+        # Of each key, no more than its free slots; every process without a key.
+        admissible = sum(r.key is None for r in runnable) + sum(
+            min(free[k], sum(r.key == k for r in runnable)) for k in LIMITS
+        )
+        assert len(got) == min(limit, admissible)
         taken = {c.process.id for c in got}
         assert taken <= {r.id for r in runnable}
+        per_key = Counter(self.refs[pid].key for pid in taken)
+        assert all(per_key[k] <= free[k] for k in LIMITS)
         keys = [self.refs[c.process.id].claim_key(self.now) for c in got]
         assert keys == sorted(keys)  # in claim order
-        left = [r.claim_key(self.now) for r in runnable if r.id not in taken]
-        # Nothing left behind comes before what was taken (ties may go either way).
+        left = [
+            r.claim_key(self.now)
+            for r in runnable
+            if r.id not in taken and (r.key is None or per_key[r.key] < free[r.key])
+        ]
+        # Nothing left behind that the claim could have taken comes before what it took
+        # (ties may go either way).
         assert not keys or not left or max(keys) <= min(left)
         for c in got:
             ref = self.refs[c.process.id]
@@ -260,6 +288,8 @@ class StorageMachine(RuleBasedStateMachine):
         for pid, tok in mine.items():
             ref = self.refs[pid]
             held = ref.token == tok and ref.expires is not None
+            # An expired lease of a process with a key is not renewed: its slot was free.
+            held = held and (ref.key is None or ref.live(self.now))
             assert (pid in renewal.lost) == (not held)
             if held:
                 ref.expires = self.now + LEASE

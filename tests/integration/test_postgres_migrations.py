@@ -3,7 +3,7 @@
 An empty database gets schema.sql; an older one the numbered migrations it lacks. Whatever
 path a database took (a fresh open, every migration in order, an upgrade from any earlier
 version, several workers opening an empty schema at once), it ends with the same schema,
-compared through information_schema, pg_indexes and pg_constraint.
+compared through information_schema, pg_indexes, pg_constraint and pg_proc.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ def dump_schema(url: str) -> dict[str, list[tuple[Any, ...]]]:
                 "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
                 "FROM pg_constraint WHERE connamespace = current_schema()::regnamespace "
                 "ORDER BY 1, 2"
+            ),
+            # The functions the claim calls (corral_key_free), their text included.
+            "functions": rows(
+                "SELECT proname, pg_get_functiondef(oid) FROM pg_proc "
+                "WHERE pronamespace = current_schema()::regnamespace ORDER BY 1"
             ),
         }
 

@@ -267,3 +267,15 @@ def test_sqlite_and_memory_refuse_a_connection_and_write_nothing(
             assert app.list() == []
         finally:
             app.close()
+
+
+def test_a_keyed_process_enqueued_in_the_callers_transaction_keeps_its_key(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    @app.job(concurrency=1, concurrency_key="customer")
+    def charge(ctx: Context, customer: str) -> None: ...
+
+    with conn.transaction():
+        submitted = app.submit("charge", {"customer": "acme"}, connection=conn)
+    slots = app.storage.process_concurrency(submitted.id, app.clock())
+    assert slots is not None and (slots.key, slots.limit) == ("charge:acme", 1)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from corral.explain import explain
 from corral.graph import DependencyRow
 from corral.model import Process, Status
-from corral.storage.base import WorkerInfo
+from corral.storage.base import ConcurrencySlots, KeyHolder, WorkerInfo
 
 NOW = 1_000_000.0
 
@@ -127,3 +127,30 @@ def test_which_worker_could_run_it() -> None:
     busy = worker(running=["a", "b"])
     assert codes(p, workers=[busy]) == ["workers_busy"]
     assert codes(p, workers=[busy, replace(busy, owner="x", running=["c"])]) == ["runnable"]
+
+
+def slots(limit: int, *holders: tuple[str, str, float]) -> ConcurrencySlots:
+    return ConcurrencySlots("charge:acme", limit, [KeyHolder(*h) for h in holders])
+
+
+def test_a_full_concurrency_key_names_its_holders_and_their_leases() -> None:
+    full = slots(2, ("p1", "w1", NOW + 5), ("p2", "w2", NOW + 9))
+    [reason] = explain(process(), NOW, paused=(), workers=[worker()], stale_after=30, slots=full)
+    assert reason.code == "concurrency_full"
+    assert "'charge:acme' is full (2 of 2)" in reason.message
+    assert "p1 (worker w1, lease until 1970-01-12 13:46:45 UTC)" in reason.message
+    assert "p2 (worker w2, lease until 1970-01-12 13:46:49 UTC)" in reason.message
+
+
+def test_a_key_with_a_free_slot_holds_nothing_back() -> None:
+    one = slots(2, ("p1", "w1", NOW + 5))
+    found = explain(process(), NOW, paused=(), workers=[worker()], stale_after=30, slots=one)
+    assert [r.code for r in found] == ["runnable"]
+
+
+def test_a_full_key_is_one_reason_among_the_others() -> None:
+    full = slots(1, ("p1", "w1", NOW + 5))
+    found = explain(
+        process(run_at=NOW + 60), NOW, paused=("*",), workers=[], stale_after=30, slots=full
+    )
+    assert [r.code for r in found] == ["scheduled", "queue_paused", "concurrency_full", "no_worker"]

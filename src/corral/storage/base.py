@@ -50,6 +50,10 @@ class NewProcess:
     on_dependency_failure: str = "cancel"
     batch_id: str | None = None
     pending_dependencies: int = 0
+    #: At most `concurrency_limit` processes of `concurrency_key` leased at once
+    #: (docs/flow-control.md); both None for a process of a job without `concurrency`.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +73,23 @@ class SubmitShared:
     schedule_to_close: float | None
     start_to_close: float | None
     heartbeat_timeout: float | None
+    #: The job's `concurrency` (None: none); each process's key comes with it.
+    concurrency_limit: int | None = None
 
     def new_process(
-        self, process_id: str, params: dict[str, JSON], params_json: str, custom_id: str | None
+        self,
+        process_id: str,
+        params: dict[str, JSON],
+        params_json: str,
+        custom_id: str | None,
+        concurrency_key: str | None = None,
     ) -> NewProcess:
         return _new_process(
             process_id, self.job, params, self.created_at, self.run_at, Status.STARTING,
             self.priority, self.queue, custom_id, self.client_id, self.tags, (),
             self.deadline_at, self.schedule_to_close, self.start_to_close,
             self.heartbeat_timeout, params_json, "cancel", None, 0,
+            None if self.concurrency_limit is None else concurrency_key, self.concurrency_limit,
         )  # fmt: skip
 
 
@@ -204,6 +216,29 @@ class ProcessFilter:
     client_id: str | None = None
     #: Ids that start with this text (a person typing a short id); matched literally.
     id_prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """A process holding a slot of a concurrency key: its live lease."""
+
+    process_id: str
+    lease_owner: str | None
+    lease_expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencySlots:
+    """A process's concurrency key, its limit, and who holds the key's slots now (the live
+    leases of its processes, soonest to expire first)."""
+
+    key: str
+    limit: int
+    holders: Sequence[KeyHolder]
+
+    @property
+    def full(self) -> bool:
+        return len(self.holders) >= self.limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,8 +374,10 @@ class Storage(abc.ABC):
         expired leases, cancel requests, failing, ending, running, then starting.
 
         Runnable: status in CLAIMABLE, no live lease (none, or expired), `run_at <= now`,
-        its queue not paused. Each claimed process gets a new (larger) lease token and
-        `attempt + 1`.
+        its queue not paused, and, for a process with a concurrency key, fewer live leases
+        of its key than its limit, counting those this claim takes (docs/flow-control.md):
+        atomically with the leases taken, whatever other claims run at the same time. Each
+        claimed process gets a new (larger) lease token and `attempt + 1`.
         """
 
     @abc.abstractmethod
@@ -446,6 +483,12 @@ class Storage(abc.ABC):
         (handled_until; the last occurrence fired and its process, if any fired; the
         version plus one); return what was inserted. Else (another sweeper moved it) write
         nothing and return None. A custom id conflict raises and writes nothing."""
+
+    @abc.abstractmethod
+    def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
+        """The process's concurrency key and limit, and the live leases (expiring at or
+        after `now`) of the processes of that key: what a claim counts
+        (docs/flow-control.md). None for a process without a key, or no such process."""
 
     # --- leases ---------------------------------------------------------------------------
     @abc.abstractmethod

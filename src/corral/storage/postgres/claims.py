@@ -5,6 +5,7 @@ rows lock them in id order first, so that two batches never deadlock."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from corral.storage import codec
@@ -36,13 +37,37 @@ class Claims(Connected):
             rows = claimed.fetchall()
         if len(lost) < len(commits):
             self.notify_local()
-        return lost, _claimed(rows)
+        return lost, self._claim_more(claim, rows)
 
     @verb
     def process_claim(self, claim: Claim) -> list[Claimed]:
         if claim.limit <= 0:
             return []
-        return _claimed(self._rows(*_claim_statement(claim)))
+        return self._claim_more(claim, self._rows(*_claim_statement(claim)))
+
+    def _claim_more(self, claim: Claim, rows: Sequence[tuple[Any, ...]]) -> list[Claimed]:
+        """The claimed processes of `rows`, and more while the claim has room and took a
+        process with a concurrency key: the statement leases no more of a key than it had
+        free slots, and the rows of that key it left out took room in its LIMIT. The next
+        statement looks past them, their key full now. A claim that took no process with
+        a key makes no second statement."""
+        out = _claimed(rows)
+        if not any(row[-3] is not None for row in rows):
+            return out
+        while rows and len(out) < claim.limit and any(row[-3] is not None for row in rows):
+            recovered = sum(c.recovered for c in out)
+            more = replace(
+                claim,
+                limit=claim.limit - len(out),
+                max_recovered=None
+                if claim.max_recovered is None
+                else max(claim.max_recovered - recovered, 0),
+            )
+            rows = self._rows(*_claim_statement(more))
+            out.extend(_claimed(rows))
+        # Recovered ones first, as one statement gives them.
+        out.sort(key=lambda c: not c.recovered)
+        return out
 
     @verb
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
@@ -85,6 +110,7 @@ def _claim_statement(claim: Claim) -> tuple[str, dict[str, Any]]:
 
 def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[Claimed]:
     # Rows come in the order of docs/state-machine.md: recovered ones (claim_class 1) first.
+    # Each row ends with claim_rank, concurrency_key, previous_owner and claim_class.
     claimed = []
     for row in rows:
         process = decode_process(row)

@@ -197,7 +197,12 @@ def _insert_args(
     (`process_insert_one` for a single one: no arrays at all); else the general
     `process_insert_many`."""
     first = processes[0]
-    if shared is not None and all(n.custom_id is None for n in processes):
+    # Processes with a concurrency key go the general way: the fast ones do not carry it.
+    if (
+        shared is not None
+        and shared.concurrency_limit is None
+        and all(n.custom_id is None for n in processes)
+    ):
         args: dict[str, Any] = {
             "job": first.job,
             "status": first.status.value,
@@ -248,6 +253,8 @@ def _insert_args(
         "schedule_to_close": [as_float(n.schedule_to_close) for n in processes],
         "start_to_close": [as_float(n.start_to_close) for n in processes],
         "heartbeat_timeout": [as_float(n.heartbeat_timeout) for n in processes],
+        "concurrency_keys": [n.concurrency_key for n in processes],
+        "concurrency_limits": [n.concurrency_limit for n in processes],
         "edge_ids": [n.id for n in processes for _ in n.depends_on],
         "edge_deps": [d for n in processes for d in n.depends_on],
         "notify": notify,

@@ -36,6 +36,7 @@ class Leases(Connected):
             "total": [reported.get(pid, (None, None))[1] for pid in tokens],
             "owner": owner,
             "expires": as_time(now + lease_seconds),
+            "now": as_time(now),
         }
         rows = self._rows(Q["lease_renew_many"], args)
         held = {r[0] for r in rows}

@@ -9,15 +9,15 @@ from psycopg import sql
 
 from corral.model import Event, Process
 from corral.storage import codec
-from corral.storage.base import ProcessFilter
+from corral.storage.base import ConcurrencySlots, KeyHolder, ProcessFilter
 from corral.storage.postgres.connection import Connected, verb
 from corral.storage.postgres.queries import SELECT_LIST, Q
-from corral.storage.postgres.values import decode_process, event_args
+from corral.storage.postgres.values import as_time, decode_process, event_args
 
 
 class Reads(Connected):
-    """process_get, process_list, process_count, process_id_neighbors, history_list and
-    history_append."""
+    """process_get, process_list, process_count, process_id_neighbors, process_concurrency,
+    history_list and history_append."""
 
     @verb
     def process_get(self, process_id: str) -> Process | None:
@@ -40,6 +40,14 @@ class Reads(Connected):
             return {}
         rows = self._rows(Q["process_id_neighbors"], {"ids": list(ids)})
         return {r[0]: (r[1], r[2]) for r in rows}
+
+    @verb
+    def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
+        rows = self._rows(Q["process_concurrency"], {"id": process_id, "now": as_time(now)})
+        if not rows or rows[0][0] is None:
+            return None
+        holders = [KeyHolder(r[2], r[3], float(r[4])) for r in rows if r[2] is not None]
+        return ConcurrencySlots(rows[0][0], rows[0][1], holders)
 
     @verb
     def history_list(self, process_id: str) -> list[Event]:

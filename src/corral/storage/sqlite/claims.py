@@ -6,16 +6,19 @@ first (a worker died mid-iteration), then unleased runnable processes by claim_r
 (cancel requests, failing, ending, running, starting), higher priority first, then the
 oldest run_at. Each class is one walk of its own partial index, named in the statement
 (`INDEXED BY`): SQLite's planner otherwise prefers the status index and walks every
-runnable row. A commit is fenced by the lease token: a worker that lost its lease writes
-nothing. The Python work (JSON, records) is done outside the transaction by the caller:
-other processes wait for SQLite's one write lock while it is held.
+runnable row. A process with a concurrency key is taken only while its key has a free
+slot (docs/flow-control.md): the single writer makes the count and the lease one step.
+A commit is fenced by the lease token: a worker that lost its lease writes nothing. The
+Python work (JSON, records) is done outside the transaction by the caller: other
+processes wait for SQLite's one write lock while it is held.
 """
 
 from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from corral import graph
@@ -41,24 +44,53 @@ def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
     filters, fargs = _filters(claim, paused)
     # Driving one named process needs no ordered walk of the runnable index.
     by_index = not claim.process_ids
-    chosen: list[tuple[str, str | None]] = []
-    for name, most in (("select_expired", claim.max_recovered), ("select_runnable", None)):
-        need = claim.limit - len(chosen)
-        if most is not None:
-            need = min(need, most)
-        if need <= 0:
-            continue
+    rows: list[Any] = []
+    previous: dict[str, str | None] = {}
+    for name in ("select_expired", "select_runnable"):
         sql = _select(name, filters, by_index)
-        chosen.extend((r[0], r[1]) for r in conn.execute(sql, (claim.now, *fargs, need)))
-    if not chosen:
-        return [], {}
-    previous = dict(chosen)
-    rows = conn.execute(
-        _lease(len(previous)),
-        (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
-         *previous),
-    ).fetchall()  # fmt: skip
+        while True:
+            need = claim.limit - len(previous)
+            if name == "select_expired" and claim.max_recovered is not None:
+                need = min(need, claim.max_recovered - len(previous))
+            if need <= 0:
+                break
+            chosen, skipped = _keep(conn.execute(sql, (claim.now, *fargs, need)))
+            if chosen:
+                rows.extend(_lease_rows(conn, claim, chosen))
+                previous.update(chosen)
+            # Rows of a key this round filled took room in its LIMIT: look again, past
+            # them now that their key is full (without this, a worker would run the
+            # first keys of the queue only, however many slots it has).
+            if not skipped:
+                break
     return rows, previous
+
+
+def _keep(selected: Iterable[Any]) -> tuple[list[tuple[str, str | None]], bool]:
+    """The selected rows to lease: every one without a concurrency key, and of each key
+    as many as it had free slots (the statement's count, before this round), the first
+    in claim order. Whether any was left out."""
+    chosen: list[tuple[str, str | None]] = []
+    taken: Counter[str] = Counter()
+    skipped = False
+    for pid, owner, key, free in selected:
+        if key is not None:
+            if taken[key] >= free:
+                skipped = True
+                continue
+            taken[key] += 1
+        chosen.append((pid, owner))
+    return chosen, skipped
+
+
+def _lease_rows(
+    conn: sqlite3.Connection, claim: Claim, chosen: Sequence[tuple[str, str | None]]
+) -> list[Any]:
+    return conn.execute(
+        _lease(len(chosen)),
+        (claim.owner, claim.now + claim.lease_seconds, claim.now, claim.now, claim.now,
+         *(pid for pid, _ in chosen)),
+    ).fetchall()  # fmt: skip
 
 
 def claimed(chosen: Chosen) -> list[Claimed]:

@@ -98,7 +98,8 @@ def _insert_row(n: NewProcess, tags: codec.JsonCache) -> tuple[Any, ...]:
         n.id, n.job, codec.params_json(n), n.status._value_, n.priority, n.queue, n.run_at,
         n.custom_id, n.client_id, tags.dumps(n.tags), n.created_at, n.created_at,
         n.deadline_at, n.schedule_to_close, n.start_to_close, n.heartbeat_timeout, n.run_at,
-        n.pending_dependencies, n.on_dependency_failure, n.batch_id,
+        n.pending_dependencies, n.on_dependency_failure, n.batch_id, n.concurrency_key,
+        n.concurrency_limit,
     )  # fmt: skip
 
 

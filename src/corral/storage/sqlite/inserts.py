@@ -46,9 +46,10 @@ def shared_values(
     processes: Sequence[NewProcess], shared: SubmitShared | None
 ) -> tuple[Any, ...] | None:
     """What the processes share, in process_insert_shared's order, when they are several
-    from one submit call (`shared` given by the App) with no custom id and no dependency;
-    else None. Computed before the write transaction: others wait while it is held."""
-    if shared is None or len(processes) < 2:
+    from one submit call (`shared` given by the App) with no custom id, no dependency and
+    no concurrency key; else None. Computed before the write transaction: others wait
+    while it is held."""
+    if shared is None or len(processes) < 2 or shared.concurrency_limit is not None:
         return None
     if any(n.custom_id is not None or n.depends_on for n in processes):
         return None
@@ -101,7 +102,8 @@ def _insert_each(conn: sqlite3.Connection, processes: Sequence[NewProcess]) -> l
             new.id, new.job, params, new.status._value_, new.priority, new.queue,
             new.run_at, new.custom_id, new.client_id, tags_json.dumps(new.tags),
             new.created_at, new.created_at, new.deadline_at, new.schedule_to_close,
-            new.start_to_close, new.heartbeat_timeout, new.run_at,
+            new.start_to_close, new.heartbeat_timeout, new.run_at, new.concurrency_key,
+            new.concurrency_limit,
         ))  # fmt: skip
         events.extend(_event_row(new))
         out.append(Inserted(process, "created"))

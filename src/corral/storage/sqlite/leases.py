@@ -28,7 +28,7 @@ def renew_many(
         done, total = progress.get(pid, (None, None))
         row = conn.execute(
             Q["lease_renew"],
-            (now + lease_seconds, heartbeats.get(pid), done, total, pid, token, owner),
+            (now + lease_seconds, heartbeats.get(pid), done, total, pid, token, owner, now),
         ).fetchone()
         if row is not None:
             held.add(pid)

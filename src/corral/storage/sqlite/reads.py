@@ -9,7 +9,7 @@ from typing import Any
 
 from corral.model import Event, Process
 from corral.storage import codec, columns
-from corral.storage.base import ProcessFilter
+from corral.storage.base import ConcurrencySlots, KeyHolder, ProcessFilter
 from corral.storage.sqlite.sql import Q
 
 #: A Process from a row of columns.SELECT_LIST.
@@ -19,6 +19,15 @@ decode_process = columns.row_decoder()
 def get(conn: sqlite3.Connection, process_id: str) -> Process | None:
     row = conn.execute(Q["process_get"], (process_id,)).fetchone()
     return None if row is None else decode_process(row)
+
+
+def concurrency(conn: sqlite3.Connection, process_id: str, now: float) -> ConcurrencySlots | None:
+    """The process's concurrency key and limit, and the key's live leases."""
+    row = conn.execute(Q["process_concurrency"], (process_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    holders = conn.execute(Q["key_holders"], (row[0], now)).fetchall()
+    return ConcurrencySlots(row[0], row[1], [KeyHolder(*h) for h in holders])
 
 
 def get_by_custom_id(conn: sqlite3.Connection, client_id: str, custom_id: str) -> Process | None:

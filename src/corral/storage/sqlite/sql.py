@@ -29,6 +29,21 @@ _FILLED = {
     " AND EXISTS (SELECT 1 FROM corral_dependency e JOIN corral_process d"
     " ON d.id = e.process_id WHERE e.depends_on = corral_process.id"
     " AND d.finished_at IS NULL))",
+    # The (key, limit) pairs of keys full now: computed once per statement, when the first
+    # process with a key is met, from the few live leases of keyed processes. A claim
+    # walking past a full key's backlog tests each row against it, not counts its key.
+    "/* key_full */": (
+        "(concurrency_key, concurrency_limit) IN (SELECT concurrency_key, concurrency_limit"
+        " FROM corral_process INDEXED BY corral_process_concurrency"
+        " WHERE concurrency_key IS NOT NULL AND lease_expires_at >= ?1"
+        " GROUP BY concurrency_key, concurrency_limit HAVING count(*) >= concurrency_limit)"
+    ),
+    "/* key_free */": (
+        "(concurrency_limit - (SELECT count(*) FROM corral_process AS holder"
+        " INDEXED BY corral_process_concurrency"
+        " WHERE holder.concurrency_key = corral_process.concurrency_key"
+        " AND holder.lease_expires_at >= ?1))"
+    ),
 }
 
 

@@ -14,6 +14,7 @@ from corral.storage.base import (
     BatchInfo,
     Claim,
     Claimed,
+    ConcurrencySlots,
     Inserted,
     IterationCommit,
     NewBatch,
@@ -96,6 +97,10 @@ class SQLiteStorage(SQLiteWakeups, Storage):
             return {}
         with self._read() as conn:
             return reads.id_neighbors(conn, ids)
+
+    def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
+        with self._read() as conn:
+            return reads.concurrency(conn, process_id, now)
 
     # Claims and commits do their Python work (JSON, building records) outside the write
     # transaction: other processes wait for SQLite's one write lock while it is held.

@@ -38,7 +38,8 @@ SELECT extract(epoch FROM clock_timestamp())::float8
 SELECT left('corral_' || coalesce(current_schema(), 'public'), 63), current_database()
 
 -- process_insert_many --
--- Insert new processes, skipping taken custom ids, with their edges and first history event.
+-- Insert new processes, skipping taken custom ids, with their edges and first history event
+-- (and their concurrency keys: processes with one come this way).
 -- Binary parameters: no text array to quote here and parse there.
 WITH input AS (
     SELECT *
@@ -48,19 +49,21 @@ WITH input AS (
         %(custom_ids)b::text[], %(client_ids)b::text[], %(tags)b::jsonb[],
         %(created_at)b::float8[], %(details)b::text[], %(deadline_at)b::float8[],
         %(schedule_to_close)b::float8[], %(start_to_close)b::float8[],
-        %(heartbeat_timeout)b::float8[]
+        %(heartbeat_timeout)b::float8[], %(concurrency_keys)b::text[],
+        %(concurrency_limits)b::integer[]
     ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
                             client_id, tags, created_at, detail, deadline_at,
-                            schedule_to_close, start_to_close, heartbeat_timeout, ord)
+                            schedule_to_close, start_to_close, heartbeat_timeout,
+                            concurrency_key, concurrency_limit, ord)
 ), inserted AS (
     INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
                                 client_id, tags, created_at, updated_at, deadline_at,
                                 schedule_to_close, start_to_close, heartbeat_timeout,
-                                iteration_since)
+                                iteration_since, concurrency_key, concurrency_limit)
     SELECT id, job, params::jsonb, status, priority, queue, to_timestamp(run_at), custom_id,
            client_id, tags, to_timestamp(created_at), to_timestamp(created_at),
            to_timestamp(deadline_at), schedule_to_close, start_to_close, heartbeat_timeout,
-           to_timestamp(run_at)
+           to_timestamp(run_at), concurrency_key, concurrency_limit
     FROM input ORDER BY ord
     ON CONFLICT (client_id, custom_id) WHERE custom_id IS NOT NULL DO NOTHING
     RETURNING id
@@ -151,9 +154,23 @@ SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
 
 -- process_claim --
 -- Lease runnable processes in the order of docs/state-machine.md: expired leases, then
--- claim_rank, priority, run_at.
-WITH expired AS MATERIALIZED (
-    SELECT id, lease_owner
+-- claim_rank, priority, run_at. A process with a concurrency key only while its key has a
+-- free slot (corral_key_free, schema.sql: it serialises the claims of a key), and no more
+-- of a key than its free slots (`kept`); a process without one pays a test for NULL.
+WITH full_keys AS MATERIALIZED (
+    -- The (key, limit) pairs full now by this statement's snapshot, from the few live
+    -- leases of keyed processes; read once, when the first process with a key is met. A
+    -- claim walking past a full key's backlog tests each row against it, cheaply, rather
+    -- than count its key; corral_key_free makes the exact count, under the key's lock.
+    SELECT concurrency_key, concurrency_limit FROM corral_process
+    WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
+      AND lease_expires_at >= to_timestamp(%(now)b)
+    GROUP BY concurrency_key, concurrency_limit HAVING count(*) >= concurrency_limit
+), expired AS MATERIALIZED (
+    SELECT id, lease_owner, priority, run_at, concurrency_key,
+           CASE WHEN concurrency_key IS NOT NULL
+                THEN corral_key_free(concurrency_key, concurrency_limit, to_timestamp(%(now)b))
+           END AS free
     FROM corral_process
     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < to_timestamp(%(now)b)
       -- Not a condition corral_process_status can serve (|| ''): the planner otherwise
@@ -162,38 +179,64 @@ WITH expired AS MATERIALIZED (
       AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
+      AND (concurrency_key IS NULL
+           OR ((concurrency_key, concurrency_limit) NOT IN (SELECT * FROM full_keys)
+               AND corral_key_free(concurrency_key, concurrency_limit,
+                                   to_timestamp(%(now)b)) > 0))
     ORDER BY priority DESC, run_at
     -- Also at most the claim's max_recovered, when it gives one: LIMIT 0 does not even scan.
     LIMIT least(%(limit)b /* max_recovered */)
     FOR UPDATE SKIP LOCKED
 ), runnable AS MATERIALIZED (
-    SELECT id
+    SELECT id, claim_rank, priority, run_at, concurrency_key,
+           CASE WHEN concurrency_key IS NOT NULL
+                THEN corral_key_free(concurrency_key, concurrency_limit, to_timestamp(%(now)b))
+           END AS free
     FROM corral_process
     WHERE status IN ('failing', 'ending', 'running', 'starting') AND lease_expires_at IS NULL
       AND run_at <= to_timestamp(%(now)b)
       AND queue NOT IN (SELECT queue FROM corral_paused_queue)
       AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
       /* filters */
+      AND (concurrency_key IS NULL
+           OR ((concurrency_key, concurrency_limit) NOT IN (SELECT * FROM full_keys)
+               AND corral_key_free(concurrency_key, concurrency_limit,
+                                   to_timestamp(%(now)b)) > 0))
     ORDER BY claim_rank, priority DESC, run_at
     LIMIT greatest(%(limit)b - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
-    SELECT id AS chosen_id, lease_owner AS previous_owner, 1 AS claim_class FROM expired
+    SELECT id AS chosen_id, lease_owner AS previous_owner, 1 AS claim_class, 0 AS rank,
+           priority, run_at, concurrency_key, free
+    FROM expired
     UNION ALL
-    SELECT id, NULL, 2 FROM runnable
+    SELECT id, NULL, 2, claim_rank, priority, run_at, concurrency_key, free FROM runnable
+), kept AS (
+    SELECT chosen_id FROM chosen WHERE concurrency_key IS NULL
+    UNION ALL
+    -- Of each key, as many as it had free slots, the first in claim order (the least
+    -- count of a key seen, should a commit have freed a slot between two counts).
+    SELECT chosen_id FROM (
+        SELECT chosen_id, min(free) OVER per_key AS free,
+               row_number() OVER (per_key ORDER BY claim_class, rank, priority DESC, run_at)
+                   AS nth
+        FROM chosen WHERE concurrency_key IS NOT NULL
+        WINDOW per_key AS (PARTITION BY concurrency_key)
+    ) AS keyed WHERE nth <= free
 ), claimed AS (
     UPDATE corral_process
     SET lease_owner = %(owner)b, lease_token = lease_token + 1,
         lease_expires_at = to_timestamp(%(expires)b), attempt = attempt + 1,
         updated_at = to_timestamp(%(now)b), claimed_at = to_timestamp(%(now)b),
         heartbeat_at = to_timestamp(%(now)b), version = version + 1
-    -- An array, not a join: the planner cannot guess how few rows `chosen` holds.
-    WHERE id = ANY (ARRAY(SELECT chosen_id FROM chosen))
-    RETURNING /* process_columns */, claim_rank
+    -- An array, not a join: the planner cannot guess how few rows `kept` holds.
+    WHERE id = ANY (ARRAY(SELECT chosen_id FROM kept))
+    RETURNING /* process_columns */, claim_rank, concurrency_key
 )
 SELECT claimed.*, previous_owner, claim_class
 FROM claimed JOIN chosen ON chosen_id = id
-ORDER BY claim_class, CASE WHEN claim_class = 2 THEN claim_rank END, priority DESC, run_at
+ORDER BY claim_class, CASE WHEN claim_class = 2 THEN claim_rank END, claimed.priority DESC,
+    claimed.run_at
 
 -- process_commit_many --
 -- Apply the commits whose token still holds the lease, release it, and record their events.
@@ -322,7 +365,8 @@ GROUP BY job ORDER BY job
 
 -- lease_renew_many --
 -- Extend the leases this owner still holds, noting heartbeats and reported progress;
--- report cancel requests.
+-- report cancel requests. The lease of a process with a concurrency key must not have
+-- expired: its slot was free from then on, and another process of the key may hold it.
 WITH input AS (
     SELECT *
     FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(beats)s::float8[],
@@ -340,6 +384,7 @@ FROM input i JOIN locked l ON l.id = i.id
 WHERE p.id = i.id AND p.id = ANY(%(ids)s::text[]) AND p.lease_token = i.token
   AND p.lease_owner = %(owner)s
   AND p.lease_expires_at IS NOT NULL
+  AND (p.concurrency_key IS NULL OR p.lease_expires_at >= to_timestamp(%(now)s))
 RETURNING p.id, p.cancel_requested
 
 -- lease_release_many --
@@ -392,6 +437,19 @@ UNION ALL
  WHERE lease_expires_at IS NOT NULL AND heartbeat_timeout IS NOT NULL
    AND date_part('epoch', heartbeat_at AT TIME ZONE 'UTC') + heartbeat_timeout < %(now)s)
 LIMIT %(limit)s
+
+-- process_concurrency --
+-- A process's concurrency key and limit, and the live leases of that key (at or after
+-- `now`): what a claim counts, found by the same index. No row: no such process; one row of
+-- NULLs: no key, or no live lease.
+SELECT p.concurrency_key, p.concurrency_limit, h.id, h.lease_owner,
+       date_part('epoch', h.lease_expires_at)
+FROM corral_process p
+LEFT JOIN corral_process h
+    ON h.concurrency_key = p.concurrency_key AND h.lease_expires_at IS NOT NULL
+   AND h.lease_expires_at >= to_timestamp(%(now)s)
+WHERE p.id = %(id)s
+ORDER BY h.lease_expires_at, h.id
 
 -- history_list --
 -- A process's history, oldest first.
@@ -491,21 +549,24 @@ WITH input AS (
         %(created_at)s::float8[], %(details)s::text[], %(deadline_at)s::float8[],
         %(schedule_to_close)s::float8[], %(start_to_close)s::float8[],
         %(heartbeat_timeout)s::float8[], %(pending)s::integer[], %(policies)s::text[],
-        %(batch_ids)s::text[], %(has_dependents)s::boolean[]
+        %(batch_ids)s::text[], %(has_dependents)s::boolean[], %(keys)s::text[],
+        %(limits)s::integer[]
     ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
                             client_id, tags, created_at, detail, deadline_at,
                             schedule_to_close, start_to_close, heartbeat_timeout, pending,
-                            policy, batch_id, has_dependents, ord)
+                            policy, batch_id, has_dependents, concurrency_key,
+                            concurrency_limit, ord)
 ), inserted AS (
     INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
                                 client_id, tags, created_at, updated_at, deadline_at,
                                 schedule_to_close, start_to_close, heartbeat_timeout,
                                 iteration_since, pending_dependencies, on_dependency_failure,
-                                batch_id, has_dependents)
+                                batch_id, has_dependents, concurrency_key, concurrency_limit)
     SELECT id, job, params::jsonb, status, priority, queue, to_timestamp(run_at), custom_id,
            client_id, tags::jsonb, to_timestamp(created_at), to_timestamp(created_at),
            to_timestamp(deadline_at), schedule_to_close, start_to_close, heartbeat_timeout,
-           to_timestamp(run_at), pending, policy, batch_id, has_dependents
+           to_timestamp(run_at), pending, policy, batch_id, has_dependents, concurrency_key,
+           concurrency_limit
     FROM input ORDER BY ord
 ), edges AS (
     INSERT INTO corral_dependency (process_id, depends_on)

@@ -4,7 +4,11 @@
 -- the history row's (codec.HISTORY_COLUMNS), `/* claimable */` the statuses a claim may
 -- take ('failing', 'ending', 'running', 'starting': word for word the WHERE of the partial
 -- index corral_process_runnable, or SQLite would not use it), `/* prunable */` the rows
--- that pruning may delete (corral.storage.sqlite.sql says which). Filled in per call: `/* ... */`
+-- that pruning may delete (corral.storage.sqlite.sql says which), `/* key_free */` how many
+-- more processes of the row's concurrency key may be leased at `?1` (its limit minus the live
+-- leases of the key, counted on the partial index corral_process_concurrency), `/* key_full */`
+-- whether the row's key and limit are among those full now (the same count, made once per
+-- statement: a cheap test for each row of a full key's backlog). Filled in per call: `/* ... */`
 -- markers named in the query's comment. Parameters are positional (`?`) unless named.
 
 -- schema_version_table --
@@ -20,11 +24,12 @@ SELECT max(version) FROM corral_schema_version
 INSERT INTO corral_schema_version VALUES (?)
 
 -- process_insert --
--- One new process, every column (in the order of /* process_columns */) bound or fixed: a
--- batch repeats the last `(...)` group per row (inserts._multi_row).
-INSERT INTO corral_process (/* process_columns */) VALUES
+-- One new process, every column (in the order of /* process_columns */, then its
+-- concurrency key and limit) bound or fixed: a batch repeats the last `(...)` group per
+-- row (inserts._multi_row).
+INSERT INTO corral_process (/* process_columns */, concurrency_key, concurrency_limit) VALUES
 (?, ?, ?, ?, '{}', NULL, NULL, NULL, NULL, ?, ?, ?, 0, NULL, 0, NULL, 0,
- NULL, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, NULL, NULL)
+ NULL, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)
 
 -- process_insert_shared --
 -- Processes of one submit call: the values they share bound once (?1 to ?10: job, status,
@@ -81,18 +86,26 @@ SELECT queue FROM corral_paused_queue ORDER BY 1
 -- corral_process_leased when the claim walks the queue (SQLite's planner otherwise prefers
 -- corral_process_status and walks every runnable row: milliseconds per claim with 20,000
 -- queued); `/* filters */` are the claim's AND clauses (ids, queues, jobs, paused queues).
-SELECT id, lease_owner FROM corral_process /* indexed_by */
-WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?
+-- `?1` is now. A process with a concurrency key comes only while its key has a free slot,
+-- with how many (`/* key_free */`: see claims.py, which keeps no more of a key than that).
+SELECT id, lease_owner, concurrency_key,
+       CASE WHEN concurrency_key IS NOT NULL THEN /* key_free */ END
+FROM corral_process /* indexed_by */
+WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?1
   AND status IN (/* claimable */) /* filters */
+  AND (concurrency_key IS NULL OR (NOT /* key_full */ AND /* key_free */ > 0))
 ORDER BY priority DESC, run_at LIMIT ?
 
 -- select_runnable --
 -- Claim order, classes 2 to 6: unleased runnable processes by claim_rank, priority, run_at,
 -- in one ordered walk of the partial index corral_process_runnable (`/* indexed_by */`
--- names it when the claim walks the queue); `/* filters */` as in select_expired.
-SELECT id, NULL FROM corral_process /* indexed_by */
+-- names it when the claim walks the queue); `/* filters */` and keys as in select_expired.
+SELECT id, NULL, concurrency_key,
+       CASE WHEN concurrency_key IS NOT NULL THEN /* key_free */ END
+FROM corral_process /* indexed_by */
 WHERE status IN (/* claimable */) AND lease_expires_at IS NULL
-  AND run_at <= ? /* filters */
+  AND run_at <= ?1 /* filters */
+  AND (concurrency_key IS NULL OR (NOT /* key_full */ AND /* key_free */ > 0))
 ORDER BY claim_rank, priority DESC, run_at LIMIT ?
 
 -- process_lease --
@@ -191,10 +204,13 @@ SELECT * FROM (
 
 -- lease_renew --
 -- Extend one lease its owner still holds (and note the handler's last heartbeat and the
--- progress it reported, if given); whether a cancel was requested.
+-- progress it reported, if given); whether a cancel was requested. The lease of a process
+-- with a concurrency key must not have expired (before the last `?`, now): its slot was
+-- free from then on, and another process of the key may hold it now.
 UPDATE corral_process SET lease_expires_at = ?, heartbeat_at = coalesce(?, heartbeat_at),
     progress_done = coalesce(?, progress_done), progress_total = coalesce(?, progress_total)
 WHERE id = ? AND lease_token = ? AND lease_owner = ? AND lease_expires_at IS NOT NULL
+  AND (concurrency_key IS NULL OR lease_expires_at >= ?)
 RETURNING cancel_requested
 
 -- lease_release --
@@ -210,6 +226,18 @@ INSERT INTO corral_leader (name, owner, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
 WHERE corral_leader.owner = excluded.owner OR corral_leader.expires_at < ?
 RETURNING owner
+
+-- process_concurrency --
+-- A process's concurrency key and limit (none: NULL), for `corral why`.
+SELECT concurrency_key, concurrency_limit FROM corral_process WHERE id = ?
+
+-- key_holders --
+-- The live leases (expiring at or after `?2`) of the processes of a key (`?1`): what a
+-- claim counts, on the same index.
+SELECT id, lease_owner, lease_expires_at FROM corral_process
+INDEXED BY corral_process_concurrency
+WHERE concurrency_key = ?1 AND lease_expires_at >= ?2
+ORDER BY lease_expires_at, id
 
 -- history_list --
 -- A process's history, oldest first.
@@ -272,8 +300,9 @@ DELETE FROM corral_worker WHERE last_seen_at < ?
 -- status and pending count; a batch repeats the last `(...)` group per row.
 INSERT INTO corral_process (id, job, params, status, priority, queue, run_at, custom_id,
     client_id, tags, created_at, updated_at, deadline_at, schedule_to_close, start_to_close,
-    heartbeat_timeout, iteration_since, pending_dependencies, on_dependency_failure, batch_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    heartbeat_timeout, iteration_since, pending_dependencies, on_dependency_failure, batch_id,
+    concurrency_key, concurrency_limit)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- graph_existing --
 -- The processes a graph's new nodes depend on that exist already (`/* ids */`): their status
