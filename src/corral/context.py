@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from corral import graph
-from corral.errors import Cancelled, LeaseLost
+from corral.errors import Cancelled, LeaseLost, UsageError
 from corral.graph import DependencyRow, DependencyState
 from corral.model import JSON, Status
+
+if TYPE_CHECKING:
+    from corral.storage.base import NewProcess
 
 P = TypeVar("P")
 
@@ -25,13 +29,28 @@ class IterationSignals:
     one thread and read by another needs nothing more under the GIL.
     """
 
-    __slots__ = ("cancelled", "last_heartbeat", "lost", "progress", "read_dependencies")
+    __slots__ = (
+        "cancelled",
+        "last_heartbeat",
+        "lost",
+        "progress",
+        "read_dependencies",
+        "spawn",
+        "spawned",
+    )
 
     def __init__(
-        self, read_dependencies: Callable[[], Sequence[DependencyRow]] | None = None
+        self,
+        read_dependencies: Callable[[], Sequence[DependencyRow]] | None = None,
+        spawn: Callable[..., NewProcess] | str | None = None,
     ) -> None:
         #: Reads what the process sees of its dependencies, when the handler first asks.
         self.read_dependencies = read_dependencies
+        #: Makes a child process for `ctx.spawn` (checked, not yet written); a string says
+        #: why this iteration cannot spawn.
+        self.spawn = spawn
+        #: The children spawned so far: inserted with the iteration's commit.
+        self.spawned: list[NewProcess] = []
         self.cancelled = False
         self.lost = False
         self.last_heartbeat = time.monotonic()
@@ -100,6 +119,42 @@ class Context(Generic[P]):
             read = self._signals.read_dependencies
             self._dependency_rows = tuple(read()) if read is not None else ()
         return self._dependency_rows
+
+    def spawn(
+        self,
+        job: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        custom_id: str | None = None,
+        priority: int | None = None,
+        run_at: float | datetime | None = None,
+        queue: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Spawn a child process of `job` (options as `app.submit`'s); its id. Children are
+        written with this iteration's commit, and only if it lands: a retried iteration
+        spawns them again, never twice. This process then waits for all of them and runs
+        its next handler once they have ended, reading them in `ctx.dependencies`
+        (docs/graphs.md). From a process's `start` or `step` only."""
+        if self.status not in (Status.STARTING, Status.RUNNING):
+            raise UsageError(
+                f"ctx.spawn: a process spawns children from its start or a step, not while "
+                f"it is {self.status.value}"
+            )
+        make = self._signals.spawn
+        if not callable(make):
+            raise UsageError(f"ctx.spawn: {make or 'this iteration cannot spawn children'}")
+        child = make(
+            job, params, custom_id=custom_id, priority=priority, run_at=run_at, queue=queue,
+            tags=tags,
+        )  # fmt: skip
+        self._signals.spawned.append(child)
+        return child.id
+
+    @property
+    def spawned(self) -> tuple[str, ...]:
+        """The ids of the children spawned so far in this iteration."""
+        return tuple(c.id for c in self._signals.spawned)
 
     def progress(self, done: float, total: float | None = None) -> None:
         """Report progress; shown by `corral show` while the iteration runs (saved with

@@ -120,6 +120,9 @@ class Dependent:
     pending: int
     run_at: float = 0.0
     root_cause: str | None = None
+    #: Where a parent waiting for the children it spawned resumes (`running` or `ending`);
+    #: None: a dependent that never ran starts (`starting`).
+    resume: Status | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,21 +244,18 @@ def change_of(dependent: Dependent, decision: Decision, at: float) -> DependentC
     )
     if decision.status is Status.WAITING:
         return base
-    check_transition(Status.WAITING, decision.status)
     if decision.status is Status.STARTING:
-        # Queued from when it became runnable (not from its submit), unless it was asked
-        # to run later still; its schedule_to_close clock starts then too.
+        # Runnable: it starts, or a parent resumes where it spawned its children. Queued
+        # from when it became runnable (not from its submit), unless it was asked to run
+        # later still; its schedule_to_close clock starts then too.
+        to = dependent.resume or Status.STARTING
+        check_transition(Status.WAITING, to)
         run_at = max(dependent.run_at, at)
         event = Event(
-            "transition",
-            at,
-            Status.WAITING,
-            Status.STARTING,
-            0,
-            {"reason": PROMOTE_REASON},
-            dependent.id,
+            "transition", at, Status.WAITING, to, 0, {"reason": PROMOTE_REASON}, dependent.id
         )
-        return replace(base, run_at=run_at, iteration_since=run_at, events=(event,))
+        return replace(base, status=to, run_at=run_at, iteration_since=run_at, events=(event,))
+    check_transition(Status.WAITING, decision.status)
     assert decision.cause_status is not None  # a cancel always has a cause
     detail: dict[str, JSON] = {
         "reason": CANCEL_REASONS[decision.cause_status],

@@ -157,6 +157,7 @@ def _finished(value: tuple[Any, bool], ctx: Context[Any] | None) -> Outcome:
             ctx.progress_value,
             _stored(result, "the handler's result"),
             done,
+            len(ctx.spawned),
         )
     except NotStorable as exc:
         return _raised(exc, retryable=False)

@@ -43,7 +43,19 @@ CLAIMABLE = (Status.FAILING, Status.ENDING, Status.RUNNING, Status.STARTING)
 FORWARD = (Status.STARTING, Status.RUNNING, Status.ENDING)
 
 _ALLOWED: Mapping[Status, frozenset[Status]] = {
-    Status.WAITING: frozenset({Status.STARTING, Status.FAILED, Status.CANCELED}),
+    # waiting -> running or ending: a parent whose children have ended resumes where its
+    # spawning iteration left it (`await_children`); -> failing: a parent canceled while
+    # it waits rolls back what it did before.
+    Status.WAITING: frozenset(
+        {
+            Status.STARTING,
+            Status.RUNNING,
+            Status.ENDING,
+            Status.FAILING,
+            Status.FAILED,
+            Status.CANCELED,
+        }
+    ),
     # starting -> failed: rejected by `validate` (nothing to roll back);
     # starting -> canceled: canceled before it started.
     Status.STARTING: frozenset(
@@ -54,9 +66,10 @@ _ALLOWED: Mapping[Status, frozenset[Status]] = {
             Status.FAILING,
             Status.FAILED,
             Status.CANCELED,
+            Status.WAITING,  # its start spawned children (`await_children`)
         }
     ),
-    Status.RUNNING: frozenset({Status.ENDING, Status.COMPLETED, Status.FAILING}),
+    Status.RUNNING: frozenset({Status.ENDING, Status.COMPLETED, Status.FAILING, Status.WAITING}),
     Status.ENDING: frozenset({Status.COMPLETED, Status.FAILING}),
     Status.FAILING: frozenset({Status.FAILED, Status.CANCELED}),
     # Terminal statuses leave only through an explicit retry (see `retry`).
@@ -471,6 +484,19 @@ def timed_out(
     return change.with_(events=(note, *change.events))
 
 
+def await_children(change: Change, at: float, children: int, resume: Status) -> Change:
+    """An iteration that spawned `children` ends with its process `waiting` for them (its
+    store and progress saved); it resumes at `resume`, kept in `stopped_status`, once
+    they have all ended."""
+    if resume not in (Status.RUNNING, Status.ENDING):
+        raise IllegalTransition(f"a process cannot resume at {resume.value} after its children")
+    detail: dict[str, JSON] = {"reason": "children", "children": children, "resume": resume.value}
+    event, _ = _transition(change.status, Status.WAITING, at, change.attempt, detail)
+    return change.with_(
+        status=Status.WAITING, stopped_status=resume, events=(*change.events, event)
+    )
+
+
 def cancel(process: Process, at: float) -> Change:
     """Cancel now if the process never started, else ask its handlers to wind down."""
     if process.status.terminal:
@@ -479,11 +505,15 @@ def cancel(process: Process, at: float) -> Change:
     # Never claimed (its token is still 0): no handler of it ever ran, so there is nothing
     # to roll back. Once claimed, its start may have run (even if it then asked to be
     # called later, or its worker gave the lease back on a graceful stop): roll back.
-    not_started = process.status is Status.WAITING or (
-        process.status is Status.STARTING and process.lease_token == 0
-    )
+    not_started = process.lease_token == 0 and process.status in (Status.WAITING, Status.STARTING)
     if not_started:
         return change.with_(cancel_requested=True).to(Status.CANCELED, at, reason="canceled")
+    if process.status is Status.WAITING:
+        # A parent waiting for its children: its earlier iterations ran, so it rolls back
+        # (no worker claims a waiting process to see a cancel request).
+        return change.with_(cancel_requested=True, run_at=min(process.run_at, at)).to(
+            Status.FAILING, at, reason="canceled"
+        )
     if process.cancel_requested:
         return change
     return change.with_(cancel_requested=True, run_at=min(process.run_at, at)).note(

@@ -57,6 +57,9 @@ class Returned:
     progress: Progress = (None, None)
     result: JSON = None
     done: bool = True
+    #: How many children the iteration spawned (`ctx.spawn`): the process then waits for
+    #: them, and resumes where this iteration moved it once they have all ended.
+    spawned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,16 @@ def _returned(process: Process, policy: Policy, outcome: Returned, now: float) -
         to = None
     else:
         to = policy.next_phase.get(status, Status.COMPLETED)
+    if outcome.spawned:
+        # It waits for its children, then resumes at `to` (its last step resumes at
+        # `ending`, so that it ends after them); see model.await_children.
+        resume = to or status
+        if resume is Status.COMPLETED:
+            resume = Status.ENDING
+        change = model.committed(
+            process, now, store=outcome.store, progress=outcome.progress, to=None
+        )
+        return model.await_children(change, now, outcome.spawned, resume)
     result = outcome.result if to is Status.COMPLETED else model.KEEP
     return model.committed(
         process, now, store=outcome.store, progress=outcome.progress, to=to, result=result

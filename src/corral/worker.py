@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING
 from corral import logs, model
 from corral.context import IterationSignals
 from corral.errors import NotStorable, StorageError, StorageUnavailable, UsageError, ValueRejected
-from corral.model import Change, Event, Process
+from corral.model import Change, Event, Process, Status
 from corral.port import StoragePort, WorkerPort
 from corral.recovery import Recovery
 from corral.renewer import Renewer
 from corral.runner import Flight, Runner
 from corral.settle import Outcome, Policy, Raised, on_claim, settle, timed_out
 from corral.storage import codec
-from corral.storage.base import Claim, Claimed, IterationCommit, WorkerInfo
+from corral.storage.base import Claim, Claimed, IterationCommit, NewProcess, WorkerInfo
 
 if TYPE_CHECKING:
     from corral.app import App
@@ -197,6 +197,8 @@ class Worker:
         self.port: WorkerPort = port or StoragePort(app.storage, app.clock)
         self.registry = app.registry
         self.lease_seconds = app.lease_seconds
+        #: Makes the children a handler spawns (`ctx.spawn`): checked like any submit.
+        self._new_process = app.new_process
         self.stats = WorkerStats()
         self._until = until
         self._tick = tick
@@ -370,9 +372,14 @@ class Worker:
             )
         if change is not None:
             return _Finished(IterationCommit(process.id, c.token, change, now), process, events)
-        flight = Flight(
-            c, IterationSignals(functools.partial(self.port.dependencies, process.id)), events
-        )
+        spawn: Callable[..., NewProcess] | str = self._new_process
+        if job is not None and job.kind != "process":
+            spawn = (
+                f"job {job.name!r} is a function: spawn children from a multi-step process "
+                "(@app.process), whose next handler reads them"
+            )
+        signals = IterationSignals(functools.partial(self.port.dependencies, process.id), spawn)
+        flight = Flight(c, signals, events)
         self._started += 1
         with self._lock:
             self._in_flight[process.id] = flight
@@ -420,7 +427,9 @@ class Worker:
             if change is None:  # could not even be settled (logged): give the lease back
                 release[pid] = flight.claimed.token
                 continue
-            commit = IterationCommit(pid, flight.claimed.token, change, self.port.now())
+            # Children go with the commit that makes their parent wait for them.
+            spawn = tuple(flight.signals.spawned) if change.status is Status.WAITING else ()
+            commit = IterationCommit(pid, flight.claimed.token, change, self.port.now(), spawn)
             took = time.monotonic() - flight.started
             finished.append(_Finished(commit, flight.claimed.process, flight.events, took))
         while True:

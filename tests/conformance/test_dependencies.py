@@ -12,7 +12,7 @@ import pytest
 from corral import model
 from corral.errors import UsageError
 from corral.model import Status
-from corral.storage.base import Claim, IterationCommit, NewBatch, Storage
+from corral.storage.base import Claim, IterationCommit, NewBatch, NewProcess, Storage
 from tests.conformance.common import T0, claim, new
 
 
@@ -110,6 +110,22 @@ def test_a_failure_cancels_dependents_down_the_graph_naming_cause_and_root(
     assert seen[root.id].status is Status.FAILED and seen[root.id].error is not None
     assert seen[root.id].error.type == "ValueError"
     assert (seen[ok.id].status, seen[ok.id].result) == (Status.COMPLETED, "fine")
+
+
+def test_a_cascade_counts_each_canceled_dependency_once(storage: Storage) -> None:
+    """a is canceled; b (cancel policy) depends on a, so it is canceled too; c (run policy)
+    depends on b and on d, still running: c counts b down once, and waits for d."""
+    a, d = new(), new()
+    b = new(depends_on=[a.id])
+    c = new(depends_on=[b.id, d.id], on_dependency_failure="run")
+    storage.process_insert_many([a, d, b, c])
+    current = storage.process_get(a.id)
+    assert current is not None
+    assert storage.process_update(a.id, current.version, model.cancel(current, T0 + 1), T0 + 1)
+    assert _status(storage, b.id) is Status.CANCELED
+    assert _status(storage, c.id) is Status.WAITING
+    _end(storage, d.id, Status.COMPLETED, T0 + 2)
+    assert _status(storage, c.id) is Status.STARTING
 
 
 def test_canceling_a_waiting_process_cascades_like_a_failure(storage: Storage) -> None:
@@ -286,3 +302,64 @@ def test_retry_with_dependents_resumes_what_the_failure_canceled(storage: Storag
     assert _status(storage, grandchild.id) is Status.WAITING
     _end(storage, child.id, Status.COMPLETED, T0 + 8)
     assert _status(storage, grandchild.id) is Status.STARTING
+
+
+def _spawning_commit(
+    storage: Storage, pid: str, children: list[NewProcess], now: float
+) -> list[str]:
+    """Claim `pid` (a `start`) and commit an iteration that spawned `children`."""
+    from corral.settle import Policy, Returned, settle
+
+    [c] = claim(storage, now=now, process_ids=[pid])
+    policy = Policy(next_phase={Status.STARTING: Status.RUNNING, Status.RUNNING: Status.ENDING})
+    change = settle(c.process, policy, Returned({"spawned": True}, spawned=len(children)), now)
+    commit = IterationCommit(pid, c.token, change, now, tuple(children))
+    return storage.process_commit_many([commit])
+
+
+def test_children_are_spawned_with_the_commit_and_their_parent_resumes_after_them(
+    storage: Storage,
+) -> None:
+    parent = new()
+    storage.process_insert_many([parent])
+    kids = [new(at=T0 + 1) for _ in range(2)]
+    assert _spawning_commit(storage, parent.id, kids, T0 + 1) == []
+    got = storage.process_get(parent.id)
+    assert got is not None and (got.status, got.stopped_status) == (Status.WAITING, Status.RUNNING)
+    assert [_status(storage, k.id) for k in kids] == [Status.STARTING, Status.STARTING]
+    assert storage.process_edges(parent.id) == (sorted(k.id for k in kids), [])
+    _end(storage, kids[0].id, Status.FAILED, T0 + 2)
+    assert _status(storage, parent.id) is Status.WAITING  # a parent runs whatever they did
+    _end(storage, kids[1].id, Status.COMPLETED, T0 + 3, result=7)
+    got = storage.process_get(parent.id)
+    assert got is not None and (got.status, got.stopped_status) == (Status.RUNNING, None)
+    assert got.store == {"spawned": True} and got.run_at == pytest.approx(T0 + 3)
+    moves = [(e.from_status, e.to_status) for e in storage.history_list(parent.id)]
+    assert moves[-2:] == [(Status.STARTING, Status.WAITING), (Status.WAITING, Status.RUNNING)]
+
+
+def test_a_lost_lease_spawns_nothing(storage: Storage) -> None:
+    parent = new()
+    storage.process_insert_many([parent])
+    [c] = claim(storage, now=T0 + 1, lease=1.0)
+    # Another worker takes the expired lease over before the first one commits.
+    claim(storage, now=T0 + 5, owner="w2")
+    from corral.settle import Policy, Returned, settle
+
+    kid = new(at=T0 + 6)
+    change = settle(c.process, Policy(), Returned({}, spawned=1), T0 + 6)
+    commit = IterationCommit(parent.id, c.token, change, T0 + 6, (kid,))
+    assert storage.process_commit_many([commit]) == [parent.id]
+    assert storage.process_get(kid.id) is None
+
+
+def test_a_child_that_exists_and_has_ended_does_not_hold_its_parent(storage: Storage) -> None:
+    done = new(custom_id="report-1")
+    parent = new()
+    storage.process_insert_many([done, parent])
+    _end(storage, done.id, Status.COMPLETED, T0 + 1)
+    again = new(at=T0 + 2, custom_id="report-1")  # the same submit: that process
+    assert _spawning_commit(storage, parent.id, [again], T0 + 2) == []
+    assert storage.process_get(again.id) is None
+    assert _status(storage, parent.id) is Status.RUNNING  # nothing to wait for
+    assert storage.process_edges(parent.id) == ([done.id], [])

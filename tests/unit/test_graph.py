@@ -470,3 +470,11 @@ def test_a_resumed_dependent_waits_for_what_has_not_completed() -> None:
     assert resumed([Status.COMPLETED]) == Decision(Status.STARTING, 0)
     assert resumed([Status.WAITING, Status.FAILED]) is None
     assert resumed([Status.CANCELED]) is None
+
+
+def test_a_parent_waiting_for_its_children_resumes_where_it_left_off() -> None:
+    parent = Dependent("p", Status.WAITING, OnDependencyFailure.RUN, 1, resume=Status.ENDING)
+    change = change_of(parent, decide(parent, Ended("c", Status.FAILED)), 50.0)
+    assert change is not None and change.status is Status.ENDING
+    [event] = change.events
+    assert (event.from_status, event.to_status) == (Status.WAITING, Status.ENDING)

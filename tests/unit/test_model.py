@@ -24,6 +24,13 @@ LEGAL = {
     (Status.WAITING, Status.STARTING),
     (Status.WAITING, Status.FAILED),
     (Status.WAITING, Status.CANCELED),
+    # A parent that spawned children waits for them from its start or a step, then
+    # resumes at running or ending, or rolls back if it is canceled meanwhile.
+    (Status.STARTING, Status.WAITING),
+    (Status.RUNNING, Status.WAITING),
+    (Status.WAITING, Status.RUNNING),
+    (Status.WAITING, Status.ENDING),
+    (Status.WAITING, Status.FAILING),
     (Status.STARTING, Status.RUNNING),
     (Status.STARTING, Status.ENDING),
     (Status.STARTING, Status.COMPLETED),
@@ -56,7 +63,10 @@ def test_nothing_leaves_a_terminal_status_or_returns_to_starting() -> None:
         assert not any(model.can_transition(terminal, s) for s in Status)
     for later in (Status.RUNNING, Status.ENDING, Status.FAILING):
         assert not model.can_transition(later, Status.STARTING)
-        assert not model.can_transition(later, Status.WAITING)
+    # Only a parent waiting for its children goes back to waiting, from a forward phase
+    # that its next handler follows (never from ending or failing).
+    for late in (Status.ENDING, Status.FAILING):
+        assert not model.can_transition(late, Status.WAITING)
 
 
 def test_a_transition_is_recorded_and_terminal_ones_set_finished_at() -> None:

@@ -245,3 +245,45 @@ def test_an_outcome_goes_through_json_unchanged(outcome: Any) -> None:
 def test_a_malformed_outcome_is_a_value_error(data: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         outcome_from_json(data)
+
+
+# --- children spawned (ctx.spawn) -----------------------------------------------------------
+
+
+def test_an_iteration_that_spawned_children_waits_for_them_then_resumes_where_it_moved() -> None:
+    policy = Policy(next_phase=PROCESS_PHASES)
+    change = settle(claimed(), policy, Returned({"n": 1}, spawned=3), T)
+    assert (change.status, change.stopped_status, change.store) == (
+        Status.WAITING,
+        Status.RUNNING,
+        {"n": 1},
+    )
+    assert (change.attempt, change.finished_at, change.result) == (0, None, None)
+    assert moves(change) == [(Status.STARTING, Status.WAITING, "children")]
+    [event] = change.events
+    assert dict(event.detail) == {"reason": "children", "children": 3, "resume": "running"}
+    # A step with more to do resumes at running; the last one at ending (it ends after
+    # its children, never before).
+    more = settle(claimed(Status.RUNNING), policy, Returned({}, done=False, spawned=1), T)
+    last = settle(claimed(Status.RUNNING), policy, Returned({}, done=True, spawned=1), T)
+    only_start = settle(claimed(), Policy(), Returned({}, spawned=1), T)
+    assert [c.stopped_status for c in (more, last, only_start)] == [
+        Status.RUNNING,
+        Status.ENDING,
+        Status.ENDING,
+    ]
+
+
+def test_an_iteration_that_failed_after_spawning_spawns_nothing() -> None:
+    change = settle(claimed(), Policy(), Raised("RuntimeError", "boom"), T)
+    assert change.status is not Status.WAITING and change.stopped_status is not Status.WAITING
+
+
+def test_a_waiting_parent_that_ran_rolls_back_when_canceled() -> None:
+    from corral import model
+
+    parent = claimed(Status.WAITING, lease_expires_at=None, stopped_status=Status.RUNNING)
+    change = model.cancel(parent, T)
+    assert (change.status, change.cancel_requested) == (Status.FAILING, True)
+    never_ran = claimed(Status.WAITING, lease_token=0, lease_expires_at=None)
+    assert model.cancel(never_ran, T).status is Status.CANCELED

@@ -169,6 +169,9 @@ class IterationCommit:
     token: int
     change: Change
     now: float
+    #: Children the iteration spawned (`ctx.spawn`): inserted with the commit, and only if
+    #: it lands; the process then waits for them (docs/graphs.md).
+    spawn: tuple[NewProcess, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

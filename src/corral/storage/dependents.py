@@ -18,8 +18,9 @@ from corral.model import TERMINAL, Change, Status
 from corral.storage.base import NewProcess, evolve
 
 #: A waiting dependent as a backend reads it, one row per edge to a process that ended:
-#: (dependent id, dependency id, status, policy, pending count, run_at, root cause).
-DependentRow = tuple[str, str, str, str, int, float, str | None]
+#: (dependent id, dependency id, status, policy, pending count, run_at, root cause, the
+#: status a parent resumes at: its stopped_status).
+DependentRow = tuple[str, str, str, str, int, float, str | None, str | None]
 ReadDependents = Callable[[Sequence[str]], Iterable[DependentRow]]
 WriteChanges = Callable[[Sequence[graph.DependentChange]], None]
 
@@ -35,18 +36,20 @@ def settle(
         rows = list(read([e.id for e in wave]))
         if not rows:
             break
-        dependents = {
-            r[0]: graph.Dependent(
-                r[0], Status(r[2]), graph.OnDependencyFailure(r[3]), r[4], r[5], r[6]
-            )
-            for r in rows
-        }
+        dependents = {r[0]: _dependent(r) for r in rows}
         settlement = graph.settle_dependents(wave, [(r[0], r[1]) for r in rows], dependents, at)
         if settlement.changes:
             write(settlement.changes)
             written.extend(settlement.changes)
         wave = settlement.canceled
     return written
+
+
+def _dependent(r: DependentRow) -> graph.Dependent:
+    resume = Status(r[7]) if r[7] is not None else None
+    return graph.Dependent(
+        r[0], Status(r[2]), graph.OnDependencyFailure(r[3]), r[4], r[5], r[6], resume
+    )
 
 
 def ended_by(change: Change) -> bool:
@@ -60,20 +63,6 @@ def reopened_by(change: Change) -> bool:
     return change.status not in TERMINAL and any(
         e.from_status in TERMINAL for e in change.events if e.kind == "transition"
     )
-
-
-def reopen(rows: Iterable[DependentRow]) -> list[graph.DependentChange]:
-    """The changes a retry of their dependency asks of waiting dependents (`graph.reopened`)."""
-    out = []
-    for r in rows:
-        dependent = graph.Dependent(
-            r[0], Status(r[2]), graph.OnDependencyFailure(r[3]), r[4], r[5], r[6]
-        )
-        decision = graph.reopened(dependent)
-        change = graph.change_of(dependent, decision, 0.0)
-        if change is not None:
-            out.append(change)
-    return out
 
 
 # --- inserting a graph ------------------------------------------------------------------------

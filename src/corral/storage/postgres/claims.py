@@ -10,12 +10,13 @@ from typing import Any
 
 from corral.storage import codec
 from corral.storage.base import Claim, Claimed, IterationCommit
-from corral.storage.postgres.connection import Connected, verb
+from corral.storage.postgres.connection import verb
+from corral.storage.postgres.graphs import Graphs
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.values import as_time, change_args, decode_process, event_args
 
 
-class Claims(Connected):
+class Claims(Graphs):
     """The worker's exchange: claim, commit, or both in one round trip."""
 
     @verb
@@ -24,6 +25,8 @@ class Claims(Connected):
     ) -> tuple[list[str], list[Claimed]]:
         if not commits:
             return [], self.process_claim(claim)
+        if any(c.spawn for c in commits):  # rare: children to insert with the commit
+            return self.process_commit_many(commits), self.process_claim(claim)
         commit = _CommitStatement(commits)
         claim_query, claim_args = _claim_statement(claim)
         notify = {"notify": self._notify_param}
@@ -73,9 +76,29 @@ class Claims(Connected):
     def process_commit_many(self, commits: Sequence[IterationCommit]) -> list[str]:
         if not commits:
             return []
+        spawning = [c for c in commits if c.spawn]
+        if spawning:
+            plain = [c for c in commits if not c.spawn]
+            lost = self.process_commit_many(plain) if plain else []
+            return lost + [pid for c in spawning for pid in self._commit_spawning(c)]
         commit = _CommitStatement(commits)
         lost = commit.lost(self._rows(commit.query, commit.args))
         if len(lost) < len(commits):
+            self.notify_local()
+        return lost
+
+    def _commit_spawning(self, commit: IterationCommit) -> list[str]:
+        """One commit and the children its iteration spawned, in one transaction: the
+        children exist only if the commit lands. The ids lost (its own, or none)."""
+        statement = _CommitStatement([commit])
+        with self._connection() as conn, conn.transaction():
+            rows = conn.execute(
+                statement.query, statement.args | {"notify": self._notify_param}
+            ).fetchall()
+            lost = statement.lost(rows)
+            if not lost:
+                self._spawn(conn.cursor(), commit.process_id, commit.spawn, commit.now)
+        if not lost:
             self.notify_local()
         return lost
 

@@ -100,6 +100,35 @@ class Graphs(Connected):
             records[n.id] = record
         return [existing_out.get(n.id) or Inserted(records[n.id], "created") for n in processes]
 
+    def _spawn(self, cur: Cursor, parent: str, children: Sequence[NewProcess], at: float) -> None:
+        """The children a committed iteration of `parent` spawned, in its transaction:
+        inserted (a custom id already taken names the process that holds it), each an
+        edge of the parent, which waits for those not ended yet, or resumes at once if
+        none is left."""
+        new, existing = _resolve_custom_ids(cur, children)
+        ids = list(dict.fromkeys(
+            existing[n.id].process.id if n.id in existing else n.id for n in children
+        ))  # fmt: skip
+        if new:
+            plan = dependents.GraphInsert(
+                tuple(new), tuple((parent, c) for c in ids), frozenset(n.id for n in new), ()
+            )
+            cur.execute(Q["process_insert_graph"], _insert_args(plan, self._notify_param))
+        else:
+            cur.execute(
+                "INSERT INTO corral_dependency (process_id, depends_on) "
+                "SELECT %(parent)s, unnest(%(ids)s::text[])",
+                {"parent": parent, "ids": ids},
+            )
+        old = [existing[n.id].process.id for n in children if n.id in existing]
+        if old:
+            cur.execute(Q["graph_mark_dependents"], {"ids": old})
+        ended = {i.process.id for i in existing.values() if i.process.status.terminal}
+        pending = sum(1 for child in ids if child not in ended)
+        cur.execute(Q["spawn_parent"], {"pending": pending, "id": parent})
+        if pending == 0:
+            cur.execute(Q["spawn_resume"], {"at": as_time(at), "id": parent})
+
     def _batch_processes(self, conn: Cursor | Connection, batch_id: str) -> list[Process]:
         return [decode_process(r) for r in conn.execute(Q["batch_processes"], {"id": batch_id})]
 

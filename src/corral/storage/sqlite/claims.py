@@ -24,16 +24,18 @@ from typing import Any
 from corral import graph
 from corral.model import Status
 from corral.storage import codec, columns, dependents
-from corral.storage.base import Claim, Claimed, IterationCommit
+from corral.storage.base import Claim, Claimed, IterationCommit, NewProcess
 from corral.storage.sqlite import graphs
 from corral.storage.sqlite.reads import decode_process
 from corral.storage.sqlite.sql import Q
 
 #: Claimed rows and, per process id, the owner of the lease it had (None: unleased).
 Chosen = tuple[list[Any], dict[str, str | None]]
-#: Per commit: process id, the UPDATE's parameters, the history rows if it lands, and the
-#: status it ends the process with (None: it does not end it).
-CommitRows = list[tuple[str, tuple[Any, ...], list[tuple[Any, ...]], Status | None]]
+#: Per commit: process id, the UPDATE's parameters, the history rows if it lands, the
+#: status it ends the process with (None: it does not end it), the children it spawned.
+CommitRows = list[
+    tuple[str, tuple[Any, ...], list[tuple[Any, ...]], Status | None, tuple[NewProcess, ...]]
+]
 
 
 def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
@@ -114,6 +116,7 @@ def commit_rows(commits: Sequence[IterationCommit]) -> CommitRows:
             (*columns.change_values(commit.change), commit.now, commit.process_id, commit.token),
             [codec.event_to_row(e, commit.process_id) for e in commit.change.events],
             commit.change.status if dependents.ended_by(commit.change) else None,
+            commit.spawn,
         )
         for commit in commits
     ]
@@ -125,7 +128,8 @@ def commit(conn: sqlite3.Connection, commits: CommitRows, now: float) -> list[st
     lost: list[str] = []
     events: list[tuple[Any, ...]] = []
     ended: list[graph.Ended] = []
-    for process_id, values, rows, ends in commits:
+    spawned: list[tuple[str, tuple[NewProcess, ...]]] = []
+    for process_id, values, rows, ends, children in commits:
         if ends is None:
             landed = conn.execute(Q["process_commit"], values).rowcount == 1
         else:
@@ -135,10 +139,14 @@ def commit(conn: sqlite3.Connection, commits: CommitRows, now: float) -> list[st
                 ended.append(graph.Ended(process_id, ends))
         if landed:
             events.extend(rows)
+            if children:
+                spawned.append((process_id, children))
         else:
             lost.append(process_id)
     if events:
         conn.executemany(Q["history_insert"], events)
+    for parent, children in spawned:
+        graphs.spawn(conn, parent, children, now)
     if ended:
         graphs.settle(conn, ended, now)
     return lost

@@ -115,6 +115,31 @@ def _submitted(n: NewProcess) -> Event:
     return Event("submitted", n.created_at, None, n.status, 0, codec.submitted_detail(n), n.id)
 
 
+def spawn(conn: sqlite3.Connection, parent: str, children: Sequence[NewProcess], at: float) -> None:
+    """The children a committed iteration of `parent` spawned: inserted (a custom id
+    already taken names the process that holds it), each an edge of the parent, which
+    waits for those not ended yet, or resumes at once if none is left."""
+    new, existing = _resolve_custom_ids(conn, children)
+    tags = codec.JsonCache()
+    insert_rows(conn, Q["process_insert_graph"], [v for n in new for v in _insert_row(n, tags)])
+    events = [v for n in new for v in codec.event_to_row(_submitted(n), n.id)]
+    insert_rows(conn, Q["history_insert"], events)
+    ids = [existing[n.id].process.id if n.id in existing else n.id for n in children]
+    ids = list(dict.fromkeys(ids))  # the same process named twice is one dependency
+    insert_rows(conn, Q["dependency_insert"], [v for child in ids for v in (parent, child)])
+    for chunk in _chunks(ids):
+        conn.execute(_in(Q["graph_mark_dependents"], len(chunk)), chunk)
+    ended = {i.process.id for i in existing.values() if i.process.status.terminal}
+    pending = sum(1 for child in ids if child not in ended)
+    conn.execute(Q["spawn_parent"], (pending, parent))
+    if pending == 0:
+        row = conn.execute(Q["spawn_resume"], (at, at, at, parent)).fetchone()
+        if row is not None:
+            to = Status(row[0])
+            reason = {"reason": graph.PROMOTE_REASON}
+            append_history(conn, [Event("transition", at, Status.WAITING, to, 0, reason, parent)])
+
+
 def settle(conn: sqlite3.Connection, ended: Sequence[graph.Ended], at: float) -> int:
     """Settle the dependents of processes that just ended, cascade included; how many
     became runnable."""
@@ -130,8 +155,9 @@ def settle(conn: sqlite3.Connection, ended: Sequence[graph.Ended], at: float) ->
 def write_changes(
     conn: sqlite3.Connection, changes: Sequence[graph.DependentChange], at: float
 ) -> None:
-    """Write what corral.graph decided for some dependents, with their events; a dependent
-    canceled here cascades to its own dependents."""
+    """Write what corral.graph decided for some dependents, with their events. The cascade
+    to the dependents of those it cancels is the caller's next round (dependents.settle),
+    or was decided already (a batch's plan)."""
     conn.executemany(
         Q["dependent_settle"],
         [
@@ -141,9 +167,6 @@ def write_changes(
         ],
     )  # fmt: skip
     append_history(conn, [e for c in changes for e in c.events])
-    canceled = [e for c in changes if (e := c.ended()) is not None]
-    if canceled:
-        settle(conn, canceled, at)
 
 
 def reopen(conn: sqlite3.Connection, process_id: str, at: float) -> None:

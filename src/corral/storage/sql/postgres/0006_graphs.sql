@@ -79,8 +79,16 @@ BEGIN
                 status = CASE
                     WHEN p.on_dependency_failure = 'cancel' AND hit.cause IS NOT NULL
                         THEN 'canceled'
-                    WHEN p.pending_dependencies - hit.n = 0 THEN 'starting'
+                    WHEN p.pending_dependencies - hit.n = 0
+                        THEN coalesce(p.stopped_status, 'starting')
                     ELSE 'waiting' END,
+                -- A parent waiting for its children resumes where it left off (its
+                -- stopped_status, then forgotten); a canceled one keeps it, for a retry.
+                stopped_status = CASE
+                    WHEN p.pending_dependencies - hit.n = 0
+                         AND NOT (p.on_dependency_failure = 'cancel' AND hit.cause IS NOT NULL)
+                        THEN NULL
+                    ELSE p.stopped_status END,
                 run_at = CASE WHEN p.pending_dependencies - hit.n = 0
                               AND NOT (p.on_dependency_failure = 'cancel'
                                        AND hit.cause IS NOT NULL)
@@ -101,11 +109,11 @@ BEGIN
             IF NOT FOUND OR moved = 'waiting' THEN
                 CONTINUE;
             END IF;
-            IF moved = 'starting' THEN
+            IF moved <> 'canceled' THEN  -- starting, or a parent resuming
                 promoted := promoted + 1;
                 INSERT INTO corral_history (process_id, at, kind, from_status, to_status,
                                             attempt, detail)
-                VALUES (hit.id, at, 'transition', 'waiting', 'starting', 0,
+                VALUES (hit.id, at, 'transition', 'waiting', moved, 0,
                         jsonb_build_object('reason', 'dependencies_done'));
             ELSE
                 next_ids := next_ids || hit.id;

@@ -709,3 +709,29 @@ INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attemp
 SELECT id, to_timestamp(%(now)s), 'transition', 'canceled', %(status)s, 0,
        %(detail)s::jsonb
 FROM resumed
+
+-- spawn_parent --
+-- A parent that spawned children waits for those not ended; it runs its next handler
+-- whatever their outcome (it reads them in ctx.dependencies), so its policy is `run`.
+UPDATE corral_process SET pending_dependencies = %(pending)s, on_dependency_failure = 'run'
+WHERE id = %(id)s
+
+-- spawn_resume --
+-- A parent whose children all ended already (custom ids of processes that existed): it
+-- resumes at once where its spawning iteration left it, with its event.
+WITH resumed AS (
+    UPDATE corral_process SET status = stopped_status, stopped_status = NULL,
+        run_at = to_timestamp(%(at)s), iteration_since = to_timestamp(%(at)s),
+        updated_at = to_timestamp(%(at)s), version = version + 1
+    WHERE id = %(id)s AND status = 'waiting' AND stopped_status IS NOT NULL
+    RETURNING id, status
+)
+INSERT INTO corral_history (process_id, at, kind, from_status, to_status, attempt, detail)
+SELECT id, to_timestamp(%(at)s), 'transition', 'waiting', status, 0,
+       '{"reason": "dependencies_done"}'::jsonb
+FROM resumed
+
+-- graph_mark_dependents --
+-- Processes that now have dependents: the commit that ends them settles them.
+UPDATE corral_process SET has_dependents = true
+WHERE id = ANY(%(ids)s::text[]) AND NOT has_dependents

@@ -319,7 +319,7 @@ UPDATE corral_process SET has_dependents = 1 WHERE id IN (/* ids */) AND has_dep
 -- The edges first, by their index, then each dependent by its key (CROSS JOIN fixes that
 -- order in SQLite): the planner would otherwise walk every waiting process.
 SELECT p.id, e.depends_on, p.status, p.on_dependency_failure, p.pending_dependencies,
-    p.run_at, p.root_cause
+    p.run_at, p.root_cause, p.stopped_status
 FROM corral_dependency e INDEXED BY corral_dependency_depends_on
 CROSS JOIN corral_process p ON p.id = e.process_id
 WHERE e.depends_on IN (/* ids */) AND p.status = 'waiting'
@@ -327,11 +327,13 @@ WHERE e.depends_on IN (/* ids */) AND p.status = 'waiting'
 -- dependent_settle --
 -- A waiting dependent after some of its dependencies ended (corral.graph decided): status,
 -- pending count, run_at, iteration_since (NULL: as it is), finished_at, root cause,
--- updated_at, then its id.
-UPDATE corral_process SET status = ?, pending_dependencies = ?, run_at = ?,
-    iteration_since = coalesce(?, iteration_since), finished_at = ?, root_cause = ?,
-    updated_at = ?, version = version + 1
-WHERE id = ? AND status = 'waiting'
+-- updated_at, then its id. A parent that resumes forgets where it was to resume (its
+-- stopped_status); a canceled one keeps it, for a retry.
+UPDATE corral_process SET status = ?1, pending_dependencies = ?2, run_at = ?3,
+    iteration_since = coalesce(?4, iteration_since), finished_at = ?5, root_cause = ?6,
+    stopped_status = CASE WHEN ?1 IN ('waiting', 'canceled') THEN stopped_status END,
+    updated_at = ?7, version = version + 1
+WHERE id = ?8 AND status = 'waiting'
 
 -- dependents_reopen --
 -- A dependency is retried: its waiting dependents wait for it again (corral.graph.reopened).
@@ -420,3 +422,17 @@ UPDATE corral_process SET status = ?, pending_dependencies = ?, run_at = ?,
     iteration_since = ?, finished_at = NULL, root_cause = NULL, cancel_requested = 0,
     attempt = 0, error = NULL, stopped_status = NULL, updated_at = ?, version = version + 1
 WHERE id = ? AND status = 'canceled'
+
+-- spawn_parent --
+-- A parent that spawned children waits for the `?` of them not ended; it runs its next
+-- handler whatever their outcome (it reads them in ctx.dependencies), so its policy is `run`.
+UPDATE corral_process SET pending_dependencies = ?, on_dependency_failure = 'run'
+WHERE id = ?
+
+-- spawn_resume --
+-- A parent whose children all ended already (custom ids of processes that existed): it
+-- resumes at once where its spawning iteration left it.
+UPDATE corral_process SET status = stopped_status, stopped_status = NULL, run_at = ?,
+    iteration_since = ?, updated_at = ?, version = version + 1
+WHERE id = ? AND status = 'waiting' AND stopped_status IS NOT NULL
+RETURNING status
