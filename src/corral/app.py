@@ -186,6 +186,7 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        keep_for: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -206,6 +207,7 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        keep_for: float | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
@@ -215,7 +217,11 @@ class App:
 
         `cron` (with `timezone`, `missed`, `catch_up_limit`, `overlap`): a schedule, on which
         the workers submit a process of the job, with its default parameters, once per
-        occurrence (docs/graphs.md, "Schedules")."""
+        occurrence (docs/graphs.md, "Schedules").
+
+        `keep_for`: seconds a completed process is kept after it finished, then the workers
+        delete it (0: at their next sweep); None keeps it until `corral prune`. Failed and
+        canceled processes are kept until `corral prune` (docs/timeouts.md, "Retention")."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -237,6 +243,7 @@ class App:
                     schedule,
                 ),
                 on_dependency_failure=policy.value,
+                keep_for=keep_for,
             )
             return fn
 
@@ -266,6 +273,7 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        keep_for: float | None = None,
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -286,13 +294,14 @@ class App:
         missed: str | None = None,
         catch_up_limit: int | None = None,
         overlap: str | None = None,
+        keep_for: float | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
-        `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options: as
-        for `job`."""
+        `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options,
+        `keep_for`: as for `job`."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -313,6 +322,7 @@ class App:
                     schedule,
                 ),
                 on_dependency_failure=policy.value,
+                keep_for=keep_for,
             )
             return cls
 
