@@ -60,6 +60,7 @@ class AdminVerbs(Connected):
         # Two statements: the second's snapshot, taken once the rows are locked, sees any
         # dependent that a submit added to one of them before it let go of its lock.
         with self._connection() as conn, conn.transaction():
+            self._rows(Q["process_expired_plan"], {}, conn)
             ids = [r[0] for r in self._rows(Q["process_expired_lock"], args, conn)]
             if not ids:
                 return 0
