@@ -177,3 +177,42 @@ def test_a_bad_keep_for_is_one_clear_configuration_error(app: App, bad: object) 
                 return None
 
     assert "Proc" not in app.registry.jobs
+
+
+def test_postgres_a_row_a_submit_holds_is_skipped_not_waited_for(tmp_path: Path) -> None:
+    """A submit that adds a dependent to a completed process locks that row
+    (graph_lock_existing): the sweep's chunk skips it rather than wait, and deletes it on a
+    later sweep once the lock is gone."""
+    import psycopg
+
+    with backend_url("postgres", tmp_path) as url:
+        app = App(url)
+        try:
+
+            @app.job(keep_for=3600)  # the drain's own sweep leaves them
+            def once() -> int:
+                return 1
+
+            a, b = app.submit("once"), app.submit("once")
+            drain(app)
+            cutoffs = {"once": app.clock() + 1}  # as a sweep an hour on sees them
+            with psycopg.connect(url) as holder:
+                holder.execute("SELECT id FROM corral_process WHERE id = %s FOR UPDATE", (a.id,))
+                # b goes; a, locked, is skipped at once (a sweep that waited for the lock
+                # would wait here until the rollback below, after the deadline).
+                pruned: list[int] = []
+                sweeper = threading.Thread(
+                    target=lambda: pruned.append(app.storage.process_prune_expired(cutoffs, 10))
+                )
+                sweeper.start()
+                sweeper.join(10)
+                waited = sweeper.is_alive()
+                holder.rollback()
+                sweeper.join()
+                assert not waited, "the chunk waited for a row a submit holds"
+                assert pruned == [1]
+                assert exists(app, a.id) and not exists(app, b.id)
+            assert app.storage.process_prune_expired(cutoffs, 10) == 1
+            assert not exists(app, a.id)
+        finally:
+            app.close()
