@@ -141,6 +141,22 @@ def test_a_dependency_of_an_unfinished_process_is_kept_through_sweeps(
     assert not exists(app, a.id) and not exists(app, d.id)
 
 
+def test_a_custom_id_is_free_again_once_its_process_is_deleted(
+    app: App, clock: list[float]
+) -> None:
+    @app.job(keep_for=60)
+    def charge(order: int) -> int:
+        return order
+
+    first = app.submit("charge", {"order": 1}, custom_id="order-1")
+    drain(app)
+    assert app.submit("charge", {"order": 1}, custom_id="order-1").outcome == "existing"
+    sweep(app, T0 + 61, clock)
+    assert not exists(app, first.id)
+    again = app.submit("charge", {"order": 1}, custom_id="order-1")
+    assert again.outcome == "created" and again.id != first.id
+
+
 def test_a_real_worker_prunes_on_its_own(app: App) -> None:
     @app.job(keep_for=0)
     def once() -> int:
