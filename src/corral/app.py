@@ -192,6 +192,7 @@ class App:
         overlap: str | None = None,
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
+        keep_for: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -214,6 +215,7 @@ class App:
         overlap: str | None = None,
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
+        keep_for: float | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
@@ -226,7 +228,11 @@ class App:
         occurrence (docs/graphs.md, "Schedules").
 
         `concurrency=N`: at most N processes of the job run at once across every worker, or
-        N per value of `concurrency_key` (docs/flow-control.md)."""
+        N per value of `concurrency_key` (docs/flow-control.md).
+
+        `keep_for`: seconds a completed process is kept after it finished, then the workers
+        delete it (0: at their next sweep); None keeps it until `corral prune`. Failed and
+        canceled processes are kept until `corral prune` (docs/timeouts.md, "Retention")."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -241,6 +247,7 @@ class App:
             self.registry.add_job(
                 _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
                 on_dependency_failure=policy.value,
+                keep_for=keep_for,
             )
             return fn
 
@@ -272,6 +279,7 @@ class App:
         overlap: str | None = None,
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
+        keep_for: float | None = None,
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -294,14 +302,15 @@ class App:
         overlap: str | None = None,
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
+        keep_for: float | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
-        `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options: as
-        for `job`. `concurrency` and `concurrency_key` as for `job`: a slot is held while an
-        iteration runs, not between iterations."""
+        `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options,
+        `keep_for`: as for `job`. `concurrency` and `concurrency_key` as for `job`: a slot is
+        held while an iteration runs, not between iterations."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -316,6 +325,7 @@ class App:
             self.registry.add_job(
                 _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
                 on_dependency_failure=policy.value,
+                keep_for=keep_for,
             )
             return cls
 

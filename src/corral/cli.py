@@ -777,10 +777,10 @@ def wait(
 
 @cli.command()
 def jobs(as_json: JsonOpt = False) -> None:
-    """List the app's jobs: their parameters (type, default, description), queue and
-    priority, and which handler runs in each status. A generic handler serves every job
-    without its own; among generic handlers of one status, the lowest ORDER runs (a
-    process's priority is the other way: the higher runs first)."""
+    """List the app's jobs: their parameters (type, default, description), queue,
+    priority and retention (keep_for), and which handler runs in each status. A generic
+    handler serves every job without its own; among generic handlers of one status, the
+    lowest ORDER runs (a process's priority is the other way: the higher runs first)."""
 
     def run() -> None:
         app = state.app(required=True)
@@ -826,6 +826,7 @@ def _describe_job(app: App, name: str) -> dict[str, Any]:
         "kind": job.kind,
         "queue": job.queue,
         "priority": job.priority,
+        "keep_for": job.keep_for,
         "params": params,
         "handlers": handlers,
     }
@@ -839,6 +840,7 @@ def _job_grid(job: dict[str, Any]) -> Table:
         Text(job["name"], style="bold cyan"),
         f"{job['kind']}; queue {job['queue']}, priority {job['priority']} (higher runs first)",
     )
+    grid.add_row("keeps", _keeps(job["keep_for"]))
     label = "parameters"
     for p in job["params"]:
         text = Text(f"{p['name']}: {p['type']}", style="green")
@@ -857,6 +859,28 @@ def _job_grid(job: dict[str, Any]) -> Table:
         grid.add_row(label, f"{status}: {handler}")
         label = ""
     return grid
+
+
+def _keeps(keep_for: float | None) -> str:
+    """A job's retention, as `corral jobs` shows it (docs/timeouts.md, "Retention")."""
+    if keep_for is None:
+        return "completed processes until `corral prune`"
+    if keep_for == 0:
+        return "completed processes: deleted at the workers' next sweep"
+    return f"completed processes for {format_duration(keep_for)} after they finish"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as `corral prune --older-than` reads them: 90d, 1h30m, 45s, 0.5s."""
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
 
 
 def _type_name(annotation: Any) -> str:
@@ -992,7 +1016,10 @@ def prune(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete processes that ended longer ago than --older-than, with their history."""
+    """Delete processes that ended longer ago than --older-than, with their history,
+    whatever their job's keep_for; failed and canceled ones too. The workers also delete
+    on their own the completed processes of jobs with a keep_for once that has passed; a
+    process that an unfinished one depends on is kept either way."""
 
     def run() -> None:
         seconds = parse_duration(older_than, "--older-than")

@@ -177,6 +177,10 @@ class Job:
             )
         return key
 
+    #: Seconds a completed process of this job is kept after it finished: the recovery
+    #: sweep deletes it then (docs/timeouts.md, "Retention"). None: until `corral prune`.
+    keep_for: float | None = None
+
     @property
     def max_attempts(self) -> int:
         return self.retry.attempts if self.retry else DEFAULT_ATTEMPTS
@@ -424,6 +428,23 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+def check_keep_for(job: str, value: object) -> float | None:
+    """A job's `keep_for`: None, or a finite number of seconds >= 0 (0: the next sweep
+    deletes its completed processes); anything else is a ConfigurationError."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(
+            f"job {job!r}: keep_for must be a number of seconds >= 0 or None, not {value!r}"
+        )
+    return float(value)
+
+
 # --- the registry ----------------------------------------------------------------------------
 
 
@@ -433,9 +454,16 @@ class Registry:
         self.generic: dict[Status, list[Handler]] = {}
         self._policies: dict[str, Policy] = {}
 
-    def add_job(self, job: Job, *, on_dependency_failure: str | None = None) -> None:
+    def add_job(
+        self,
+        job: Job,
+        *,
+        on_dependency_failure: str | None = None,
+        keep_for: float | None = None,
+    ) -> None:
         if on_dependency_failure is not None:
             job.on_dependency_failure = on_dependency_failure
+        job.keep_for = check_keep_for(job.name, keep_for)
         if job.name in self.jobs:
             raise ConfigurationError(f"job {job.name!r} is registered twice")
         self.jobs[job.name] = job

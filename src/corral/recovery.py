@@ -8,6 +8,10 @@ batch. Now and then it also forgets workers long gone from the worker registry.
 The sweep also fires the cron schedules (corral.scheduler): so that a schedule of one
 occurrence a second fires on time, the leader's next sweep comes at the next occurrence
 when that is sooner than its interval.
+
+And it applies retention (docs/timeouts.md, "Retention"): the completed processes of a
+job with `keep_for` are deleted once they are that old, at most PRUNE_CHUNK a sweep
+(oldest first, one transaction); when a sweep found a full chunk, the next comes at once.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ log = logging.getLogger("corral.recovery")
 LEADER = "recovery"
 #: Processes looked at per sweep; the next sweep takes the rest.
 BATCH = 500
+#: Expired processes deleted per sweep (one transaction); the next sweep takes the rest.
+PRUNE_CHUNK = 1000
 #: A worker not seen for this long (seconds) leaves the registry; until then readers show
 #: it as gone. Checked once a minute.
 FORGET_WORKERS_AFTER = 3600.0
@@ -92,7 +98,25 @@ class Recovery:
         if self.scheduler is not None:
             changed += self.scheduler.fire(now)
             self._wake_for(self.scheduler.next_due(now), now)
+        self.prune_expired(now)
         return changed
+
+    def prune_expired(self, now: float) -> int:
+        """Delete a chunk of completed processes past their job's `keep_for`; how many.
+        Only the jobs this app registers with a `keep_for` are looked at."""
+        cutoffs = {
+            job.name: now - job.keep_for
+            for job in self.registry.jobs.values()
+            if job.keep_for is not None
+        }
+        if not cutoffs:
+            return 0
+        pruned = self.storage.process_prune_expired(cutoffs, PRUNE_CHUNK)
+        if pruned:
+            log.info("recovery: %d completed processes past their retention deleted", pruned)
+        if pruned >= PRUNE_CHUNK:  # more may be waiting: sweep again at once
+            self._next = time.monotonic()
+        return pruned
 
     def _wake_for(self, due: float | None, now: float) -> None:
         """Sweep again at `due` (by the clock `now` was read from) if that comes before

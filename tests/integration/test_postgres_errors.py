@@ -155,6 +155,7 @@ VERBS: dict[str, Verb] = {
     "process_prune": lambda s, c: s.process_prune(T0),
     "process_prunable": lambda s, c: s.process_prunable(T0),
     "process_concurrency": lambda s, c: s.process_concurrency(c.process.id, T0),
+    "process_prune_expired": lambda s, c: s.process_prune_expired({"add": T0}, 10),
     "lease_renew_many": lambda s, c: s.lease_renew_many("w1", {c.process.id: c.token}, T0, 60),
     "lease_release_many": lambda s, c: s.lease_release_many({c.process.id: c.token}, T0),
     "leader_acquire": lambda s, c: s.leader_acquire("recovery", "w1", T0, 3.0),

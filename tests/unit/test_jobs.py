@@ -204,3 +204,39 @@ def test_a_generic_handlers_order_is_its_old_priority() -> None:
     assert [h.priority for h in app.registry.generic[Status.FAILING]] == [5, 7]
     with pytest.raises(ConfigurationError, match="once"):
         app.handler(status="running", order=1, priority=2)
+
+
+def test_keep_for_is_kept_as_seconds_and_none_by_default() -> None:
+    app = make_app()
+
+    @app.job(keep_for=0)
+    def now() -> None: ...
+
+    @app.process(keep_for=3600)
+    class Later:
+        def start(self, ctx: Context) -> None: ...
+
+    @app.job
+    def never() -> None: ...
+
+    assert app.get_job("now").keep_for == 0.0
+    assert app.get_job("Later").keep_for == 3600.0
+    assert app.get_job("never").keep_for is None
+
+
+DURATIONS = [
+    (0, "0s"),
+    (45, "45s"),
+    (5400, "1h30m"),
+    (93600, "1d2h"),
+    (7_776_000, "90d"),
+    (0.5, "0.5s"),
+]
+
+
+@pytest.mark.parametrize("seconds, text", DURATIONS)
+def test_corral_jobs_shows_keep_for_as_prune_reads_durations(seconds: float, text: str) -> None:
+    from corral.cli import duration, format_duration
+
+    assert format_duration(seconds) == text
+    assert duration(text) == seconds

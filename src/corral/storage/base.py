@@ -474,6 +474,14 @@ class Storage(abc.ABC):
     def process_prunable(self, finished_before: float) -> dict[str, int]:
         """What `process_prune` would delete now, by job (a dry run: nothing is written)."""
 
+    @abc.abstractmethod
+    def process_prune_expired(self, cutoffs: Mapping[str, float], limit: int) -> int:
+        """Delete up to `limit` completed processes whose retention expired, oldest first:
+        of each job in `cutoffs`, those finished before its time (other jobs' are left),
+        with their history and edges, in one transaction; never one on which an unfinished
+        process depends. Found by an index of completed processes by (job, finished_at),
+        so the work is that of the processes deleted, not of the table. Returns how many."""
+
     # --- schedules ------------------------------------------------------------------------
     @abc.abstractmethod
     def schedule_list(self) -> list[ScheduleState]:

@@ -3,6 +3,8 @@ the process did not move meanwhile, the sweep's search for expired timeouts, pru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from corral.model import Change
 from corral.storage import codec, dependents
 from corral.storage.base import TimedOut
@@ -13,7 +15,7 @@ from corral.storage.postgres.values import as_time, change_args, decode_process,
 
 class AdminVerbs(Connected):
     """process_update (and through it process_update_many), process_prune,
-    process_timed_out."""
+    process_prune_expired, process_timed_out."""
 
     @verb
     def process_update(
@@ -49,6 +51,20 @@ class AdminVerbs(Connected):
     def process_prunable(self, finished_before: float) -> dict[str, int]:
         rows = self._rows(Q["process_prunable"], {"before": as_time(finished_before)})
         return {job: int(n) for job, n in rows}
+
+    @verb
+    def process_prune_expired(self, cutoffs: Mapping[str, float], limit: int) -> int:
+        if not cutoffs or limit <= 0:
+            return 0
+        args = {"jobs": list(cutoffs), "before": list(cutoffs.values()), "limit": limit}
+        # Two statements: the second's snapshot, taken once the rows are locked, sees any
+        # dependent that a submit added to one of them before it let go of its lock.
+        with self._connection() as conn, conn.transaction():
+            self._rows(Q["process_expired_plan"], {}, conn)
+            ids = [r[0] for r in self._rows(Q["process_expired_lock"], args, conn)]
+            if not ids:
+                return 0
+            return int(self._rows(Q["process_expired_delete"], {"ids": ids}, conn)[0][0])
 
     @verb
     def process_timed_out(self, now: float, limit: int) -> list[TimedOut]:

@@ -1,11 +1,13 @@
 """The admin verbs, in the caller's write transaction: a change of a process fenced by its
 row's version (cancel, retry and the timeouts all come as one, decided by the core), many
-of them at once (the recovery sweep), the search for timed-out processes, and pruning."""
+of them at once (the recovery sweep), the search for timed-out processes, and pruning
+(by age, and by each job's retention)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from corral import graph
 from corral.model import Change
@@ -71,3 +73,21 @@ def prune(conn: sqlite3.Connection, finished_before: float) -> int:
     conn.execute(Q["prune_history"], (finished_before,))
     conn.execute(Q["prune_dependencies"], (finished_before,))
     return int(conn.execute(Q["prune_processes"], (finished_before,)).rowcount)
+
+
+def expired(conn: sqlite3.Connection, cutoffs: Mapping[str, float], limit: int) -> list[str]:
+    """Up to `limit` completed processes past their job's cut-off, oldest first: each
+    job's oldest from the index (at most `limit` of them), then the oldest of all."""
+    found: list[tuple[float, str]] = []
+    for job, before in cutoffs.items():
+        found.extend((at, pid) for pid, at in conn.execute(Q["expired"], (job, before, limit)))
+    found.sort()
+    return [pid for _, pid in found[:limit]]
+
+
+def prune_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
+    """Delete these processes with their history and edges; how many there were."""
+    doomed = json.dumps(list(ids))
+    conn.execute(Q["prune_ids_history"], (doomed,))
+    conn.execute(Q["prune_ids_dependencies"], (doomed,))
+    return int(conn.execute(Q["prune_ids_processes"], (doomed,)).rowcount)

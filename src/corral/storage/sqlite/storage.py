@@ -187,6 +187,16 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         with self._read() as conn:
             return admin.prunable(conn, finished_before)
 
+    def process_prune_expired(self, cutoffs: Mapping[str, float], limit: int) -> int:
+        if not cutoffs or limit <= 0:
+            return 0
+        # A look first, without the write lock: most sweeps find nothing to delete.
+        with self._read() as conn:
+            if not admin.expired(conn, cutoffs, 1):
+                return 0
+        with self._write(wakes=False) as conn:
+            return admin.prune_ids(conn, admin.expired(conn, cutoffs, limit))
+
     # --- schedules -----------------------------------------------------------------------
     def schedule_list(self) -> list[ScheduleState]:
         with self._read() as conn:

@@ -363,6 +363,55 @@ WHERE finished_at IS NOT NULL AND finished_at < to_timestamp(%(before)s)
       WHERE e.depends_on = p.id AND d.finished_at IS NULL))
 GROUP BY job ORDER BY job
 
+-- process_expired_plan --
+-- For the rest of the retention transaction: plans that follow the indexes (a fresh table
+-- has no statistics, and the planner then may hash a whole table, the history or the
+-- unfinished processes of the dependents guard, to delete a few rows).
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+    set_config('enable_mergejoin', 'off', true), set_config('enable_bitmapscan', 'off', true)
+
+-- process_expired_lock --
+-- Retention (docs/timeouts.md): up to %(limit)s completed processes past their job's
+-- cut-off (the jobs and their times paired in %(jobs)s and %(before)s), oldest first, each
+-- job's from the index of completed processes by job; none on which an unfinished process
+-- depends (OFFSET 0 keeps that guard a lookup per candidate by the edge index: without it
+-- the planner may rather hash every unfinished process once). Locked, skipping any a
+-- submit holds (it is adding a dependent), so that process_expired_delete, in a later
+-- snapshot, sees every dependent added before.
+SELECT c.id
+FROM unnest(%(jobs)s::text[], %(before)s::float8[]) AS k (job, before)
+CROSS JOIN LATERAL (
+    SELECT p.id, p.finished_at FROM corral_process p
+    WHERE p.job = k.job AND p.status = 'completed'
+      AND p.finished_at < to_timestamp(k.before)
+      AND NOT (p.has_dependents AND EXISTS (
+          SELECT FROM corral_dependency e JOIN corral_process d ON d.id = e.process_id
+          WHERE e.depends_on = p.id AND d.finished_at IS NULL OFFSET 0))
+    ORDER BY p.finished_at
+    LIMIT %(limit)s
+    FOR UPDATE OF p SKIP LOCKED
+) c
+ORDER BY c.finished_at
+LIMIT %(limit)s
+
+-- process_expired_delete --
+-- Delete the processes process_expired_lock locked (%(ids)s), with their history and edges,
+-- the dependents guard (as in process_expired_lock) checked again in this statement's
+-- snapshot.
+WITH doomed AS (
+    DELETE FROM corral_process p
+    WHERE p.id = ANY(%(ids)s::text[])
+      AND NOT (p.has_dependents AND EXISTS (
+          SELECT FROM corral_dependency e JOIN corral_process d ON d.id = e.process_id
+          WHERE e.depends_on = p.id AND d.finished_at IS NULL OFFSET 0))
+    RETURNING p.id
+), history AS (
+    DELETE FROM corral_history WHERE process_id IN (SELECT id FROM doomed)
+), edges AS (
+    DELETE FROM corral_dependency WHERE process_id IN (SELECT id FROM doomed)
+)
+SELECT count(*) FROM doomed
+
 -- lease_renew_many --
 -- Extend the leases this owner still holds, noting heartbeats and reported progress;
 -- report cancel requests. The lease of a process with a concurrency key must not have

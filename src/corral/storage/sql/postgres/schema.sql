@@ -78,6 +78,10 @@ CREATE INDEX corral_process_leased
 CREATE INDEX corral_process_finished
     ON corral_process (finished_at) WHERE finished_at IS NOT NULL;
 
+-- Retention (docs/timeouts.md): the sweep finds a job's completed processes, oldest first.
+CREATE INDEX corral_process_completed
+    ON corral_process (job, finished_at) WHERE status = 'completed';
+
 CREATE INDEX corral_process_created ON corral_process (created_at);
 
 CREATE INDEX corral_process_status ON corral_process (status, created_at);

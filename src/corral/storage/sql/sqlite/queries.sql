@@ -179,6 +179,26 @@ DELETE FROM corral_process WHERE /* prunable */
 SELECT job, count(*) FROM corral_process WHERE /* prunable */
 GROUP BY job ORDER BY job
 
+-- expired --
+-- Retention (docs/timeouts.md): the completed processes of job `?` finished before `?`,
+-- oldest first, at most `?`, but none on which an unfinished process depends
+-- (`/* prunable */`), by the index of completed processes by job.
+SELECT id, finished_at FROM corral_process INDEXED BY corral_process_completed
+WHERE job = ? AND status = 'completed' AND /* prunable */
+ORDER BY finished_at LIMIT ?
+
+-- prune_ids_history --
+-- The history of the processes named in the JSON array `?`.
+DELETE FROM corral_history WHERE process_id IN (SELECT value FROM json_each(?))
+
+-- prune_ids_dependencies --
+-- The edges of the processes named in the JSON array `?`.
+DELETE FROM corral_dependency WHERE process_id IN (SELECT value FROM json_each(?))
+
+-- prune_ids_processes --
+-- The processes named in the JSON array `?`.
+DELETE FROM corral_process WHERE id IN (SELECT value FROM json_each(?))
+
 -- select_timed_out --
 -- Each timeout of docs/timeouts.md by the index that finds it; the recovery sweep runs this
 -- now and then. schedule_to_close names its index: the planner preferred
