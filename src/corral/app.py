@@ -43,6 +43,7 @@ from corral.jobs import (
     process_job,
 )
 from corral.model import Event, Process, Status
+from corral.rates import parse_rate
 from corral.scheduler import ScheduleInfo, describe
 from corral.schedules import CronOptions
 from corral.storage import codec, default_url, open_storage
@@ -193,6 +194,8 @@ class App:
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
         keep_for: float | None = None,
+        rate: str | None = None,
+        rate_key: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -216,6 +219,8 @@ class App:
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
         keep_for: float | None = None,
+        rate: str | None = None,
+        rate_key: str | None = None,
     ) -> Any:
         """Register a function as a simple job: one iteration completes the process and its
         return value is the result. Parameters come from the signature (after `ctx`).
@@ -232,7 +237,11 @@ class App:
 
         `keep_for`: seconds a completed process is kept after it finished, then the workers
         delete it (0: at their next sweep); None keeps it until `corral prune`. Failed and
-        canceled processes are kept until `corral prune` (docs/timeouts.md, "Retention")."""
+        canceled processes are kept until `corral prune` (docs/timeouts.md, "Retention").
+
+        `rate="10/s"` (or `/m`, `/h`): at most that many iterations of the job start per
+        period across every worker, or per value of the parameter `rate_key`; one held back
+        waits for the next token (docs/flow-control.md)."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -245,7 +254,11 @@ class App:
                 timeouts=timeouts,
             )  # fmt: skip
             self.registry.add_job(
-                _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
+                _rated(
+                    _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
+                    rate,
+                    rate_key,
+                ),
                 on_dependency_failure=policy.value,
                 keep_for=keep_for,
             )
@@ -280,6 +293,8 @@ class App:
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
         keep_for: float | None = None,
+        rate: str | None = None,
+        rate_key: str | None = None,
     ) -> Callable[[C], C]: ...
 
     def process(
@@ -303,14 +318,16 @@ class App:
         concurrency: int | None = None,
         concurrency_key: str | Callable[[Any], str] | None = None,
         keep_for: float | None = None,
+        rate: str | None = None,
+        rate_key: str | None = None,
     ) -> Any:
         """Register a class as a multi-step process: its `start`, `step`, `finish` and
         `rollback` methods handle the phases (docs/state-machine.md); `validate` runs
         before `start`.
         Each iteration gets a fresh instance of the class: keep what must last in
         `ctx.store`, not in attributes. `on_dependency_failure`, `cron` and its options,
-        `keep_for`: as for `job`. `concurrency` and `concurrency_key` as for `job`: a slot is
-        held while an iteration runs, not between iterations."""
+        `keep_for`, `rate`, `rate_key`: as for `job`. `concurrency` and `concurrency_key` as
+        for `job`: a slot is held while an iteration runs, not between iterations."""
         timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
         _check_job_options(priority, queue)
         policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
@@ -323,7 +340,11 @@ class App:
                 timeouts=timeouts,
             )  # fmt: skip
             self.registry.add_job(
-                _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
+                _rated(
+                    _limited(self._scheduled(job, schedule), concurrency, concurrency_key),
+                    rate,
+                    rate_key,
+                ),
                 on_dependency_failure=policy.value,
                 keep_for=keep_for,
             )
@@ -798,6 +819,7 @@ class App:
             if process.status is Status.WAITING
             else (),
             slots=self.storage.process_concurrency(process.id, now),
+            rate_limited=process.run_at > now and _rate_limited(self.history(process.id)),
         )
 
     def workers(self) -> builtins.list[WorkerInfo]:
@@ -938,6 +960,23 @@ def _check_tags(tags: object) -> None:
             raise UsageError("a tag's key must not be empty")
         check_text(f"tag {key!r}", key)
         check_text(f"tag {key!r}", value)
+
+
+def _rate_limited(history: Sequence[Event]) -> bool:
+    """Whether the process's last deferral was its rate limit's."""
+    deferrals = [e for e in history if e.kind in ("retry_later", "retry_scheduled", "error")]
+    last = deferrals[-1] if deferrals else None
+    return (
+        last is not None
+        and last.kind == "retry_later"
+        and (last.detail.get("reason") == "rate_limited")
+    )
+
+
+def _rated(job: Job, rate: object, rate_key: object) -> Job:
+    """`job` with its rate limit (docs/flow-control.md), checked."""
+    job.rate = parse_rate(job.name, rate, rate_key, job.params_model)
+    return job
 
 
 def _limited(job: Job, concurrency: object, concurrency_key: object) -> Job:

@@ -5,7 +5,7 @@ the time, and decides nothing. The same predicates as the claim's: a process run
 its status is claimable, no live lease holds it, its `run_at` has come, its queue is not
 paused, no dependency is unfinished, its concurrency key has a free slot (fewer live
 leases of the key than its limit), and a live worker registers its job and serves its
-queue. Rate limits will add their reason here.
+queue; and no rate limit defers it (`rate_limited`: its last deferral says so).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def explain(
     stale_after: float,
     dependencies: Sequence[DependencyRow] = (),
     slots: ConcurrencySlots | None = None,
+    rate_limited: bool = False,
 ) -> list[Reason]:
     """Every reason `p` is not running at `now`; for one that runs or will run at the
     next claim, the one line that says so. `slots`: its concurrency key's, if it has one."""
@@ -46,7 +47,7 @@ def explain(
         return [Reason("leased", f"it is running: worker {p.lease_owner} holds it until {until}")]
     reasons = [
         *_waiting(p, dependencies),
-        *_held(p, now, paused),
+        *_held(p, now, paused, rate_limited),
         *_key_full(slots),
         *_workers(p, now, workers, stale_after),
     ]
@@ -74,7 +75,9 @@ def _waiting(p: Process, dependencies: Sequence[DependencyRow]) -> list[Reason]:
     ]
 
 
-def _held(p: Process, now: float, paused: Collection[str]) -> list[Reason]:
+def _held(
+    p: Process, now: float, paused: Collection[str], rate_limited: bool = False
+) -> list[Reason]:
     """What in the process itself, or its queue, holds it back."""
     reasons: list[Reason] = []
     if p.leased:
@@ -87,7 +90,15 @@ def _held(p: Process, now: float, paused: Collection[str]) -> list[Reason]:
         )
     if p.status not in CLAIMABLE and p.status is not Status.WAITING:
         reasons.append(Reason("status", f"it is {p.status.value}, which no worker claims"))
-    if p.run_at > now and p.lease_token == 0:
+    if p.run_at > now and rate_limited:
+        reasons.append(
+            Reason(
+                "rate_limited",
+                f"its job's rate limit holds it back until {_when(p.run_at)}, when its "
+                "next token is due",
+            )
+        )
+    elif p.run_at > now and p.lease_token == 0:
         reasons.append(Reason("scheduled", f"it is scheduled for {_when(p.run_at)}"))
     elif p.run_at > now:
         why = "a retry's backoff or a RetryLater"

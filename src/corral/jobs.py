@@ -19,6 +19,7 @@ import pydantic
 from corral.context import Context
 from corral.errors import ConfigurationError, InvalidParams
 from corral.model import FORWARD, TIMEOUTS, Status, backoff
+from corral.rates import Rate
 from corral.schedules import Schedule
 from corral.settle import Policy
 
@@ -148,6 +149,8 @@ class Job:
     #: the key being the job's name, a parameter's value or a function's (docs/flow-control.md).
     concurrency: int | None = None
     concurrency_key: KeyHow = None
+    #: At most this many iterations start per period across the fleet (docs/flow-control.md).
+    rate: Rate | None = None
 
     def key_of(self, parsed: Any, data: Mapping[str, Any]) -> str | None:
         """The concurrency key of a process with these validated parameters (`parsed` as a

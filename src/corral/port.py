@@ -14,6 +14,7 @@ from typing import Protocol
 
 from corral.graph import DependencyRow
 from corral.model import Event
+from corral.rates import Rate
 from corral.storage.base import (
     Claim,
     Claimed,
@@ -59,6 +60,9 @@ class WorkerPort(Protocol):
 
     def dependencies(self, process_id: str) -> list[DependencyRow]:
         """What a process sees of its dependencies (its handler asked: `ctx.dependencies`)."""
+
+    def rate_take(self, bucket: str, rate: Rate) -> float:
+        """Take a token of a rate limit's bucket now: 0.0, or the seconds until one is due."""
 
     def register(self, worker: WorkerInfo) -> None:
         """Put this worker in the registry that `corral workers` reads."""
@@ -118,6 +122,9 @@ class StoragePort:
 
     def dependencies(self, process_id: str) -> list[DependencyRow]:
         return self.storage.dependencies_of([process_id]).get(process_id, [])
+
+    def rate_take(self, bucket: str, rate: Rate) -> float:
+        return self.storage.rate_take(bucket, rate, self.now())
 
     def register(self, worker: WorkerInfo) -> None:
         self.storage.worker_register(worker)

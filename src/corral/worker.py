@@ -32,6 +32,7 @@ from corral.context import IterationSignals
 from corral.errors import NotStorable, StorageError, StorageUnavailable, UsageError, ValueRejected
 from corral.model import Change, Event, Process, Status
 from corral.port import StoragePort, WorkerPort
+from corral.rates import Rate
 from corral.recovery import Recovery
 from corral.renewer import Renewer
 from corral.runner import Flight, Runner
@@ -356,6 +357,14 @@ class Worker:
             self._commit(immediate)
         return len(claimed)
 
+    def _rate_limited(self, process: Process, rate: Rate, now: float) -> Change | None:
+        """None when a token of the job's rate limit was taken (the iteration starts); else
+        the iteration is deferred to when one is due, without using an attempt."""
+        wait = self.port.rate_take(rate.bucket(process.job, process.params), rate)
+        if wait <= 0:
+            return None
+        return model.retry_later(process, now, wait, "rate_limited")
+
     def _dispatch(self, c: Claimed) -> _Finished | None:
         """Start the iteration in a slot, or return what settles it at once."""
         process, now = c.process, self.port.now()
@@ -370,6 +379,8 @@ class Worker:
                 c.previous_owner,
                 extra=logs.iteration_fields(process, outcome="taken_over"),
             )
+        if change is None and job is not None and job.rate is not None:
+            change = self._rate_limited(process, job.rate, now)
         if change is not None:
             return _Finished(IterationCommit(process.id, c.token, change, now), process, events)
         spawn: Callable[..., NewProcess] | str = self._new_process

@@ -22,6 +22,7 @@ from psycopg_pool import PoolTimeout
 from corral import model
 from corral.errors import NotStorable, StorageError, StorageUnavailable, ValueRejected
 from corral.model import Event, Status
+from corral.rates import Rate
 from corral.storage import open_storage
 from corral.storage.base import (
     Claim,
@@ -177,6 +178,7 @@ VERBS: dict[str, Verb] = {
     "worker_prune": lambda s, c: s.worker_prune(T0),
     "dependencies_of": lambda s, c: s.dependencies_of([c.process.id]),
     "process_edges": lambda s, c: s.process_edges(c.process.id),
+    "rate_take": lambda s, c: s.rate_take("rate:add", Rate(1, 1.0), T0),
     "process_resume_dependents": lambda s, c: s.process_resume_dependents(c.process.id, T0),
     "batch_get": lambda s, c: s.batch_get(c.process.id),
     "batch_by_custom_id": lambda s, c: s.batch_by_custom_id("", "nightly"),

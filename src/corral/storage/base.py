@@ -18,6 +18,7 @@ from typing import Literal, Self
 
 from corral.graph import DependencyRow
 from corral.model import JSON, Change, Event, Process, Status
+from corral.rates import Rate
 from corral.storage.fast import positional_constructor
 
 
@@ -440,6 +441,12 @@ class Storage(abc.ABC):
         have not completed (or `starting` if none is left), dependencies before dependents;
         one that still depends on another failed or canceled process stays canceled. The
         ids resumed."""
+
+    @abc.abstractmethod
+    def rate_take(self, bucket: str, rate: Rate, now: float) -> float:
+        """Take a token from a rate limit's bucket at `now`, in one transaction (the bucket
+        is the fleet's): 0.0 when one was taken, else the seconds until one is due (and
+        nothing taken). corral.rates.take does the arithmetic."""
 
     @abc.abstractmethod
     def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import psycopg
 
-from corral import graph
+from corral import graph, rates
 from corral.model import Process, Status
+from corral.rates import Rate
 from corral.storage import codec, dependents
 from corral.storage.base import BatchInfo, Inserted, NewBatch, NewProcess
 from corral.storage.postgres.connection import Connected, Connection, verb
@@ -182,6 +183,21 @@ class Graphs(Connected):
         if out:
             self.notify_local()
         return out
+
+    @verb
+    def rate_take(self, bucket: str, rate: Rate, now: float) -> float:
+        at = as_time(now)
+        with self._connection() as conn, conn.transaction():
+            conn.execute(Q["rate_bucket_new"], {"bucket": bucket, "tokens": rate.burst, "now": at})
+            row = conn.execute(Q["rate_bucket"], {"bucket": bucket}).fetchone()
+            assert row is not None  # inserted above if it was not there
+            tokens, updated_at = float(row[0]), float(row[1])
+            left, wait = rates.take(tokens, updated_at, at, rate)
+            conn.execute(
+                Q["rate_bucket_set"],
+                {"bucket": bucket, "tokens": left, "now": max(at, updated_at)},
+            )
+        return wait
 
     @verb
     def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:

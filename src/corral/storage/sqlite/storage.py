@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from corral import rates
 from corral.errors import UsageError
 from corral.graph import DependencyRow
 from corral.model import Change, Event, Process, Status
+from corral.rates import Rate
 from corral.storage import dependents
 from corral.storage.base import (
     BatchInfo,
@@ -42,6 +44,7 @@ from corral.storage.sqlite import (
     schema,
     workers,
 )
+from corral.storage.sqlite.sql import Q
 from corral.storage.sqlite.wakeups import SQLiteWakeups
 
 
@@ -154,6 +157,14 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def process_resume_dependents(self, root_id: str, now: float) -> list[str]:
         with self._write() as conn:
             return graphs.resume_dependents(conn, root_id, now)
+
+    def rate_take(self, bucket: str, rate: Rate, now: float) -> float:
+        with self._write(wakes=False) as conn:
+            conn.execute(Q["rate_bucket_new"], (bucket, rate.burst, now))
+            tokens, updated_at = conn.execute(Q["rate_bucket"], (bucket,)).fetchone()
+            left, wait = rates.take(tokens, updated_at, now, rate)
+            conn.execute(Q["rate_bucket_set"], (left, max(now, updated_at), bucket))
+        return wait
 
     def process_edges(self, process_id: str) -> tuple[list[str], list[str]]:
         with self._read() as conn:

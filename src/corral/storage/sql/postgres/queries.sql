@@ -784,3 +784,19 @@ FROM resumed
 -- Processes that now have dependents: the commit that ends them settles them.
 UPDATE corral_process SET has_dependents = true
 WHERE id = ANY(%(ids)s::text[]) AND NOT has_dependents
+
+-- rate_bucket_new --
+-- A bucket met for the first time: full.
+INSERT INTO corral_rate (bucket, tokens, updated_at)
+VALUES (%(bucket)s, %(tokens)s, to_timestamp(%(now)s))
+ON CONFLICT (bucket) DO NOTHING
+
+-- rate_bucket --
+-- A bucket's level of tokens and when it was written, locked until the take is written.
+SELECT tokens, extract(epoch FROM updated_at)::float8 FROM corral_rate
+WHERE bucket = %(bucket)s FOR UPDATE
+
+-- rate_bucket_set --
+-- A bucket's new level (corral.rates.take decided it).
+UPDATE corral_rate SET tokens = %(tokens)s, updated_at = to_timestamp(%(now)s)
+WHERE bucket = %(bucket)s

@@ -321,3 +321,11 @@ BEGIN
     );
 END
 $$;
+
+-- One token bucket per (job, key) of a rate limit (docs/flow-control.md): its level of
+-- tokens at `updated_at`; a worker takes a token before it starts an iteration.
+CREATE TABLE corral_rate (
+    bucket text PRIMARY KEY,
+    tokens double precision NOT NULL,
+    updated_at timestamptz NOT NULL
+);

@@ -456,3 +456,16 @@ UPDATE corral_process SET status = stopped_status, stopped_status = NULL, run_at
     iteration_since = ?, updated_at = ?, version = version + 1
 WHERE id = ? AND status = 'waiting' AND stopped_status IS NOT NULL
 RETURNING status
+
+-- rate_bucket_new --
+-- A bucket met for the first time: full.
+INSERT INTO corral_rate (bucket, tokens, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (bucket) DO NOTHING
+
+-- rate_bucket --
+-- A bucket's level of tokens, and when it was written.
+SELECT tokens, updated_at FROM corral_rate WHERE bucket = ?
+
+-- rate_bucket_set --
+-- A bucket's new level (corral.rates.take decided it): tokens, updated_at, bucket.
+UPDATE corral_rate SET tokens = ?, updated_at = ? WHERE bucket = ?
