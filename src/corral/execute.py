@@ -31,7 +31,8 @@ def drive(
     console: Console,
     on_signals: Callable[[Callable[[], None]], None],
 ) -> int:
-    """Work on this one process only, cooperating with any other worker, until it ends.
+    """Work on this one process, and on what it waits for (its dependencies, the children
+    it spawns), cooperating with any other worker, until it ends.
 
     Returns the exit code: 0 completed, 1 failed or canceled, 130 interrupted (the
     process is left for other workers to continue). One process runs one iteration at a
@@ -51,12 +52,16 @@ def drive(
     process = app.get(process_id)
     task = progress.add_task(f"{process.job} {process.status.value}", total=None)
 
+    driven = [process_id]  # the worker claims these: the process, and what it waits for
+
     def tick() -> None:
         nonlocal last
         if time.monotonic() - last < REFRESH:
             return
         last = time.monotonic()
         p = app.get(process_id)
+        if p.status is Status.WAITING:
+            _drive_dependencies(app, driven)
         progress.update(
             task,
             description=f"{p.job} {p.status.value}",
@@ -70,7 +75,7 @@ def drive(
     interrupted = False
     worker = Worker(
         app,
-        WorkerOptions(concurrency=1, process_ids=[process_id], poll_interval=0.2),
+        WorkerOptions(concurrency=1, process_ids=driven, poll_interval=0.2),
         until=finished,
         tick=tick,
     )
@@ -100,3 +105,20 @@ def drive(
             highlight=False,
         )
     return 130
+
+
+def _drive_dependencies(app: App, driven: list[str]) -> None:
+    """Add to `driven` (in place: the worker reads it at each claim) what the processes
+    there wait for: the children a parent spawned, a dependent's dependencies, theirs in
+    turn. Without it `execute` of a process that waits would wait for other workers."""
+    seen = set(driven)
+    queue = list(driven)
+    while queue:
+        pid = queue.pop()
+        if app.get(pid).status is not Status.WAITING:
+            continue
+        for dep in app.dependencies(pid)[0]:
+            if dep not in seen:
+                seen.add(dep)
+                driven.append(dep)
+                queue.append(dep)

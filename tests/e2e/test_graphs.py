@@ -15,6 +15,8 @@ from tests.e2e.conftest import Corral
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tech_eco.py"
 
 APP = """
+from pydantic import BaseModel
+
 from corral import App, Context
 
 app = App()
@@ -25,6 +27,20 @@ def step(ctx: Context, n: int) -> int:
     if n < 0:
         raise ValueError("negative")
     return n
+
+
+class PlanParams(BaseModel):
+    parts: int
+
+
+@app.process("plan", params=PlanParams)
+class Plan:
+    def start(self, ctx: Context) -> None:
+        for n in range(ctx.params.parts):
+            ctx.spawn("step", {"n": n})
+
+    def finish(self, ctx: Context) -> int:
+        return sum(ctx.dependency_results.values())
 """
 
 
@@ -92,3 +108,16 @@ def test_submit_depends_on_and_a_failure_cancels_the_dependent(
     assert r.returncode == 2 and "on_dependency_failure must be" in r.stderr
     r = corral.run("submit", "step", "-p", "n=1", "--depends-on", "nonsense")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_execute_drives_a_process_and_the_children_it_spawns(
+    corral: Corral, tmp_path: Path
+) -> None:
+    app = tmp_path / "tasks.py"
+    app.write_text(APP)
+    corral.app = app
+    out = corral.run("execute", "plan", "-p", "parts=4", "--json")
+    assert out.returncode == 0, out.stderr
+    assert '"result": 6' in out.stdout
+    parts = corral.json("list", "--job", "step", "--json")
+    assert sorted(p["status"] for p in parts) == ["completed"] * 4
