@@ -778,7 +778,8 @@ def wait(
 @cli.command()
 def jobs(as_json: JsonOpt = False) -> None:
     """List the app's jobs: their parameters (type, default, description), queue,
-    priority and retention (keep_for), and which handler runs in each status. A generic
+    priority, retention (keep_for), limits (concurrency, rate), schedule, and which
+    handler runs in each status. A generic
     handler serves every job without its own; among generic handlers of one status, the
     lowest ORDER runs (a process's priority is the other way: the higher runs first)."""
 
@@ -827,6 +828,13 @@ def _describe_job(app: App, name: str) -> dict[str, Any]:
         "queue": job.queue,
         "priority": job.priority,
         "keep_for": job.keep_for,
+        "on_dependency_failure": job.on_dependency_failure,
+        "concurrency": job.concurrency,
+        "concurrency_key": job.concurrency_key
+        if isinstance(job.concurrency_key, str)
+        else (None if job.concurrency_key is None else "(a function)"),
+        "rate": None if job.rate is None else str(job.rate),
+        "cron": None if job.schedule is None else f"{job.schedule.cron} ({job.schedule.timezone})",
         "params": params,
         "handlers": handlers,
     }
@@ -841,6 +849,18 @@ def _job_grid(job: dict[str, Any]) -> Table:
         f"{job['kind']}; queue {job['queue']}, priority {job['priority']} (higher runs first)",
     )
     grid.add_row("keeps", _keeps(job["keep_for"]))
+    limits = []
+    if job["concurrency"] is not None:
+        per = f" per {job['concurrency_key']}" if job["concurrency_key"] else ""
+        limits.append(f"at most {job['concurrency']} running{per}")
+    if job["rate"] is not None:
+        limits.append(f"starts at most {job['rate']}")
+    if limits:
+        grid.add_row("limits", "; ".join(limits))
+    if job["cron"] is not None:
+        grid.add_row("schedule", job["cron"])
+    if job["on_dependency_failure"] != "cancel":
+        grid.add_row("dependencies", "a failed one does not cancel it: it runs once all ended")
     label = "parameters"
     for p in job["params"]:
         text = Text(f"{p['name']}: {p['type']}", style="green")

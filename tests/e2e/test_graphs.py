@@ -121,3 +121,23 @@ def test_execute_drives_a_process_and_the_children_it_spawns(
     assert '"result": 6' in out.stdout
     parts = corral.json("list", "--job", "step", "--json")
     assert sorted(p["status"] for p in parts) == ["completed"] * 4
+
+
+def test_jobs_shows_each_job_limits_schedule_and_policy(corral: Corral, tmp_path: Path) -> None:
+    app = tmp_path / "limits.py"
+    app.write_text(
+        "from corral import App, Context\n"
+        "app = App()\n"
+        "@app.job(concurrency=2, concurrency_key='customer', rate='5/s')\n"
+        "def call(ctx: Context, customer: str) -> None: ...\n"
+        "@app.job(cron='0 3 * * *', timezone='Europe/Paris', on_dependency_failure='run')\n"
+        "def nightly(ctx: Context) -> None: ...\n"
+    )
+    corral.app = app
+    by_name = {j["name"]: j for j in corral.json("jobs", "--json")}
+    assert (by_name["call"]["concurrency"], by_name["call"]["concurrency_key"]) == (2, "customer")
+    assert by_name["call"]["rate"] == "5/s"
+    assert by_name["nightly"]["cron"] == "0 3 * * * (Europe/Paris)"
+    assert by_name["nightly"]["on_dependency_failure"] == "run"
+    text = corral.ok("jobs")
+    assert "at most 2 running per customer; starts at most 5/s" in text
