@@ -19,6 +19,7 @@ import pytest
 from corral.errors import StorageError
 from corral.model import ErrorInfo
 from corral.storage import codec
+from corral.storage.base import ProcessFilter
 from corral.storage.postgres import PostgresStorage
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
@@ -151,9 +152,9 @@ def write_old_process(url: str, version: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO corral_process (id, job, params, status, store, result, error, "
-            "run_at, lease_expires_at, created_at, updated_at, finished_at) "
+            "run_at, lease_expires_at, created_at, updated_at, finished_at, tags) "
             f"VALUES ('old', 'add', {doc}, 'failed', {doc}, {doc}, {doc}, {time}, {time}, "
-            f"{time}, {time}, {time})",
+            f'{time}, {time}, {time}, \'{{"k": "v"}}\')',
             (
                 codec.dumps(OLD_PARAMS),
                 codec.dumps(OLD_STORE),
@@ -185,10 +186,13 @@ def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
     with PostgresStorage(empty_schema) as storage:
         old = storage.process_get("old")
         history = storage.history_list("old")
+        # Its tags find it, through the index version 8 built over the rows there were.
+        tagged = storage.process_list(ProcessFilter(tags={"k": "v"}))
     assert old is not None
     assert (old.params, old.store, old.result) == (OLD_PARAMS, OLD_STORE, OLD_RESULT)
     assert codec.dumps(old.params) == codec.dumps(OLD_PARAMS)
-    assert old.error == OLD_ERROR and old.tags == {}
+    assert old.error == OLD_ERROR and old.tags == {"k": "v"}
+    assert [p.id for p in tagged] == ["old"]
     assert (old.run_at, old.updated_at, old.finished_at) == (EXACT, EXACT + 1, EXACT + 2)
     assert old.lease_expires_at is None
     assert old.created_at == round(FINE, 6) and abs(old.created_at - FINE) < 1e-6

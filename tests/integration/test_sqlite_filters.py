@@ -12,14 +12,14 @@ import pytest
 from corral.storage import open_storage
 from corral.storage.base import NewProcess, ProcessFilter
 from corral.storage.sqlite import Q, SQLiteStorage
-from corral.storage.sqlite.reads import _where, prefix_end
+from corral.storage.sqlite.reads import _filtered, prefix_end
 
 T0 = 1_000.0
 
 
 def plan(storage: SQLiteStorage, query: str, where: ProcessFilter) -> list[str]:
-    clause, args = _where(where)
-    sql = query.replace("/* where */", clause).replace("/* order */", "DESC")
+    sql, args = _filtered(storage._conn, query, where)
+    sql = sql.replace("/* order */", "DESC")
     if "LIMIT ?" in sql:
         args.append(where.limit)
     return [r[3] for r in storage._conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]

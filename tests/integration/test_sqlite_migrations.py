@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from corral.errors import StorageError
+from corral.storage.base import ProcessFilter
 from corral.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, Q, SQLiteStorage
 from corral.storage.sqlite.schema import apply
 
@@ -143,12 +144,15 @@ def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
         old = storage.process_get("old-1")
         other = storage.process_get("old-2")
         history = storage.history_list("old-1")
+        # Their tags find them: version 7 filled the tag table from the rows there were.
+        tagged = storage.process_list(ProcessFilter(tags={"k": "v"}))
     assert old is not None and old.params == {"a": 1} and old.run_at == 5
     assert old.status.value == "running" and old.queue == "q" and old.tags == {"k": "v"}
     assert other is not None and other.params == {"a": 2} and old.deadline_at is None
     if applied == 1:  # version 2 starts the clock of schedule_to_close at each row's run_at
         assert (old.iteration_since, other.iteration_since) == (5, 7)
     assert [e.kind for e in history] == ["submitted"]
+    assert sorted(p.id for p in tagged) == ["old-1", "old-2"]
     assert dump_schema(path) == fresh_schema
     assert versions(path) == list(range(1, SCHEMA_VERSION + 1))
 

@@ -69,9 +69,11 @@ def prunable(conn: sqlite3.Connection, finished_before: float) -> dict[str, int]
 
 
 def prune(conn: sqlite3.Connection, finished_before: float) -> int:
-    """Delete the processes finished before the time, their history and their edges."""
+    """Delete the processes finished before the time, their history, their edges and
+    their tags' rows."""
     conn.execute(Q["prune_history"], (finished_before,))
     conn.execute(Q["prune_dependencies"], (finished_before,))
+    conn.execute(Q["prune_tags"], (finished_before,))
     return int(conn.execute(Q["prune_processes"], (finished_before,)).rowcount)
 
 

@@ -19,7 +19,7 @@ from corral.model import Event, Process, Status
 from corral.storage import codec, columns, dependents
 from corral.storage.base import BatchInfo, Inserted, NewBatch, NewProcess
 from corral.storage.shared import same_submit
-from corral.storage.sqlite.inserts import insert_rows
+from corral.storage.sqlite.inserts import insert_rows, insert_tags
 from corral.storage.sqlite.reads import append_history, decode_process, get_by_custom_id
 from corral.storage.sqlite.sql import Q
 
@@ -32,7 +32,7 @@ def insert(
 ) -> list[Inserted]:
     """Insert processes that have dependencies or form a batch: each one's initial status
     decided from its dependencies' (corral.graph.plan_batch), the edges, the submitted
-    events, and the cancels of nodes whose dependency had already failed."""
+    events, the tags' rows, and the cancels of nodes whose dependency had already failed."""
     if batch is not None:
         found = _batch_row(conn, Q["batch_by_custom_id"], batch.client_id, batch.custom_id)
         if found is not None and batch.custom_id is not None:
@@ -66,7 +66,9 @@ def insert(
         write_changes(conn, plan.canceled, at)
     canceled = {c.id: c for c in plan.canceled}
     records = {n.id: _record(n, canceled.get(n.id)) for n in plan.processes}
-    return [existing_out.get(n.id) or Inserted(records[n.id], "created") for n in processes]
+    out = [existing_out.get(n.id) or Inserted(records[n.id], "created") for n in processes]
+    insert_tags(conn, out)
+    return out
 
 
 def _resolve_custom_ids(

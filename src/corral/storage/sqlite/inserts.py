@@ -1,5 +1,5 @@
-"""Inserts: new processes, their dependency edges and their submitted events, in the
-caller's write transaction.
+"""Inserts: new processes, their dependency edges, their submitted events and their tags'
+rows, in the caller's write transaction.
 
 Two paths. Processes of one submit call (one job, no custom ids, the same options) bind
 what they share once per statement, four values per process, and their submitted events
@@ -38,8 +38,25 @@ def insert_many(
 ) -> list[Inserted]:
     """Insert the processes; `values`: what they share (`shared_values`), if anything."""
     if values is not None:
-        return _insert_batch(conn, processes, values)
-    return _insert_each(conn, processes)
+        out = _insert_batch(conn, processes, values)
+    else:
+        out = _insert_each(conn, processes)
+    insert_tags(conn, out)
+    return out
+
+
+def insert_tags(conn: sqlite3.Connection, inserted: Sequence[Inserted]) -> None:
+    """The corral_tag rows of the processes just created (an `existing` one has its rows
+    already): what `list --tag` finds them by (reads.py). Nothing for untagged ones."""
+    rows = [
+        v
+        for i in inserted
+        if i.process.tags and i.outcome == "created"
+        for key, value in i.process.tags.items()
+        for v in (i.process.id, key, value)
+    ]
+    if rows:
+        insert_rows(conn, Q["tag_insert"], rows)
 
 
 def shared_values(

@@ -36,15 +36,14 @@ def get_by_custom_id(conn: sqlite3.Connection, client_id: str, custom_id: str) -
 
 
 def list_processes(conn: sqlite3.Connection, where: ProcessFilter) -> list[Process]:
-    clause, args = _where(where)
-    sql = Q["process_list"].replace("/* where */", clause)
+    sql, args = _filtered(conn, Q["process_list"], where)
     sql = sql.replace("/* order */", "DESC" if where.newest_first else "ASC")
     return [decode_process(r) for r in conn.execute(sql, [*args, where.limit])]
 
 
 def count(conn: sqlite3.Connection, where: ProcessFilter) -> int:
-    clause, args = _where(where)
-    return int(conn.execute(Q["process_count"].replace("/* where */", clause), args).fetchone()[0])
+    sql, args = _filtered(conn, Q["process_count"], where)
+    return int(conn.execute(sql, args).fetchone()[0])
 
 
 def id_neighbors(
@@ -58,10 +57,57 @@ def id_neighbors(
     }
 
 
-def _where(where: ProcessFilter) -> tuple[str, list[Any]]:
-    """The WHERE clause of a filter (empty: every process), and its parameters."""
+def _filtered(conn: sqlite3.Connection, query: str, where: ProcessFilter) -> tuple[str, list[Any]]:
+    """`query` (process_list or process_count) with the filter's `/* tags */` and
+    `/* where */` filled in, and its parameters."""
+    tags = list((where.tags or {}).items())
+    if len(tags) > 1:
+        tags.sort(key=lambda tag: _rows_up_to(conn, tag))
+    source, clauses, args = _tags(tags)
+    _where(where, clauses, args)
+    clause = "WHERE " + " AND ".join(clauses) if clauses else ""
+    return query.replace("/* tags */", source).replace("/* where */", clause), args
+
+
+#: How far `_rows_up_to` counts a tag's rows: the work of choosing which tag leads is at
+#: most this many index entries per tag.
+_TAG_PROBE = 1_000
+
+
+def _rows_up_to(conn: sqlite3.Connection, tag: tuple[str, str]) -> int:
+    """How many processes hold the tag, counted up to _TAG_PROBE (a walk of its index range
+    that stops there)."""
+    return int(conn.execute(Q["tag_rows_up_to"], (*tag, _TAG_PROBE)).fetchone()[0])
+
+
+def _tags(tags: Sequence[tuple[str, str]]) -> tuple[str, list[str], list[Any]]:
+    """The tags asked for, through the corral_tag index: the tables before corral_process
+    in the FROM clause, the join's conditions and their parameters.
+
+    The first tag's rows lead (an index range of (key, value)); each other tag is one
+    lookup of its (process, key) row per candidate, then the process by its key. CROSS
+    JOIN fixes that order: SQLite's planner would otherwise rather walk corral_process by
+    another filter's index (`status`) or in list order, reading every row it passes, and
+    a rare tag would cost a walk of the table. The work is that of the first tag's rows:
+    `_filtered` puts the rarest first (as far as `_rows_up_to` can tell).
+    """
+    if not tags:
+        return "", [], []
+    tables: list[str] = []
     clauses: list[str] = []
     args: list[Any] = []
+    for n, (key, value) in enumerate(tags):
+        tables.append(f"corral_tag t{n} CROSS JOIN ")
+        if n:
+            clauses.append(f"t{n}.process_id = t0.process_id")
+        clauses.append(f"t{n}.key = ? AND t{n}.value = ?")
+        args.extend((key, value))
+    clauses.append("corral_process.id = t0.process_id")
+    return "".join(tables), clauses, args
+
+
+def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
+    """Add the clauses of a filter's columns (all but its tags), and their parameters."""
     for column, value in (
         ("status", None if where.status is None else where.status.value),
         ("job", where.job),
@@ -72,14 +118,6 @@ def _where(where: ProcessFilter) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(f"{column} = ?")
             args.append(value)
-    for key, value in (where.tags or {}).items():
-        # As `tags @> {key: value}` on PostgreSQL, for any key: a JSON path would need
-        # the key quoted, and SQLite's paths cannot quote a key holding `"`.
-        clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(corral_process.tags) "
-            "WHERE key = ? AND type = 'text' AND value = ?)"
-        )
-        args.extend((key, value))
     if where.id_prefix:
         # A range of the primary key, not LIKE: it is served by the index, and the text
         # typed has no wildcard to escape (`%` and `_` match themselves).
@@ -89,7 +127,6 @@ def _where(where: ProcessFilter) -> tuple[str, list[Any]]:
         if end is not None:
             clauses.append("id < ?")
             args.append(end)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def prefix_end(prefix: str) -> str | None:

@@ -86,6 +86,12 @@ CREATE INDEX corral_process_created ON corral_process (created_at);
 
 CREATE INDEX corral_process_status ON corral_process (status, created_at);
 
+-- `list --tag k=v` filters with `tags @> '{"k": "v"}'` through this index. Partial: a
+-- process without tags has no entry, and costs nothing more to insert, claim or commit.
+CREATE INDEX corral_process_tags
+    ON corral_process USING gin (tags jsonb_path_ops) WITH (fastupdate = off)
+    WHERE tags <> '{}';
+
 -- The sweep finds expired deadlines and schedule_to_close windows by these. A time plus
 -- seconds is indexed as the seconds since the epoch of the time's UTC timestamp: an index
 -- expression must be IMMUTABLE, and date_part of a timestamptz is only STABLE.

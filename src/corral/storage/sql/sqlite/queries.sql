@@ -62,6 +62,11 @@ SELECT max(rowid) FROM corral_process
 -- One edge of a task graph.
 INSERT INTO corral_dependency (process_id, depends_on) VALUES (?, ?)
 
+-- tag_insert --
+-- One tag of a new process: process id, key, value; a batch repeats the last `(...)` group
+-- per row.
+INSERT INTO corral_tag (process_id, key, value) VALUES (?, ?, ?)
+
 -- process_get --
 -- One process by id.
 SELECT /* process_columns */ FROM corral_process WHERE id = ?
@@ -71,9 +76,10 @@ SELECT /* process_columns */ FROM corral_process WHERE id = ?
 SELECT /* process_columns */ FROM corral_process WHERE client_id = ? AND custom_id = ?
 
 -- process_list --
--- Processes, filtered by `/* where */` (built per call, with its parameters), oldest or
--- newest first by `/* order */` (ASC or DESC), at most `?` of them.
-SELECT /* process_columns */ FROM corral_process /* where */
+-- Processes, filtered by `/* tags */` and `/* where */` (built per call, with their
+-- parameters: reads.py), oldest or newest first by `/* order */` (ASC or DESC), at most
+-- `?` of them. `/* tags */` is empty or the corral_tag rows that lead to the processes.
+SELECT /* process_columns */ FROM /* tags */ corral_process /* where */
 ORDER BY created_at /* order */, id /* order */ LIMIT ?
 
 -- paused_queues --
@@ -168,6 +174,11 @@ DELETE FROM corral_history WHERE process_id IN (
 -- prune_dependencies --
 -- The edges of the processes finished before `?`.
 DELETE FROM corral_dependency WHERE process_id IN (
+    SELECT id FROM corral_process WHERE /* prunable */)
+
+-- prune_tags --
+-- The tags' rows of the processes finished before `?`.
+DELETE FROM corral_tag WHERE process_id IN (
     SELECT id FROM corral_process WHERE /* prunable */)
 
 -- prune_processes --
@@ -275,9 +286,14 @@ DELETE FROM corral_paused_queue WHERE queue = ?
 -- Resume every queue.
 DELETE FROM corral_paused_queue
 
+-- tag_rows_up_to --
+-- How many processes hold the tag (key, value), counted up to `?`: the rarest of the tags
+-- a list asks for leads its join (reads.py).
+SELECT count(*) FROM (SELECT 1 FROM corral_tag WHERE key = ? AND value = ? LIMIT ?)
+
 -- process_count --
--- How many processes `/* where */` (as in process_list) matches.
-SELECT count(*) FROM corral_process /* where */
+-- How many processes `/* tags */` and `/* where */` (as in process_list) match.
+SELECT count(*) FROM /* tags */ corral_process /* where */
 
 -- process_id_before --
 -- The stored id just before `?` in id order (byte order: the primary key's BINARY
