@@ -154,6 +154,22 @@ def test_list_filters_and_says_what_lies_past_the_limit(c: Corral) -> None:
     assert not rows(c, "--limit", "9")[-1].endswith("--limit 9")
 
 
+def test_list_by_several_tags_keeps_the_processes_with_all_of_them(c: Corral) -> None:
+    def submit(*tags: str) -> str:
+        args = [x for t in tags for x in ("--tag", t)]
+        return str(c.json("submit", "add", "-p", "a=1", *args)["id"])
+
+    ops_prod = submit("team=ops", "env=prod")
+    ops_dev = submit("team=ops", "env=dev")
+    web_prod = submit("team=web", "env=prod")
+    submit()
+    assert [p["id"] for p in c.list("--tag", "team=ops")] == [ops_dev, ops_prod]
+    assert [p["id"] for p in c.list("--tag", "team=ops", "--tag", "env=prod")] == [ops_prod]
+    assert [p["id"] for p in c.list("--tag", "env=dev", "--tag", "team=ops")] == [ops_dev]
+    assert c.list("--tag", "team=web", "--tag", "env=dev") == []
+    assert [p["id"] for p in c.list("--tag", "env=prod", "--limit", "1")] == [web_prod]
+
+
 def test_queues_lists_counts_by_status_and_paused_ones(c: Corral) -> None:
     c.submit_many([("add", {"a": i}) for i in range(3)])
     c.submit("send", "to=x@example.com")
