@@ -14,6 +14,7 @@ from corral.errors import CustomIdConflict, UsageError
 from corral.model import Status
 from corral.storage.base import NewBatch, ProcessFilter, Storage, SubmitShared
 from tests.conformance.common import T0, claim, complete, new
+from tests.conformance.test_dependencies import _spawning_commit
 
 # Characters that a JSON path, an SQL literal or a LIKE pattern would treat specially.
 AWKWARD = [
@@ -143,6 +144,11 @@ def test_every_insert_path_makes_its_processes_findable_by_tag(storage: Storage)
     batch = NewBatch(str(uuid.uuid4()), "", "b", T0)
     in_batch = [new(batch_id=batch.id, tags={"path": "batch"}) for _ in range(2)]
     storage.process_insert_many(in_batch, batch=batch)
+    # Children spawned by a running process (ctx.spawn), with its iteration's commit.
+    parent = new()
+    storage.process_insert_many([parent])
+    kids = [new(tags={"path": "spawned"}), new(tags={"path": "spawned", "node": "kid"})]
+    assert _spawning_commit(storage, parent.id, kids, T0 + 1) == []
 
     assert found(storage, {"path": "alone"}) == {alone.process.id}
     assert found(storage, {"path": "shared"}) == {p.id for p in many}
@@ -153,6 +159,8 @@ def test_every_insert_path_makes_its_processes_findable_by_tag(storage: Storage)
     assert found(storage, {"path": "graph"}, status=Status.CANCELED) == {doomed.id}
     assert found(storage, {"node": "child"}) == {child.id}
     assert found(storage, {"path": "batch"}) == {p.id for p in in_batch}
+    assert found(storage, {"path": "spawned"}) == {k.id for k in kids}
+    assert found(storage, {"node": "kid"}) == {kids[1].id}
 
 
 def test_an_existing_custom_id_keeps_its_own_tags_and_is_found_once(storage: Storage) -> None:
@@ -191,13 +199,18 @@ def test_an_insert_that_fails_leaves_no_tag_behind(storage: Storage) -> None:
     assert found(storage, {"t": "x"}) == set()
 
 
-def test_a_pruned_process_leaves_its_tags_with_it(storage: Storage) -> None:
+@pytest.mark.parametrize("how", ["prune", "retention"])
+def test_a_deleted_process_leaves_its_tags_with_it(storage: Storage, how: str) -> None:
+    """Pruned (`corral prune`) or past its job's retention (the recovery sweep's chunks)."""
     old = new(tags={"t": "x", "u": "1"})
     kept = new(tags={"t": "x"})
     storage.process_insert_many([old, kept])
     [c] = claim(storage, process_ids=[old.id])
     complete(storage, c, now=T0 + 1, to=Status.COMPLETED)
-    assert storage.process_prune(T0 + 10) == 1
+    if how == "prune":
+        assert storage.process_prune(T0 + 10) == 1
+    else:
+        assert storage.process_prune_expired({"add": T0 + 10}, 100) == 1
     assert found(storage, {"t": "x"}) == {kept.id}
     assert found(storage, {"u": "1"}) == set()
     # Its id may hold a new process: only the new one's tags find it.

@@ -88,8 +88,10 @@ def expired(conn: sqlite3.Connection, cutoffs: Mapping[str, float], limit: int) 
 
 
 def prune_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
-    """Delete these processes with their history and edges; how many there were."""
+    """Delete these processes with their history, edges and tags' rows; how many there
+    were."""
     doomed = json.dumps(list(ids))
     conn.execute(Q["prune_ids_history"], (doomed,))
     conn.execute(Q["prune_ids_dependencies"], (doomed,))
+    conn.execute(Q["prune_ids_tags"], (doomed,))
     return int(conn.execute(Q["prune_ids_processes"], (doomed,)).rowcount)

@@ -19,7 +19,7 @@ from corral.model import Event, Process, Status
 from corral.storage import codec, columns, dependents
 from corral.storage.base import BatchInfo, Inserted, NewBatch, NewProcess
 from corral.storage.shared import same_submit
-from corral.storage.sqlite.inserts import insert_rows, insert_tags
+from corral.storage.sqlite.inserts import created_tags, insert_rows, insert_tags
 from corral.storage.sqlite.reads import append_history, decode_process, get_by_custom_id
 from corral.storage.sqlite.sql import Q
 
@@ -67,7 +67,7 @@ def insert(
     canceled = {c.id: c for c in plan.canceled}
     records = {n.id: _record(n, canceled.get(n.id)) for n in plan.processes}
     out = [existing_out.get(n.id) or Inserted(records[n.id], "created") for n in processes]
-    insert_tags(conn, out)
+    insert_tags(conn, created_tags(out))
     return out
 
 
@@ -126,6 +126,7 @@ def spawn(conn: sqlite3.Connection, parent: str, children: Sequence[NewProcess],
     insert_rows(conn, Q["process_insert_graph"], [v for n in new for v in _insert_row(n, tags)])
     events = [v for n in new for v in codec.event_to_row(_submitted(n), n.id)]
     insert_rows(conn, Q["history_insert"], events)
+    insert_tags(conn, ((n.id, n.tags) for n in new))
     ids = [existing[n.id].process.id if n.id in existing else n.id for n in children]
     ids = list(dict.fromkeys(ids))  # the same process named twice is one dependency
     insert_rows(conn, Q["dependency_insert"], [v for child in ids for v in (parent, child)])

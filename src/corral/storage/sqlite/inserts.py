@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from corral.model import Process, Status
@@ -41,20 +41,22 @@ def insert_many(
         out = _insert_batch(conn, processes, values)
     else:
         out = _insert_each(conn, processes)
-    insert_tags(conn, out)
+    insert_tags(conn, created_tags(out))
     return out
 
 
-def insert_tags(conn: sqlite3.Connection, inserted: Sequence[Inserted]) -> None:
-    """The corral_tag rows of the processes just created (an `existing` one has its rows
-    already): what `list --tag` finds them by (reads.py). Nothing for untagged ones."""
-    rows = [
-        v
-        for i in inserted
-        if i.process.tags and i.outcome == "created"
-        for key, value in i.process.tags.items()
-        for v in (i.process.id, key, value)
-    ]
+def created_tags(inserted: Sequence[Inserted]) -> Iterator[tuple[str, Mapping[str, str]]]:
+    """The id and tags of each tagged process created (an `existing` one has its tags'
+    rows already)."""
+    for i in inserted:
+        if i.process.tags and i.outcome == "created":
+            yield i.process.id, i.process.tags
+
+
+def insert_tags(conn: sqlite3.Connection, tagged: Iterable[tuple[str, Mapping[str, str]]]) -> None:
+    """The corral_tag rows of new processes, (id, tags) each: what `list --tag` finds them
+    by (reads.py). Nothing for untagged ones."""
+    rows = [v for pid, tags in tagged for key, value in tags.items() for v in (pid, key, value)]
     if rows:
         insert_rows(conn, Q["tag_insert"], rows)
 

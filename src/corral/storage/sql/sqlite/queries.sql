@@ -206,6 +206,10 @@ DELETE FROM corral_history WHERE process_id IN (SELECT value FROM json_each(?))
 -- The edges of the processes named in the JSON array `?`.
 DELETE FROM corral_dependency WHERE process_id IN (SELECT value FROM json_each(?))
 
+-- prune_ids_tags --
+-- The tags' rows of the processes named in the JSON array `?`.
+DELETE FROM corral_tag WHERE process_id IN (SELECT value FROM json_each(?))
+
 -- prune_ids_processes --
 -- The processes named in the JSON array `?`.
 DELETE FROM corral_process WHERE id IN (SELECT value FROM json_each(?))
