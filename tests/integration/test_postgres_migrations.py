@@ -186,7 +186,7 @@ def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
     with PostgresStorage(empty_schema) as storage:
         old = storage.process_get("old")
         history = storage.history_list("old")
-        # Its tags find it, through the index version 10 built over the rows there were.
+        # Its tags find it, through the index version 11 built over the rows there were.
         tagged = storage.process_list(ProcessFilter(tags={"k": "v"}))
     assert old is not None
     assert (old.params, old.store, old.result) == (OLD_PARAMS, OLD_STORE, OLD_RESULT)

@@ -144,7 +144,7 @@ def test_upgrading_from_any_earlier_version_gives_the_from_scratch_schema(
         old = storage.process_get("old-1")
         other = storage.process_get("old-2")
         history = storage.history_list("old-1")
-        # Their tags find them: version 9 filled the tag table from the rows there were.
+        # Their tags find them: version 10 filled the tag table from the rows there were.
         tagged = storage.process_list(ProcessFilter(tags={"k": "v"}))
     assert old is not None and old.params == {"a": 1} and old.run_at == 5
     assert old.status.value == "running" and old.queue == "q" and old.tags == {"k": "v"}

@@ -1,4 +1,4 @@
--- Version 9: tags through an index (docs/storage-sqlite.md, "Tags"). Each tag of a process
+-- Version 10: tags through an index (docs/storage-sqlite.md, "Tags"). Each tag of a process
 -- is a row here, written in the transaction that inserts the process and deleted with it
 -- when it is pruned; `corral list --tag k=v` joins this table by its (key, value) index
 -- instead of reading the JSON of every process. The `tags` column stays what a process

@@ -1,4 +1,4 @@
--- Version 10: tags through an index (docs/storage-postgres.md, "Tags"). `corral list --tag
+-- Version 11: tags through an index (docs/storage-postgres.md, "Tags"). `corral list --tag
 -- k=v` filters with `tags @> '{"k": "v"}'`, which this index serves. Partial: a process
 -- without tags has no entry, so that it costs nothing to insert, claim or commit (an
 -- update of a process writes a new entry into each index whose WHERE it meets). IF NOT
