@@ -279,3 +279,22 @@ def test_a_keyed_process_enqueued_in_the_callers_transaction_keeps_its_key(
         submitted = app.submit("charge", {"customer": "acme"}, connection=conn)
     slots = app.storage.process_concurrency(submitted.id, app.clock())
     assert slots is not None and (slots.key, slots.limit) == ("charge:acme", 1)
+
+
+def test_a_dependent_submitted_in_the_callers_transaction_exists_only_if_it_commits(
+    app: App, conn: psycopg.Connection[Any], pg_url: str
+) -> None:
+    first = app.submit("add", {"a": 1, "b": 2})
+    rolled_back = app.submit("add", {"a": 3, "b": 4}, depends_on=[first.id], connection=conn)
+    assert rolled_back.status is Status.WAITING
+    conn.rollback()
+    assert rows(pg_url, "SELECT count(*) FROM corral_process WHERE id = %s", rolled_back.id) == [
+        (0,)
+    ]
+    assert rows(pg_url, "SELECT count(*) FROM corral_dependency") == [(0,)]
+    kept = app.submit("add", {"a": 5, "b": 6}, depends_on=[first.id], connection=conn)
+    conn.commit()
+    assert app.get(kept.id).status is Status.WAITING
+    assert app.dependencies(kept.id) == ([first.id], [])
+    Worker(app, WorkerOptions(once=True, poll_interval=0.05)).run()
+    assert app.get(kept.id).result == 11

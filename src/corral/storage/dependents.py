@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from corral import graph
 from corral.model import TERMINAL, Change, Status
+from corral.storage import codec
 from corral.storage.base import NewProcess, evolve
 
 #: A waiting dependent as a backend reads it, one row per edge to a process that ended:
@@ -43,6 +45,16 @@ def settle(
             written.extend(settlement.changes)
         wave = settlement.canceled
     return written
+
+
+def dependency_row(dep: str, status: str, result: Any, error: Any) -> graph.DependencyRow:
+    """A dependency as the backends' `dependencies_of` query gives it (JSON as text)."""
+    return graph.DependencyRow(
+        dep,
+        Status(status),
+        codec.loads(result) if result is not None else None,
+        codec.error_loads(error) if error is not None else None,
+    )
 
 
 def _dependent(r: DependentRow) -> graph.Dependent:

@@ -24,9 +24,8 @@ from corral.storage.base import BatchInfo, Inserted, NewBatch, NewProcess
 from corral.storage.postgres.connection import Connected, Connection, verb
 from corral.storage.postgres.queries import Q
 from corral.storage.postgres.values import (
-    as_float,
     as_time,
-    as_time_or_none,
+    column_args,
     decode_process,
     event_args,
     new_process_record,
@@ -141,14 +140,7 @@ class Graphs(Connected):
         for pid, dep, status, result, error in self._rows(
             Q["dependencies_of"], {"ids": list(process_ids)}
         ):
-            out.setdefault(pid, []).append(
-                graph.DependencyRow(
-                    dep,
-                    Status(status),
-                    codec.loads(result) if result is not None else None,
-                    codec.error_loads(error) if error is not None else None,
-                )
-            )
+            out.setdefault(pid, []).append(dependents.dependency_row(dep, status, result, error))
         return out
 
     @verb
@@ -253,31 +245,11 @@ def _resolve_custom_ids(
 
 def _insert_args(plan: dependents.GraphInsert, notify: str | None) -> dict[str, Any]:
     ps = plan.processes
-    tags = codec.JsonCache()
-    details = codec.JsonCache()
-    return {
-        "ids": [n.id for n in ps],
-        "jobs": [n.job for n in ps],
-        "params": [codec.params_json(n) for n in ps],
-        "statuses": [n.status.value for n in ps],
-        "priorities": [n.priority for n in ps],
-        "queues": [n.queue for n in ps],
-        "run_at": [as_time(n.run_at) for n in ps],
-        "custom_ids": [n.custom_id for n in ps],
-        "client_ids": [n.client_id for n in ps],
-        "tags": [tags.dumps(n.tags) for n in ps],
-        "created_at": [as_time(n.created_at) for n in ps],
-        "details": [details.dumps(codec.submitted_detail(n)) for n in ps],
-        "deadline_at": [as_time_or_none(n.deadline_at) for n in ps],
-        "schedule_to_close": [as_float(n.schedule_to_close) for n in ps],
-        "start_to_close": [as_float(n.start_to_close) for n in ps],
-        "heartbeat_timeout": [as_float(n.heartbeat_timeout) for n in ps],
+    return column_args(ps) | {
         "pending": [n.pending_dependencies for n in ps],
         "policies": [n.on_dependency_failure for n in ps],
         "batch_ids": [n.batch_id for n in ps],
         "has_dependents": [n.id in plan.with_dependents for n in ps],
-        "keys": [n.concurrency_key for n in ps],
-        "limits": [n.concurrency_limit for n in ps],
         "edge_ids": [a for a, _ in plan.edges],
         "edge_deps": [b for _, b in plan.edges],
         "notify": notify,

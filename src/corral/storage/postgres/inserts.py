@@ -3,7 +3,7 @@ an insert whose connection broke, and transactional enqueue on the caller's conn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -22,6 +22,7 @@ from corral.storage.postgres.values import (
     as_float,
     as_time,
     as_time_or_none,
+    column_args,
     decode_process,
     new_process_record,
 )
@@ -46,36 +47,23 @@ class Inserts(Graphs):
         if not processes and batch is None:
             return []
         if graph:
-            return self._insert_graph_retrying(processes, batch)
-        query, args = _insert_args(processes, shared, self._notify_param)
-        for attempt in (1, 2, 3):
-            try:
-                out = self._insert_again_if_lost(processes, query, args)
-                break
-            except psycopg.errors.DeadlockDetected:
-                # Two batches taking the same custom ids in opposite orders: the other one
-                # has committed by now, so another try finds its processes.
-                if attempt == 3:
-                    raise
+            # Its locks on existing dependencies may meet a commit's locks on their
+            # dependents the other way round: PostgreSQL undoes one of the two.
+            out = _after_deadlocks(lambda: self._insert_graph_in_own(processes, batch))
+        else:
+            # Two batches taking the same custom ids in opposite orders: the other one
+            # has committed by now, so another try finds its processes.
+            query, args = _insert_args(processes, shared, self._notify_param)
+            out = _after_deadlocks(lambda: self._insert_again_if_lost(processes, query, args))
         self.notify_local()
         return out
 
-    def _insert_graph_retrying(
+    def _insert_graph_in_own(
         self, processes: Sequence[NewProcess], batch: NewBatch | None
     ) -> list[Inserted]:
-        """A graph in one transaction. Its locks on existing dependencies may meet a
-        commit's locks on their dependents the other way round: PostgreSQL then undoes one
-        of the two, and this one tries again."""
-        for attempt in (1, 2, 3):
-            try:
-                with self._connection() as conn, conn.transaction():
-                    out = self._insert_graph(conn.cursor(), processes, batch)
-                break
-            except psycopg.errors.DeadlockDetected:
-                if attempt == 3:
-                    raise
-        self.notify_local()
-        return out
+        """A graph in a transaction of its own."""
+        with self._connection() as conn, conn.transaction():
+            return self._insert_graph(conn.cursor(), processes, batch)
 
     def _insert_again_if_lost(
         self, processes: Sequence[NewProcess], query: str, args: dict[str, Any]
@@ -234,27 +222,7 @@ def _insert_args(
             "edge_ids": [n.id for n in processes for _ in n.depends_on],
         }
         return "process_insert_new", args
-    tags = codec.JsonCache()
-    details = codec.JsonCache()
-    return "process_insert_many", {
-        "ids": [n.id for n in processes],
-        "jobs": [n.job for n in processes],
-        "params": [codec.params_json(n) for n in processes],
-        "statuses": [n.status.value for n in processes],
-        "priorities": [n.priority for n in processes],
-        "queues": [n.queue for n in processes],
-        "run_at": [as_time(n.run_at) for n in processes],
-        "custom_ids": [n.custom_id for n in processes],
-        "client_ids": [n.client_id for n in processes],
-        "tags": [tags.dumps(n.tags) for n in processes],
-        "created_at": [as_time(n.created_at) for n in processes],
-        "details": [details.dumps(codec.submitted_detail(n)) for n in processes],
-        "deadline_at": [as_time_or_none(n.deadline_at) for n in processes],
-        "schedule_to_close": [as_float(n.schedule_to_close) for n in processes],
-        "start_to_close": [as_float(n.start_to_close) for n in processes],
-        "heartbeat_timeout": [as_float(n.heartbeat_timeout) for n in processes],
-        "concurrency_keys": [n.concurrency_key for n in processes],
-        "concurrency_limits": [n.concurrency_limit for n in processes],
+    return "process_insert_many", column_args(processes) | {
         "edge_ids": [n.id for n in processes for _ in n.depends_on],
         "edge_deps": [d for n in processes for d in n.depends_on],
         "notify": notify,
@@ -304,3 +272,15 @@ def _outcome(new: NewProcess, created: set[str], holder: tuple[Process, bool] | 
         return Inserted(found, "created")
     same_submit(found, new, codec.params_json(new), same_params=same_params)
     return Inserted(found, "existing")
+
+
+def _after_deadlocks(insert: Callable[[], list[Inserted]]) -> list[Inserted]:
+    """`insert()`, tried again (up to three times in all) when PostgreSQL undid it to break
+    a deadlock: the other transaction has gone on by then."""
+    for attempt in (1, 2, 3):
+        try:
+            return insert()
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 3:
+                raise
+    raise AssertionError("unreachable")

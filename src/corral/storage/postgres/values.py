@@ -10,10 +10,13 @@ float. The records a write returns without reading back are rounded alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.model import Change
-from corral.storage import columns
+from corral.storage import codec, columns
+
+if TYPE_CHECKING:
+    from corral.storage.base import NewProcess
 
 #: A Process from a row of queries.SELECT_LIST.
 decode_process = columns.row_decoder()
@@ -64,3 +67,30 @@ def event_args(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
 
 def as_float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def column_args(processes: Sequence[NewProcess]) -> dict[str, list[Any]]:
+    """New processes' columns as the arrays the insert statements unnest, one per column
+    (`process_insert_many`, `process_insert_graph`)."""
+    tags = codec.JsonCache()
+    details = codec.JsonCache()
+    return {
+        "ids": [n.id for n in processes],
+        "jobs": [n.job for n in processes],
+        "params": [codec.params_json(n) for n in processes],
+        "statuses": [n.status.value for n in processes],
+        "priorities": [n.priority for n in processes],
+        "queues": [n.queue for n in processes],
+        "run_at": [as_time(n.run_at) for n in processes],
+        "custom_ids": [n.custom_id for n in processes],
+        "client_ids": [n.client_id for n in processes],
+        "tags": [tags.dumps(n.tags) for n in processes],
+        "created_at": [as_time(n.created_at) for n in processes],
+        "details": [details.dumps(codec.submitted_detail(n)) for n in processes],
+        "deadline_at": [as_time_or_none(n.deadline_at) for n in processes],
+        "schedule_to_close": [as_float(n.schedule_to_close) for n in processes],
+        "start_to_close": [as_float(n.start_to_close) for n in processes],
+        "heartbeat_timeout": [as_float(n.heartbeat_timeout) for n in processes],
+        "concurrency_keys": [n.concurrency_key for n in processes],
+        "concurrency_limits": [n.concurrency_limit for n in processes],
+    }

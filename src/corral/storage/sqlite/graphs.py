@@ -209,14 +209,7 @@ def dependencies_of(
         for pid, dep, status, result, error in conn.execute(
             _in(Q["dependencies_of"], len(chunk)), chunk
         ):
-            out.setdefault(pid, []).append(
-                graph.DependencyRow(
-                    dep,
-                    Status(status),
-                    codec.loads(result) if result is not None else None,
-                    codec.error_loads(error) if error is not None else None,
-                )
-            )
+            out.setdefault(pid, []).append(dependents.dependency_row(dep, status, result, error))
     return out
 
 

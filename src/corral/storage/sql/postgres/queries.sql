@@ -598,8 +598,8 @@ WITH input AS (
         %(created_at)s::float8[], %(details)s::text[], %(deadline_at)s::float8[],
         %(schedule_to_close)s::float8[], %(start_to_close)s::float8[],
         %(heartbeat_timeout)s::float8[], %(pending)s::integer[], %(policies)s::text[],
-        %(batch_ids)s::text[], %(has_dependents)s::boolean[], %(keys)s::text[],
-        %(limits)s::integer[]
+        %(batch_ids)s::text[], %(has_dependents)s::boolean[], %(concurrency_keys)s::text[],
+        %(concurrency_limits)s::integer[]
     ) WITH ORDINALITY AS i (id, job, params, status, priority, queue, run_at, custom_id,
                             client_id, tags, created_at, detail, deadline_at,
                             schedule_to_close, start_to_close, heartbeat_timeout, pending,
