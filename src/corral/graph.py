@@ -1,4 +1,4 @@
-"""Task graphs: what a dependency's end does to its dependents, batches, graph counters.
+"""Task graphs: what a dependency's end does to its dependents, batches, graph counts.
 
 Pure: no I/O, no clock. Like `model.py`, this module decides and the backends apply. The
 rule of what a dependency's end does to a dependent is data (`RULE`), so that a backend
@@ -446,12 +446,11 @@ class PlannedNode:
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
-    """A batch checked and decided: its nodes in order, its edges `(dependent, dependency)`
-    in the same order, and the initial counters of the graph."""
+    """A batch checked and decided: its nodes in order, and its edges `(dependent,
+    dependency)` in the same order."""
 
     nodes: tuple[PlannedNode, ...]
     edges: tuple[tuple[str, str], ...]
-    counts: GraphCounts
 
 
 def plan_batch(
@@ -507,7 +506,7 @@ def plan_batch(
         planned[node.ref] = plan
         out.append(plan)
     edges = tuple((n.ref, d) for n in out for d in n.depends_on)
-    return BatchPlan(tuple(out), edges, GraphCounts.of(n.status for n in out))
+    return BatchPlan(tuple(out), edges)
 
 
 def _check_dependencies(
@@ -550,16 +549,14 @@ def _state(
     return known.status, known.root_cause
 
 
-# --- graph counters: progress of a batch in one row -------------------------------------------
-
-#: A change of counts: status -> how many more (or fewer) processes have it.
-CountsDelta = Mapping[Status, int]
+# --- graph counts: progress of a batch ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class GraphCounts:
-    """How many processes of a batch have each status: one row per batch, one column per
-    status, kept current by the transaction that changes a status (see `delta`)."""
+    """How many processes of a batch have each status (`app.graph()`), as the backend's
+    counter rows give them: triggers keep those in step with every insert, status change
+    and delete of a process of the batch (docs/graphs.md, "Graph counters")."""
 
     waiting: int = 0
     starting: int = 0
@@ -596,49 +593,8 @@ class GraphCounts:
         """Whether every process of the graph has ended."""
         return self.finished == self.total
 
-    def apply(self, delta: CountsDelta) -> GraphCounts:
-        """The counts after `delta`; ValueError if one would go below zero (the counters
-        and the processes disagree)."""
-        values = {s.value: self[s] + delta.get(s, 0) for s in Status}
-        negative = sorted(k for k, v in values.items() if v < 0)
-        if negative:
-            raise ValueError(f"graph counts below zero for {', '.join(negative)}")
-        return GraphCounts(**values)
-
     def to_json(self) -> dict[str, int]:
         return {s.value: self[s] for s in Status}
-
-
-def delta(src: Status | None, dst: Status | None) -> dict[Status, int]:
-    """What one process moving from `src` to `dst` does to its batch's counts: `src` None
-    for a process inserted, `dst` None for one deleted (pruned). Empty when nothing
-    moves, so that a backend writes nothing then."""
-    if src == dst:
-        return {}
-    out: dict[Status, int] = {}
-    if src is not None:
-        out[src] = -1
-    if dst is not None:
-        out[dst] = 1
-    return out
-
-
-def batch_deltas(
-    moves: Iterable[tuple[str, Status | None, Status | None]],
-) -> dict[str, dict[Status, int]]:
-    """The summed deltas per batch of `(batch id, src, dst)` moves made in one transaction:
-    one counter update per batch, whatever the number of processes that moved. Statuses
-    whose sum is 0 and batches left with nothing are left out."""
-    sums: defaultdict[str, defaultdict[Status, int]] = defaultdict(lambda: defaultdict(int))
-    for batch, src, dst in moves:
-        for status, n in delta(src, dst).items():
-            sums[batch][status] += n
-    out: dict[str, dict[Status, int]] = {}
-    for batch, counts in sums.items():
-        kept = {s: n for s, n in counts.items() if n}
-        if kept:
-            out[batch] = kept
-    return out
 
 
 # --- what a handler sees of its dependencies ---------------------------------------------------

@@ -39,6 +39,9 @@ LEADER = "recovery"
 BATCH = 500
 #: Expired processes deleted per sweep (one transaction); the next sweep takes the rest.
 PRUNE_CHUNK = 1000
+#: Moves of graph counters folded per sweep (Storage.batch_counts_fold); the next sweep,
+#: at once, takes the rest.
+FOLD_CHUNK = 10_000
 #: A worker not seen for this long (seconds) leaves the registry; until then readers show
 #: it as gone. Checked once a minute.
 FORGET_WORKERS_AFTER = 3600.0
@@ -99,6 +102,8 @@ class Recovery:
             changed += self.scheduler.fire(now)
             self._wake_for(self.scheduler.next_due(now), now)
         self.prune_expired(now)
+        if self.storage.batch_counts_fold(FOLD_CHUNK) >= FOLD_CHUNK:
+            self._next = time.monotonic()  # more may be waiting: sweep again at once
         return changed
 
     def prune_expired(self, now: float) -> int:

@@ -8,7 +8,9 @@ reference, a small pure model whose transitions come from `corral.model` (the ru
 whose task graphs follow `corral.graph` applied to the whole graph in memory (the
 cascade of docs/graphs.md), and whose leases follow docs/state-machine.md and
 docs/leases-and-fencing.md. Some processes have a concurrency key
-(docs/flow-control.md): a claim takes no more of a key than its free slots.
+(docs/flow-control.md): a claim takes no more of a key than its free slots. Some belong
+to a batch, whose counts by status (counter rows kept by the backend) must equal the
+reference's.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ LEASE = 10.0
 RANK = {Status.FAILING: 2, Status.ENDING: 3, Status.RUNNING: 4, Status.STARTING: 5}
 #: The concurrency keys some processes have, and their limits.
 LIMITS = {"k1": 1, "k2": 2}
+#: The batches some processes belong to: their counts by status are checked.
+BATCHES = ("b-1", "b-2")
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Ref:
     policy: graph.OnDependencyFailure = graph.OnDependencyFailure.CANCEL
     pending: int = 0
     key: str | None = None
+    batch: str | None = None
 
     def live(self, now: float) -> bool:
         return self.expires is not None and self.expires >= now
@@ -111,6 +116,7 @@ class StorageMachine(RuleBasedStateMachine):
         picks=st.lists(st.integers(0, 1_000), max_size=2, unique=True),
         policy=st.sampled_from(list(graph.OnDependencyFailure)),
         key=st.sampled_from([None, None, "k1", "k2"]),
+        batch=st.sampled_from([None, *BATCHES]),
     )
     def submit(
         self,
@@ -119,6 +125,7 @@ class StorageMachine(RuleBasedStateMachine):
         picks: list[int],
         policy: graph.OnDependencyFailure,
         key: str | None,
+        batch: str | None,
     ) -> None:
         # Deterministic ids: Hypothesis replays must draw the same choices.
         pid = str(uuid.UUID(int=len(self.refs) + 1))
@@ -137,6 +144,7 @@ class StorageMachine(RuleBasedStateMachine):
                     on_dependency_failure=policy.value,
                     concurrency_key=key,
                     concurrency_limit=None if key is None else LIMITS[key],
+                    batch_id=batch,
                 )
             ]
         )
@@ -146,7 +154,7 @@ class StorageMachine(RuleBasedStateMachine):
         ).nodes
         self.refs[pid] = Ref(
             pid, priority, self.now + delay, status=node.status, deps=deps, policy=policy,
-            pending=node.pending, key=key,
+            pending=node.pending, key=key, batch=batch,
         )  # fmt: skip
 
     def _ended(self, pid: str, status: Status) -> None:
@@ -323,6 +331,10 @@ class StorageMachine(RuleBasedStateMachine):
                 ref.run_at,
             ), ref.id
             assert p.stopped_status == ref.stopped_status
+        # A graph's counters (moved by every path that changes a status) match its processes.
+        for batch in BATCHES:
+            expected = Counter(r.status for r in self.refs.values() if r.batch == batch)
+            assert self.storage.batch_counts(batch) == dict(expected), batch
 
 
 def _next(status: Status) -> Status | None:

@@ -211,6 +211,11 @@ class Graphs(Connected):
         return {Status(s): int(n) for s, n in self._rows(Q["batch_counts"], {"id": batch_id})}
 
     @verb
+    def batch_counts_fold(self, limit: int) -> int:
+        [(folded,)] = self._rows(Q["batch_counts_fold"], {"limit": limit})
+        return int(folded)
+
+    @verb
     def batch_graph(self, batch_id: str) -> tuple[list[Process], list[tuple[str, str]]]:
         with self._connection() as conn:
             processes = self._batch_processes(conn, batch_id)

@@ -666,8 +666,32 @@ SELECT id, client_id, custom_id, extract(epoch FROM created_at)::float8, size
 FROM corral_batch WHERE id = %(id)s
 
 -- batch_counts --
--- A batch's processes by status (the batch index: the batch's rows only).
-SELECT status, count(*) FROM corral_process WHERE batch_id = %(id)s GROUP BY status
+-- A batch's processes by status: its counter rows plus the deltas not folded yet (see
+-- 0012_batch_counts.sql), not its processes. One statement, so one snapshot: a fold moves
+-- deltas into the counters in one transaction, and is seen whole or not at all.
+SELECT status, sum(n) FROM (
+    SELECT status, n FROM corral_batch_count WHERE batch_id = %(id)s
+    UNION ALL
+    SELECT status, n FROM corral_batch_delta WHERE batch_id = %(id)s
+) AS moves
+GROUP BY status HAVING sum(n) <> 0
+
+-- batch_counts_fold --
+-- Fold up to %(limit)s committed deltas into the counter rows: how many. SKIP LOCKED, so
+-- that two sweepers (a leadership handing over) fold disjoint deltas and never wait; the
+-- counter rows are written once each, in key order, so they cannot deadlock either.
+WITH gone AS (
+    DELETE FROM corral_batch_delta WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM corral_batch_delta LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING batch_id, status, n
+), folded AS (
+    INSERT INTO corral_batch_count AS c (batch_id, status, n)
+    SELECT batch_id, status, sum(n) FROM gone GROUP BY batch_id, status
+    ORDER BY batch_id, status
+    ON CONFLICT (batch_id, status) DO UPDATE SET n = c.n + excluded.n
+)
+SELECT count(*) FROM gone
 
 -- batch_processes --
 -- The processes of a batch, in id order (submit order).

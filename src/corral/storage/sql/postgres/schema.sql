@@ -335,3 +335,50 @@ CREATE TABLE corral_rate (
     tokens double precision NOT NULL,
     updated_at timestamptz NOT NULL
 );
+
+-- A graph's counts by status: counter rows, and the deltas that triggers append at each
+-- move of a process of a batch, folded into the counters by the recovery sweep
+-- (docs/graphs.md, "Graph counters"; why deltas: 0012_batch_counts.sql).
+CREATE TABLE corral_batch_count (
+    batch_id text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (batch_id, status)
+);
+
+-- A queue of moves, emptied by every sweep: vacuumed after a thousand dead rows rather
+-- than a fraction of its (always small) size, so that a reader's index scan does not
+-- walk the moves folded since the last vacuum for long.
+CREATE TABLE corral_batch_delta (
+    batch_id text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    n integer NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+
+CREATE INDEX corral_batch_delta_batch ON corral_batch_delta (batch_id);
+
+CREATE FUNCTION corral_batch_count_move() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO corral_batch_delta (batch_id, status, n) VALUES (NEW.batch_id, NEW.status, 1);
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO corral_batch_delta (batch_id, status, n) VALUES (OLD.batch_id, OLD.status, -1);
+    ELSE
+        INSERT INTO corral_batch_delta (batch_id, status, n)
+        VALUES (OLD.batch_id, OLD.status, -1), (NEW.batch_id, NEW.status, 1);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER corral_batch_count_insert AFTER INSERT ON corral_process
+FOR EACH ROW WHEN (NEW.batch_id IS NOT NULL)
+EXECUTE FUNCTION corral_batch_count_move();
+
+CREATE TRIGGER corral_batch_count_update AFTER UPDATE OF status ON corral_process
+FOR EACH ROW WHEN (NEW.batch_id IS NOT NULL AND NEW.status IS DISTINCT FROM OLD.status)
+EXECUTE FUNCTION corral_batch_count_move();
+
+CREATE TRIGGER corral_batch_count_delete AFTER DELETE ON corral_process
+FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL)
+EXECUTE FUNCTION corral_batch_count_move();

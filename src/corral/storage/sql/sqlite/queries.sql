@@ -414,8 +414,9 @@ WHERE client_id = ? AND custom_id = ?
 SELECT /* process_columns */ FROM corral_process WHERE batch_id = ? ORDER BY id
 
 -- batch_counts --
--- A batch's processes by status (the batch index: the batch's rows only).
-SELECT status, count(*) FROM corral_process WHERE batch_id = ? GROUP BY status
+-- A batch's processes by status: its counter rows (0011_batch_counts.sql), not its
+-- processes.
+SELECT status, n FROM corral_batch_count WHERE batch_id = ? AND n <> 0
 
 -- batch_edges --
 -- The edges inside a batch: (dependent, dependency).
