@@ -9,10 +9,11 @@
 -- a process of the graph would queue on it, two commits moving two statuses in opposite
 -- orders would deadlock), and a transaction moving many processes of one batch (a cascade
 -- of cancels, a large submit) would stack a new version of the same row per process, each
--- update walking the versions before it. A trigger appends a delta row instead (never
--- contended, constant cost), and the recovery sweep folds committed deltas into one row
--- per (batch, status) (corral_batch_counts_fold's query), a few thousand at a time. A
--- reader sums the batch's counter rows and the deltas not folded yet.
+-- update walking the versions before it. A trigger appends a row per move instead (the
+-- batch, the status left, the status taken: never contended, constant cost), and the
+-- recovery sweep folds committed moves into one row per (batch, status) (the query
+-- batch_counts_fold), ten thousand at a time. A reader sums the batch's counter rows and
+-- the moves not folded yet.
 CREATE TABLE corral_batch_count (
     batch_id text COLLATE "C" NOT NULL,
     status text COLLATE "C" NOT NULL,
@@ -25,8 +26,8 @@ CREATE TABLE corral_batch_count (
 -- walk the moves folded since the last vacuum for long.
 CREATE TABLE corral_batch_delta (
     batch_id text COLLATE "C" NOT NULL,
-    status text COLLATE "C" NOT NULL,
-    n integer NOT NULL
+    src text COLLATE "C",  -- the status it left (none: inserted)
+    dst text COLLATE "C"  -- the status it took (none: deleted)
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 
 CREATE INDEX corral_batch_delta_batch ON corral_batch_delta (batch_id);
@@ -38,12 +39,12 @@ WHERE batch_id IS NOT NULL GROUP BY batch_id, status;
 CREATE FUNCTION corral_batch_count_move() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO corral_batch_delta (batch_id, status, n) VALUES (NEW.batch_id, NEW.status, 1);
+        INSERT INTO corral_batch_delta (batch_id, dst) VALUES (NEW.batch_id, NEW.status);
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO corral_batch_delta (batch_id, status, n) VALUES (OLD.batch_id, OLD.status, -1);
+        INSERT INTO corral_batch_delta (batch_id, src) VALUES (OLD.batch_id, OLD.status);
     ELSE
-        INSERT INTO corral_batch_delta (batch_id, status, n)
-        VALUES (OLD.batch_id, OLD.status, -1), (NEW.batch_id, NEW.status, 1);
+        INSERT INTO corral_batch_delta (batch_id, src, dst)
+        VALUES (NEW.batch_id, OLD.status, NEW.status);
     END IF;
     RETURN NULL;
 END

@@ -672,7 +672,9 @@ FROM corral_batch WHERE id = %(id)s
 SELECT status, sum(n) FROM (
     SELECT status, n FROM corral_batch_count WHERE batch_id = %(id)s
     UNION ALL
-    SELECT status, n FROM corral_batch_delta WHERE batch_id = %(id)s
+    SELECT m.status, m.n FROM corral_batch_delta d
+    CROSS JOIN LATERAL (VALUES (d.src, -1), (d.dst, 1)) AS m (status, n)
+    WHERE d.batch_id = %(id)s AND m.status IS NOT NULL
 ) AS moves
 GROUP BY status HAVING sum(n) <> 0
 
@@ -684,11 +686,14 @@ WITH gone AS (
     DELETE FROM corral_batch_delta WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM corral_batch_delta LIMIT %(limit)s FOR UPDATE SKIP LOCKED
     ))
-    RETURNING batch_id, status, n
+    RETURNING batch_id, src, dst
 ), folded AS (
     INSERT INTO corral_batch_count AS c (batch_id, status, n)
-    SELECT batch_id, status, sum(n) FROM gone GROUP BY batch_id, status
-    ORDER BY batch_id, status
+    SELECT gone.batch_id, m.status, sum(m.n) FROM gone
+    CROSS JOIN LATERAL (VALUES (gone.src, -1), (gone.dst, 1)) AS m (status, n)
+    WHERE m.status IS NOT NULL
+    GROUP BY gone.batch_id, m.status
+    ORDER BY gone.batch_id, m.status
     ON CONFLICT (batch_id, status) DO UPDATE SET n = c.n + excluded.n
 )
 SELECT count(*) FROM gone

@@ -351,8 +351,8 @@ CREATE TABLE corral_batch_count (
 -- walk the moves folded since the last vacuum for long.
 CREATE TABLE corral_batch_delta (
     batch_id text COLLATE "C" NOT NULL,
-    status text COLLATE "C" NOT NULL,
-    n integer NOT NULL
+    src text COLLATE "C",  -- the status it left (none: inserted)
+    dst text COLLATE "C"  -- the status it took (none: deleted)
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 
 CREATE INDEX corral_batch_delta_batch ON corral_batch_delta (batch_id);
@@ -360,12 +360,12 @@ CREATE INDEX corral_batch_delta_batch ON corral_batch_delta (batch_id);
 CREATE FUNCTION corral_batch_count_move() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO corral_batch_delta (batch_id, status, n) VALUES (NEW.batch_id, NEW.status, 1);
+        INSERT INTO corral_batch_delta (batch_id, dst) VALUES (NEW.batch_id, NEW.status);
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO corral_batch_delta (batch_id, status, n) VALUES (OLD.batch_id, OLD.status, -1);
+        INSERT INTO corral_batch_delta (batch_id, src) VALUES (OLD.batch_id, OLD.status);
     ELSE
-        INSERT INTO corral_batch_delta (batch_id, status, n)
-        VALUES (OLD.batch_id, OLD.status, -1), (NEW.batch_id, NEW.status, 1);
+        INSERT INTO corral_batch_delta (batch_id, src, dst)
+        VALUES (NEW.batch_id, OLD.status, NEW.status);
     END IF;
     RETURN NULL;
 END

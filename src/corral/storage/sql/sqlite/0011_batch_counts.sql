@@ -27,10 +27,9 @@ END;
 CREATE TRIGGER corral_batch_count_update AFTER UPDATE OF status ON corral_process
 WHEN NEW.batch_id IS NOT NULL AND NEW.status IS NOT OLD.status
 BEGIN
-    UPDATE corral_batch_count SET n = n - 1
-    WHERE batch_id = OLD.batch_id AND status = OLD.status;
-    INSERT INTO corral_batch_count (batch_id, status, n) VALUES (NEW.batch_id, NEW.status, 1)
-    ON CONFLICT (batch_id, status) DO UPDATE SET n = n + 1;
+    INSERT INTO corral_batch_count (batch_id, status, n)
+    VALUES (OLD.batch_id, OLD.status, -1), (NEW.batch_id, NEW.status, 1)
+    ON CONFLICT (batch_id, status) DO UPDATE SET n = n + excluded.n;
 END;
 
 CREATE TRIGGER corral_batch_count_delete AFTER DELETE ON corral_process
