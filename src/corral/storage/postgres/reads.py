@@ -9,15 +9,21 @@ from psycopg import sql
 
 from corral.model import Event, Process
 from corral.storage import codec
-from corral.storage.base import ConcurrencySlots, KeyHolder, ProcessFilter
-from corral.storage.postgres.connection import Connected, verb
+from corral.storage.base import (
+    BACKLOG_CAP,
+    ConcurrencySlots,
+    ConnectionBudget,
+    KeyHolder,
+    ProcessFilter,
+)
+from corral.storage.postgres.connection import POOL_SIZE, Connected, verb
 from corral.storage.postgres.queries import SELECT_LIST, Q
 from corral.storage.postgres.values import as_time, decode_process, event_args
 
 
 class Reads(Connected):
     """process_get, process_list, process_count, process_id_neighbors, process_concurrency,
-    history_list and history_append."""
+    runnable_backlog, connection_budget, history_list and history_append."""
 
     @verb
     def process_get(self, process_id: str) -> Process | None:
@@ -46,6 +52,30 @@ class Reads(Connected):
             return None
         holders = [KeyHolder(r[2], r[3], float(r[4])) for r in rows if r[2] is not None]
         return ConcurrencySlots(rows[0][0], rows[0][1], holders)
+
+    @verb
+    def runnable_backlog(
+        self, jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
+    ) -> tuple[int, float]:
+        filters = []
+        if queues is not None:
+            filters.append("AND queue = ANY(%(queues)b::text[])")
+        if jobs is not None:
+            filters.append("AND job = ANY(%(jobs)b::text[])")
+        query = Q["runnable_backlog"].replace("/* filters */", " ".join(filters))
+        args = {
+            "now": as_time(now),
+            "cap": BACKLOG_CAP,
+            "queues": list(queues or ()),
+            "jobs": list(jobs or ()),
+        }
+        count, oldest = self._rows(query, args)[0]
+        return min(int(count), BACKLOG_CAP), 0.0 if oldest is None else max(now - oldest, 0.0)
+
+    @verb
+    def connection_budget(self) -> ConnectionBudget:
+        limit, in_use = self._rows(Q["connection_budget"], {})[0]
+        return ConnectionBudget(int(limit), int(in_use), POOL_SIZE + 1)
 
     @verb
     def history_list(self, process_id: str) -> list[Event]:
