@@ -16,8 +16,11 @@ which ones to quiet, from the runnable backlog and what the workers hold now.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from corral.errors import UsageError
 
 #: How long (seconds) fewer workers must have done before the supervisor shrinks.
 DEFAULT_WINDOW = 60.0
@@ -128,3 +131,20 @@ def _pick(workers: Sequence[Running], n: int) -> tuple[str, ...]:
         key=lambda w: (w.running is None, w.running or 0, -w.started_at),
     )
     return tuple(w.name for w in order[:n])
+
+
+_PROCESSES = re.compile(r"^\s*(\d+)\s*(?:\.\.\s*(\d+)\s*)?$")
+
+
+def parse_processes(text: str) -> tuple[int, int]:
+    """`--processes`: `MIN..MAX`, or `N` for N..N. UsageError names what is wrong."""
+    match = _PROCESSES.match(text)
+    if not match:
+        raise UsageError(f"--processes must be N or MIN..MAX (e.g. 4 or 1..8), not {text!r}")
+    low = int(match.group(1))
+    high = low if match.group(2) is None else int(match.group(2))
+    if low < 1:
+        raise UsageError(f"--processes: the minimum must be 1 or more, not {low}")
+    if high < low:
+        raise UsageError(f"--processes: the maximum ({high}) is below the minimum ({low})")
+    return low, high

@@ -33,7 +33,7 @@ def test_only_what_a_claim_could_take_now_is_counted(storage: Storage) -> None:
 def test_leased_processes_leave_it_and_an_expired_lease_comes_back(storage: Storage) -> None:
     ps = [new(at=T0 + i) for i in range(3)]
     storage.process_insert_many(ps)
-    [first, second] = claim(storage, now=T0 + 5, limit=2, lease=30.0)
+    [first, _dies] = claim(storage, now=T0 + 5, limit=2, lease=30.0)
     assert storage.runnable_backlog(None, None, T0 + 6) == (1, 4.0)
     complete(storage, first, now=T0 + 7, to=Status.COMPLETED)
     assert storage.runnable_backlog(None, None, T0 + 8)[0] == 1
@@ -61,3 +61,14 @@ def test_the_count_stops_at_the_cap(storage: Storage) -> None:
     many = [new(at=T0) for _ in range(BACKLOG_CAP + 5)]
     storage.process_insert_many(many)
     assert storage.runnable_backlog(None, None, T0 + 1) == (BACKLOG_CAP, 1.0)
+
+
+def test_the_connection_budget_is_postgresql_s_alone(storage: Storage, backend: str) -> None:
+    budget = storage.connection_budget()
+    if backend != "postgres":
+        assert budget is None  # one file, no server: no connection limit to respect
+        return
+    assert budget is not None
+    # The pool and the listener of one worker; this storage's own connection is open.
+    assert budget.per_worker == 11
+    assert budget.limit > 0 and budget.in_use >= 1

@@ -4,7 +4,12 @@ connection budget."""
 
 from __future__ import annotations
 
-from corral.scaling import Bounds, Decision, Observed, Running, decide, wanted
+import re
+
+import pytest
+
+from corral.errors import UsageError
+from corral.scaling import Bounds, Decision, Observed, Running, decide, parse_processes, wanted
 
 B = Bounds(minimum=1, maximum=4, concurrency=10, window=60.0, patience=5.0)
 
@@ -94,3 +99,18 @@ def test_a_budget_that_shrinks_quiets_workers_at_once() -> None:
     d = decide(B, look(2000, 10, 10, 10, 0, budget=2, now=5.0), None)
     assert (d.desired, d.quiet) == (2, ("w3", "w2"))
     assert "over budget" in d.reason
+
+
+def test_processes_reads_n_or_a_range_and_refuses_the_rest() -> None:
+    assert parse_processes("4") == (4, 4)
+    assert parse_processes("1..8") == (1, 8)
+    assert parse_processes(" 2 .. 3 ") == (2, 3)
+    for bad, words in [
+        ("0", "the minimum must be 1 or more"),
+        ("5..2", "the maximum (2) is below the minimum (5)"),
+        ("1-4", "must be N or MIN..MAX"),
+        ("", "must be N or MIN..MAX"),
+        ("..4", "must be N or MIN..MAX"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(words)):
+            parse_processes(bad)

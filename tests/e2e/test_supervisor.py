@@ -1,0 +1,118 @@
+"""`corral worker --processes MIN..MAX`: a supervisor of real worker subprocesses, on
+SQLite and PostgreSQL. Under a burst it grows to its maximum; when the burst is over it
+shrinks to its minimum by quieting idle workers, and no iteration is cut short (every
+process ran exactly once, no lease expired or was lost). A worker that dies at start over
+and over stops the restarts, and the supervisor exits with its own code."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.model import Status
+from corral.storage import open_storage
+from corral.storage.base import ProcessFilter, Storage
+from corral.supervisor import EXIT_CRASH_LOOP
+from tests.backends import backend_url
+from tests.e2e.conftest import Corral, wait_until
+
+APP = Path(__file__).parent / "apps" / "e2e_supervised.py"
+BURST = 2000
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def supervised(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Corral]:
+    with backend_url(str(request.param), tmp_path) as url:
+        c = Corral(tmp_path, APP)
+        c.url = url
+        c.extra_env["E2E_RUNS"] = str(tmp_path / "runs")
+        try:
+            yield c
+        finally:
+            c.cleanup()
+
+
+def registered(storage: Storage) -> int:
+    return len(storage.worker_list())
+
+
+@pytest.mark.slow
+def test_a_burst_scales_up_then_down_and_every_process_runs_once(supervised: Corral) -> None:
+    c = supervised
+    c.extra_env["E2E_TICK_SECONDS"] = "0.02"
+    sup = c.start(
+        "--log-level", "INFO", "worker", "--processes", "1..4", "--concurrency", "2",
+        "--scale-down-after", "2s", "--grace", "10s",
+    )  # fmt: skip
+    storage = open_storage(c.url)
+    try:
+        # Given one idle worker (the minimum)...
+        wait_until(lambda: registered(storage) == 1, timeout=60, what="the first worker")
+        # ...when a burst comes, the supervisor grows at once...
+        ids = c.submit_many([("tick", {"n": n}) for n in range(BURST)])
+        most = wait_until(
+            lambda: (n := registered(storage)) > 1 and n, timeout=60, what="more than one worker"
+        )
+        done = ProcessFilter(status=Status.COMPLETED)
+        while storage.process_count(done) < BURST:
+            most = max(most, registered(storage))
+            assert sup.poll() is None, c.log_of(sup)[-3000:]
+            time.sleep(0.2)
+        # ...and once it is over, shrinks back to one worker, which it keeps.
+        wait_until(lambda: registered(storage) == 1, timeout=60, what="one worker again")
+        assert most > 1
+        # The supervisor saw the ones it let go exit on their own.
+        wait_until(
+            lambda: 0 < (log := c.log_of(sup)).count("quieting") == log.count("exited (exit 0)"),
+            timeout=30,
+            what="the quiet workers to exit",
+        )
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(timeout=60) == 0, c.log_of(sup)[-3000:]
+        assert registered(storage) == 0
+        history = [e.kind for pid in ids for e in storage.history_list(pid)]
+    finally:
+        storage.close()
+    log = c.log_of(sup)
+    # Every process ran exactly once: nothing was cut short and run again.
+    runs = Counter((Path(c.extra_env["E2E_RUNS"])).read_text().split())
+    assert sorted(map(int, runs)) == list(range(BURST))
+    assert set(runs.values()) == {1}
+    assert "lease_expired" not in history and "lease_lost" not in history
+    # Each step said in the log: up, quieting (idle ones), their exits, the drain.
+    assert "scaling from 1 to" in log and "(held to 4 by the maximum)" in log
+    assert "quieting worker" in log and "exited (exit 0)" in log
+    assert "told to stop claiming; what it ran has ended (quiet)" in log
+    assert "draining 1 worker (" in log and "supervisor" in log.splitlines()[-1]
+    assert "killing worker" not in log and "crashed" not in log
+
+
+def test_a_worker_that_dies_at_start_stops_the_restarts(tmp_path: Path) -> None:
+    c = Corral(tmp_path, APP)
+    c.extra_env["E2E_DIE_AT_START"] = "1"
+    try:
+        sup = c.start("--log-level", "INFO", "worker", "--processes", "2")
+        code = sup.wait(timeout=120)
+        log = c.log_of(sup)
+        assert code == EXIT_CRASH_LOOP, log[-3000:]
+        assert "crash loop, restarts stopped" in log
+        assert log.count("died") >= 5 and "restarting in" in log
+        # It said what it did at the end, then stopped (the others were drained).
+        assert f"stopped (exit {EXIT_CRASH_LOOP})" in log.splitlines()[-1]
+    finally:
+        c.cleanup()
+
+
+def test_processes_refuses_a_bad_range_and_once(tmp_path: Path) -> None:
+    c = Corral(tmp_path, APP)
+    bad = c.run("worker", "--processes", "4..2")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("error: --processes: the maximum (2) is below the minimum (4)")
+    once = c.run("worker", "--processes", "2", "--once")
+    assert once.returncode == 2 and "--once and --processes" in once.stderr
+    assert "Traceback" not in bad.stderr + once.stderr
