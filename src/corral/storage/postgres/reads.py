@@ -57,19 +57,7 @@ class Reads(Connected):
     def runnable_backlog(
         self, jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
     ) -> tuple[int, float]:
-        filters = []
-        if queues is not None:
-            filters.append("AND queue = ANY(%(queues)b::text[])")
-        if jobs is not None:
-            filters.append("AND job = ANY(%(jobs)b::text[])")
-        query = Q["runnable_backlog"].replace("/* filters */", " ".join(filters))
-        args = {
-            "now": as_time(now),
-            "cap": BACKLOG_CAP,
-            "queues": list(queues or ()),
-            "jobs": list(jobs or ()),
-        }
-        count, oldest = self._rows(query, args)[0]
+        count, oldest = self._rows(*backlog_statement(jobs, queues, now))[0]
         return min(int(count), BACKLOG_CAP), 0.0 if oldest is None else max(now - oldest, 0.0)
 
     @verb
@@ -85,6 +73,26 @@ class Reads(Connected):
     def history_append(self, events: Sequence[Event]) -> None:
         if events:
             self._rows(Q["history_append"], event_args([codec.event_to_row(e) for e in events]))
+
+
+def backlog_statement(
+    jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
+) -> tuple[str, dict[str, Any]]:
+    """runnable_backlog's statement (only the filters asked for spliced in) and its
+    arguments."""
+    filters = []
+    if queues is not None:
+        filters.append("AND queue = ANY(%(queues)b::text[])")
+    if jobs is not None:
+        filters.append("AND job = ANY(%(jobs)b::text[])")
+    query = Q["runnable_backlog"].replace("/* filters */", " ".join(filters))
+    args = {
+        "now": as_time(now),
+        "cap": BACKLOG_CAP,
+        "queues": list(queues or ()),
+        "jobs": list(jobs or ()),
+    }
+    return query, args
 
 
 def list_statement(where: ProcessFilter) -> tuple[sql.Composed, dict[str, Any]]:
