@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from corral.errors import StorageError
 from corral.scaling import Bounds, Decision, Observed, Running, decide
@@ -34,13 +35,22 @@ from corral.worker import EXIT_BUDGET, EXIT_OK
 
 log = logging.getLogger("corral.supervisor")
 
+
+class Process(Protocol):
+    """What the supervisor uses of a worker subprocess (a `subprocess.Popen`)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+
 #: The supervisor's own exit codes beside the worker's (0: drained after a signal).
 EXIT_CRASH_LOOP = 6  # a worker kept dying at start: restarts stopped, the others drained
 #: What a worker started by a supervisor finds in its environment: the supervisor's pid.
 SUPERVISOR_ENV = "CORRAL_SUPERVISOR_PID"
-#: After KILL is due, how long (seconds) past the grace a worker gets to exit on its own:
-#: the grace is the worker's, and it needs a moment to give its leases back.
-KILL_MARGIN = 5.0
 
 
 @dataclass
@@ -60,6 +70,9 @@ class SupervisorOptions:
     backoff: tuple[float, float] = (0.5, 30.0)
     #: How often (seconds) the supervisor reads the backlog and the registry.
     interval: float = 1.0
+    #: How long past its grace (seconds) a worker told to stop gets before SIGKILL: the
+    #: grace is the worker's own, and it needs a moment to give its leases back after it.
+    kill_margin: float = 5.0
     jobs: Sequence[str] | None = None
     queues: Sequence[str] | None = None
 
@@ -69,7 +82,7 @@ class Child:
     """A worker subprocess and where it stands: running, quieted (since when), told to
     stop (TERM, and when KILL is due)."""
 
-    proc: subprocess.Popen[bytes]
+    proc: Process
     started_at: float
     quieted_at: float | None = None
     termed_at: float | None = None
@@ -102,12 +115,15 @@ class Supervisor:
         storage: Storage,
         options: SupervisorOptions,
         *,
-        spawn: Callable[[Sequence[str]], subprocess.Popen[bytes]] | None = None,
+        spawn: Callable[[Sequence[str]], Process] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
         self.options = options
         self.children: dict[int, Child] = {}
         self._spawn = spawn or _spawn
+        self._clock = clock
+        self._next_look = 0.0
         self._wake = threading.Event()
         self._signals = 0
         self._low_since: float | None = None
@@ -132,20 +148,31 @@ class Supervisor:
             b.maximum,
             b.concurrency,
         )
-        for _ in range(b.minimum):
-            self._start("minimum")
-        next_look = 0.0
-        while not self._signals and not self._crashes.looping:
-            self._reap()
-            self._restart_due()
-            now = time.monotonic()
-            if now >= next_look:
-                self._scale(now)
-                next_look = now + self.options.interval
-            self._escalate(now)
-            self._wake.wait(min(0.2, max(next_look - time.monotonic(), 0.0)))
+        self.begin()
+        while self.step():
+            self._wake.wait(min(0.2, max(self._next_look - self._clock(), 0.0)))
             self._wake.clear()
-        return self._drain()
+        return self.drain()
+
+    def begin(self) -> None:
+        """Start the minimum of workers."""
+        for _ in range(self.options.bounds.minimum):
+            self._start("minimum")
+
+    def step(self) -> bool:
+        """One round: note the workers that exited (restarting those that should not
+        have), look at the database when it is time, escalate overdue stops. False once
+        the supervisor should drain (a signal, a crash loop)."""
+        if self._signals or self._crashes.looping:
+            return False
+        self._reap()
+        now = self._clock()
+        self._restart_due(now)
+        if now >= self._next_look:
+            self._scale(now)
+            self._next_look = now + self.options.interval
+        self._escalate(now)
+        return not (self._signals or self._crashes.looping)
 
     def _scale(self, now: float) -> None:
         if self._crashes.pending or self._crashes.looping:
@@ -203,13 +230,13 @@ class Supervisor:
             proc = self._spawn(self.options.argv)
         except OSError as exc:
             log.error("cannot start a worker (%s): %s", why, exc)
-            self._crashed(time.monotonic())
+            self._crashed(self._clock())
             return
-        self.children[proc.pid] = Child(proc, time.monotonic())
+        self.children[proc.pid] = Child(proc, self._clock())
         log.info("started worker %d (%s)", proc.pid, why)
 
     def _quiet(self, child: Child) -> None:
-        child.quieted_at = time.monotonic()
+        child.quieted_at = self._clock()
         log.info(
             "quieting worker %d: it claims nothing more and exits when its iterations end "
             "(SIGTERM past %.0f s)",
@@ -219,9 +246,9 @@ class Supervisor:
         _signal(child, signal.SIGUSR1)
 
     def _terminate(self, child: Child, why: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         child.termed_at = now
-        child.kill_at = now + self.options.grace + KILL_MARGIN
+        child.kill_at = now + self.options.grace + self.options.kill_margin
         log.info("stopping worker %d (%s): SIGTERM, SIGKILL past its grace", child.pid, why)
         _signal(child, signal.SIGTERM)
 
@@ -246,7 +273,7 @@ class Supervisor:
             if code is None:
                 continue
             del self.children[pid]
-            now = time.monotonic()
+            now = self._clock()
             lived = now - child.started_at
             if child.leaving or self._signals:
                 log.info("worker %d exited (%s) after %.1f s", pid, _code(code), lived)
@@ -300,15 +327,15 @@ class Supervisor:
         first, most = opts.backoff
         c.restart_at = now + min(first * 2 ** (c.in_a_row - 1), most)
 
-    def _restart_due(self) -> None:
+    def _restart_due(self, now: float) -> None:
         c = self._crashes
-        if c.pending and not c.looping and time.monotonic() >= c.restart_at:
+        if c.pending and not c.looping and now >= c.restart_at:
             pending, c.pending = c.pending, 0
             for _ in range(pending):
                 self._start("restart after a crash")
 
     # --- stopping -------------------------------------------------------------------------------
-    def _drain(self) -> int:
+    def drain(self) -> int:
         """TERM every worker, wait for them within the grace, KILL the rest; the exit code."""
         looping = self._crashes.looping
         why = "crash loop" if looping else "the supervisor was told to stop"
@@ -325,15 +352,16 @@ class Supervisor:
                 for child in list(self.children.values()):
                     log.info("worker %d: SIGTERM again, its leases are given back now", child.pid)
                     _signal(child, signal.SIGTERM)
-            self._escalate(time.monotonic())
-            self._wake.wait(0.1)
+            self._escalate(self._clock())
+            if self.children:
+                self._wake.wait(0.1)
             self._wake.clear()
         code = EXIT_CRASH_LOOP if looping else EXIT_OK
         log.info("supervisor %d stopped (exit %d)", os.getpid(), code)
         return code
 
 
-def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str]) -> Process:
     """A worker subprocess in its own process group (a Ctrl-C in a terminal reaches the
     supervisor alone, which drains the workers once, not twice), told to die with it
     (Linux: should the supervisor be killed, its workers get SIGTERM)."""
