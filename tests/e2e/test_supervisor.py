@@ -116,3 +116,29 @@ def test_processes_refuses_a_bad_range_and_once(tmp_path: Path) -> None:
     once = c.run("worker", "--processes", "2", "--once")
     assert once.returncode == 2 and "--once and --processes" in once.stderr
     assert "Traceback" not in bad.stderr + once.stderr
+
+
+@pytest.mark.parametrize("then_term", [False, True])
+def test_a_quiet_worker_finishes_its_iteration_then_exits(tmp_path: Path, then_term: bool) -> None:
+    """SIGUSR1 (what a supervisor sends to shrink): no new claim, the running iteration
+    ends and commits, exit 0. A SIGTERM after it starts the grace, it does not cut the
+    iteration short."""
+    c = Corral(tmp_path, APP)
+    c.extra_env["E2E_RUNS"] = str(tmp_path / "runs")
+    c.extra_env["E2E_TICK_SECONDS"] = "2"
+    try:
+        first = c.submit("tick", "n=1")
+        second = c.submit("tick", "n=2")
+        w = c.start_worker("--concurrency", "1")
+        wait_until(lambda: c.show(first)["lease_owner"], timeout=30, what="the first leased")
+        w.send_signal(signal.SIGUSR1)
+        if then_term:
+            w.send_signal(signal.SIGTERM)
+        assert w.wait(timeout=30) == 0, c.log_of(w)
+        log = c.log_of(w)
+        assert c.show(first)["status"] == "completed"
+        assert c.show(second)["status"] == "starting" and not c.show(second)["lease_owner"]
+        assert "0 leases given back" in log
+        assert "(quiet)" in log  # why it stopped: the first request
+    finally:
+        c.cleanup()
