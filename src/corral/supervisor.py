@@ -367,17 +367,28 @@ def _spawn(argv: Sequence[str]) -> Process:
     (Linux: should the supervisor be killed, its workers get SIGTERM)."""
     env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
     return subprocess.Popen(
-        list(argv), env=env, process_group=0, preexec_fn=_die_with_parent, close_fds=True
+        list(argv), env=env, process_group=0, preexec_fn=_death_signal(), close_fds=True
     )
 
 
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        import ctypes
+def _death_signal() -> Callable[[], None] | None:
+    """What the child runs between fork and exec to get SIGTERM when its parent dies, or
+    None off Linux. Resolved here, in the parent: between fork and exec a child of a
+    threaded process must not import or take locks, only make the call."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
 
-        with contextlib.suppress(OSError, AttributeError):
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, term = 1, int(signal.SIGTERM)
+
+    def call() -> None:
+        prctl(pr_set_pdeathsig, term)
+
+    return call
 
 
 def _signal(child: Child, sig: int) -> None:

@@ -6,7 +6,9 @@ and over stops the restarts, and the supervisor exits with its own code."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -85,7 +87,7 @@ def test_a_burst_scales_up_then_down_and_every_process_runs_once(supervised: Cor
     assert set(runs.values()) == {1}
     assert "lease_expired" not in history and "lease_lost" not in history
     # Each step said in the log: up, quieting (idle ones), their exits, the drain.
-    assert "scaling from 1 to" in log and "(held to 4 by the maximum)" in log
+    assert "scaling from 1 to" in log and "held to" in log  # by MAX, or by the budget
     assert "quieting worker" in log and "exited (exit 0)" in log
     assert "told to stop claiming; what it ran has ended (quiet)" in log
     assert "draining 1 worker (" in log and "supervisor" in log.splitlines()[-1]
@@ -142,3 +144,30 @@ def test_a_quiet_worker_finishes_its_iteration_then_exits(tmp_path: Path, then_t
         assert "(quiet)" in log  # why it stopped: the first request
     finally:
         c.cleanup()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path: Path) -> None:
+    c = Corral(tmp_path, APP)
+    c.extra_env["E2E_RUNS"] = str(tmp_path / "runs")
+    storage = open_storage(c.url)
+    try:
+        sup = c.start("--log-level", "INFO", "worker", "--processes", "2")
+        wait_until(lambda: registered(storage) == 2, timeout=60, what="two workers")
+        pids = [w.pid for w in storage.worker_list()]
+        c.kill(sup)  # SIGKILL: no drain; each worker gets SIGTERM from the kernel instead
+        wait_until(lambda: registered(storage) == 0, timeout=60, what="the workers to stop")
+        wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=30, what="exits")
+        log = c.log_of(sup)
+        assert log.count("stopped: told to stop (signal)") == 2, log
+    finally:
+        storage.close()
+        c.cleanup()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
