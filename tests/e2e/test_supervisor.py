@@ -171,3 +171,27 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_sigterm_drains_busy_workers_within_the_grace(tmp_path: Path) -> None:
+    """An iteration longer than the grace: the supervisor forwards SIGTERM, the worker
+    waits out its grace and gives the lease back (for another worker to continue at once),
+    and the supervisor exits 0 once its workers have."""
+    c = Corral(tmp_path, APP)
+    c.extra_env["E2E_RUNS"] = str(tmp_path / "runs")
+    c.extra_env["E2E_TICK_SECONDS"] = "60"
+    try:
+        long = c.submit("tick", "n=1")
+        sup = c.start("--log-level", "INFO", "worker", "--processes", "1", "--grace", "1s")
+        wait_until(lambda: c.show(long)["lease_owner"], timeout=60, what="the iteration")
+        began = time.monotonic()
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(timeout=30) == 0, c.log_of(sup)
+        assert time.monotonic() - began < 15
+        log = c.log_of(sup)
+        assert "draining 1 worker (the supervisor was told to stop)" in log
+        assert "1 leases given back" in log and "killing worker" not in log
+        shown = c.show(long)
+        assert shown["status"] == "starting" and shown["lease_owner"] is None
+    finally:
+        c.cleanup()
