@@ -43,6 +43,11 @@ def registered(storage: Storage) -> int:
     return len(storage.worker_list())
 
 
+def leased(storage: Storage, process_id: str) -> bool:
+    p = storage.process_get(process_id)
+    return p is not None and p.lease_owner is not None
+
+
 @pytest.mark.slow
 def test_a_burst_scales_up_then_down_and_every_process_runs_once(supervised: Corral) -> None:
     c = supervised
@@ -127,12 +132,13 @@ def test_a_quiet_worker_finishes_its_iteration_then_exits(tmp_path: Path, then_t
     iteration short."""
     c = Corral(tmp_path, APP)
     c.extra_env["E2E_RUNS"] = str(tmp_path / "runs")
-    c.extra_env["E2E_TICK_SECONDS"] = "2"
+    c.extra_env["E2E_TICK_SECONDS"] = "4"
+    storage = open_storage(c.url)
     try:
         first = c.submit("tick", "n=1")
         second = c.submit("tick", "n=2")
         w = c.start_worker("--concurrency", "1")
-        wait_until(lambda: c.show(first)["lease_owner"], timeout=30, what="the first leased")
+        wait_until(lambda: leased(storage, first), timeout=60, what="the first one leased")
         w.send_signal(signal.SIGUSR1)
         if then_term:
             w.send_signal(signal.SIGTERM)
@@ -143,6 +149,7 @@ def test_a_quiet_worker_finishes_its_iteration_then_exits(tmp_path: Path, then_t
         assert "0 leases given back" in log
         assert "(quiet)" in log  # why it stopped: the first request
     finally:
+        storage.close()
         c.cleanup()
 
 
@@ -180,10 +187,11 @@ def test_sigterm_drains_busy_workers_within_the_grace(tmp_path: Path) -> None:
     c = Corral(tmp_path, APP)
     c.extra_env["E2E_RUNS"] = str(tmp_path / "runs")
     c.extra_env["E2E_TICK_SECONDS"] = "60"
+    storage = open_storage(c.url)
     try:
         long = c.submit("tick", "n=1")
         sup = c.start("--log-level", "INFO", "worker", "--processes", "1", "--grace", "1s")
-        wait_until(lambda: c.show(long)["lease_owner"], timeout=60, what="the iteration")
+        wait_until(lambda: leased(storage, long), timeout=60, what="the iteration")
         began = time.monotonic()
         sup.send_signal(signal.SIGTERM)
         assert sup.wait(timeout=30) == 0, c.log_of(sup)
@@ -194,4 +202,5 @@ def test_sigterm_drains_busy_workers_within_the_grace(tmp_path: Path) -> None:
         shown = c.show(long)
         assert shown["status"] == "starting" and shown["lease_owner"] is None
     finally:
+        storage.close()
         c.cleanup()

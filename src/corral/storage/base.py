@@ -526,10 +526,11 @@ class Storage(abc.ABC):
         `now`, and how long (seconds) the oldest of them has been claimable: what the
         supervisor scales on (docs/supervisor.md). The claim's predicates: a claimable
         status (so no process waiting on dependencies), an expired lease or none, `run_at`
-        come (a rate limit holds a process back by moving it), its queue not paused, its
-        concurrency key not full. Found by the claim's partial indexes and counted up to
-        BACKLOG_CAP rows of each, so that the work never grows with the table; the age is
-        that of the oldest among the rows counted (0.0 when there is none)."""
+        come (a rate limit holds a process back by moving it, once a worker met it), its
+        queue not paused, its concurrency key not full. Found by the claim's partial
+        indexes and counted up to BACKLOG_CAP rows of each, so that the work never grows
+        with the table; the age is that of the oldest among the rows counted (0.0 when
+        there is none)."""
 
     @abc.abstractmethod
     def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
