@@ -1214,17 +1214,6 @@ def worker(
         ),
     ] = "10m",
 ) -> None:
-    if processes is not None:
-        if once:
-            fail("--once and --processes do not go together: a supervisor keeps its workers up")
-        options = guarded(
-            lambda: WorkerOptions(
-                concurrency=concurrency, grace=parse_duration(grace, "--grace"), queues=queue
-            )
-        )
-        _run_supervisor(options, processes, scale_down_after, quiet_timeout)
-        return
-
     def run() -> WorkerOptions:
         seconds = None if max_time is None else parse_duration(max_time, "--max-time")
         if seconds is not None and seconds <= 0:
@@ -1242,7 +1231,15 @@ def worker(
             app_name=state.app_ref or "",
         )
 
-    _run_worker(guarded(run))
+    # Checked here, under a supervisor too: a bad option is one line now, not every
+    # worker dying at start.
+    options = guarded(run)
+    if processes is None:
+        _run_worker(options)
+    elif once:
+        fail("--once and --processes do not go together: a supervisor keeps its workers up")
+    else:
+        _run_supervisor(options, processes, scale_down_after, quiet_timeout)
 
 
 worker.__doc__ = f"""Run a worker: claim runnable processes and run their iterations until

@@ -49,6 +49,9 @@ class Process(Protocol):
 
 #: The supervisor's own exit codes beside the worker's (0: drained after a signal).
 EXIT_CRASH_LOOP = 6  # a worker kept dying at start: restarts stopped, the others drained
+#: A worker's exit code for bad usage or a database that will not work (the command line's
+#: own): the same again would fail the same way.
+EXIT_USAGE = 2
 #: What a worker started by a supervisor finds in its environment: the supervisor's pid.
 SUPERVISOR_ENV = "CORRAL_SUPERVISOR_PID"
 
@@ -131,6 +134,8 @@ class Supervisor:
         self._host = socket.gethostname()
         self._last_decision = ""
         self._db_down = False
+        #: Once restarts stop: the exit code and why, in words.
+        self._gave_up = (EXIT_CRASH_LOOP, "crash loop")
 
     # --- control (from signal handlers) -----------------------------------------------------
     def stop(self) -> None:
@@ -281,6 +286,15 @@ class Supervisor:
                 log.info("worker %d exited to be recycled (%s): replacing it", pid, _code(code))
                 self._crashes.in_a_row = 0
                 self._start("recycled")
+            elif code == EXIT_USAGE:
+                log.error(
+                    "worker %d exited %d: bad usage, an app that does not load or a database "
+                    "that will not work (its log says which); restarting will not help",
+                    pid,
+                    code,
+                )
+                self._crashes.looping = True
+                self._gave_up = (EXIT_USAGE, "a worker cannot start")
             elif code == EXIT_OK and lived >= self.options.crash_window:
                 log.warning("worker %d exited unasked (%s): replacing it", pid, _code(code))
                 self._crashes.in_a_row = 0
@@ -338,7 +352,7 @@ class Supervisor:
     def drain(self) -> int:
         """TERM every worker, wait for them within the grace, KILL the rest; the exit code."""
         looping = self._crashes.looping
-        why = "crash loop" if looping else "the supervisor was told to stop"
+        why = self._gave_up[1] if looping else "the supervisor was told to stop"
         n = len(self.children)
         log.info("draining %d worker%s (%s)", n, "" if n == 1 else "s", why)
         for child in list(self.children.values()):
@@ -356,7 +370,7 @@ class Supervisor:
             if self.children:
                 self._wake.wait(0.1)
             self._wake.clear()
-        code = EXIT_CRASH_LOOP if looping else EXIT_OK
+        code = self._gave_up[0] if looping else EXIT_OK
         log.info("supervisor %d stopped (exit %d)", os.getpid(), code)
         return code
 

@@ -122,6 +122,12 @@ def test_processes_refuses_a_bad_range_and_once(tmp_path: Path) -> None:
     assert bad.stderr.strip() == ("error: --processes: the maximum (2) is below the minimum (4)")
     once = c.run("worker", "--processes", "2", "--once")
     assert once.returncode == 2 and "--once and --processes" in once.stderr
+    # A worker's own option is checked before any worker starts: one line, not a crash loop.
+    memory = c.run("worker", "--processes", "2", "--max-memory", "-5")
+    assert (memory.returncode, memory.stderr.strip()) == (
+        2,
+        "error: --max-memory must be more than 0 MB",
+    )
     assert "Traceback" not in bad.stderr + once.stderr
 
 

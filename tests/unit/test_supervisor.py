@@ -199,3 +199,14 @@ def test_the_workers_command_line_is_the_supervisor_s_without_its_own_options(
 ) -> None:
     argv = worker_argv(args, ("--processes", "--scale-down-after", "--quiet-timeout"))
     assert argv[3:] == kept
+
+
+def test_a_worker_that_exits_2_stops_the_restarts_at_once() -> None:
+    """Exit 2: bad usage, an app that does not load, a database that will not work. The
+    same command would fail the same way: no restart, the others drained, exit 2."""
+    rig = Rig(Bounds(2, 2, 10))
+    rig.sup.begin()
+    rig.spawned[0].code = 2
+    assert not rig.at(30.0)
+    assert rig.sup.drain() == 2
+    assert len(rig.spawned) == 2 and rig.spawned[1].signals == [signal.SIGTERM]
