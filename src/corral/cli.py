@@ -1303,7 +1303,10 @@ def _run_supervisor(options: WorkerOptions, processes: str, window: str, quiet: 
 
     supervisor = guarded(make)
     _on_signals(supervisor.stop)
-    code = guarded(supervisor.run)
+    try:
+        code = guarded(supervisor.run)
+    finally:
+        supervisor.storage.close()
     if code:
         raise typer.Exit(code)
 
