@@ -43,6 +43,7 @@ from corral.errors import CorralError, StorageUnavailable, UsageError
 from corral.loader import load_app
 from corral.model import Process, Status
 from corral.storage import default_url
+from corral.supervisor import EXIT_CRASH_LOOP
 from corral.worker import (
     DEFAULT_CONCURRENCY,
     EXIT_BUDGET,
@@ -72,6 +73,7 @@ WORKER_EXIT_CODES = {
     EXIT_STORAGE: "the database failed for good, or was still away when the grace ran out",
     EXIT_BUDGET: "a budget was spent (--max-time, --max-memory, --max-iterations): start it again",
     EXIT_WEDGED: "more handlers stuck past their timeouts than it tolerates: replace it",
+    EXIT_CRASH_LOOP: "(--processes) a worker kept dying at start: restarts stopped, see the log",
 }
 
 cli = typer.Typer(
@@ -1188,6 +1190,29 @@ def worker(
             "--queue", metavar="QUEUE", help="Only this queue (repeatable; default: all)."
         ),
     ] = None,
+    processes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MIN..MAX",
+            help="Run a supervisor of MIN to MAX worker processes (N: exactly N) that scales "
+            "them with the runnable backlog (docs/supervisor.md).",
+        ),
+    ] = None,
+    scale_down_after: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="With --processes: shrink only after fewer workers would have done for this long.",
+        ),
+    ] = "60s",
+    quiet_timeout: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="With --processes: how long a worker let go may finish its iterations "
+            "before SIGTERM.",
+        ),
+    ] = "10m",
 ) -> None:
     def run() -> WorkerOptions:
         seconds = None if max_time is None else parse_duration(max_time, "--max-time")
@@ -1206,15 +1231,29 @@ def worker(
             app_name=state.app_ref or "",
         )
 
-    _run_worker(guarded(run))
+    # Checked here, under a supervisor too: a bad option is one line now, not every
+    # worker dying at start.
+    options = guarded(run)
+    if processes is None:
+        _run_worker(options)
+    elif once:
+        fail("--once and --processes do not go together: a supervisor keeps its workers up")
+    else:
+        _run_supervisor(options, processes, scale_down_after, quiet_timeout)
 
 
 worker.__doc__ = f"""Run a worker: claim runnable processes and run their iterations until
 stopped (with --once: until nothing is left to do). SIGTERM or SIGINT: stop claiming, let
 running iterations finish within --grace, then give their leases back; a second signal
-gives them back at once. One worker of the fleet at a time also applies the timeouts and
-fires the app's cron schedules (`corral schedules`). `work` is the same command (its older
-name).
+gives them back at once. SIGUSR1: stop claiming and exit once the running iterations have
+ended, however long they take (quiet). One worker of the fleet at a time also applies the
+timeouts and fires the app's cron schedules (`corral schedules`). `work` is the same command
+(its older name).
+
+With --processes MIN..MAX, a supervisor runs MIN to MAX such workers (the same options) as
+subprocesses: it starts more at once when the runnable backlog grows, quiets idle ones
+after --scale-down-after of lower need, restarts a crashed one, and drains them all on
+SIGTERM or SIGINT (docs/supervisor.md).
 
 \b
 Exit codes (why it stopped):
@@ -1228,9 +1267,48 @@ def _run_worker(options: WorkerOptions) -> None:
     app = guarded(lambda: state.database_for("worker", required=True))
     w = guarded(lambda: Worker(app, options))
     _on_signals(lambda: w.stop())
+    # A supervisor shrinking its fleet: stop claiming, exit when what runs has ended.
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: w.quiet())
     stats = guarded(w.run)  # its last log line says why it stopped and what it did: no other
     if stats.exit_code:
         raise typer.Exit(stats.exit_code)
+
+
+#: The options only a supervisor takes: its workers are started without them.
+SUPERVISOR_OPTIONS = ("--processes", "--scale-down-after", "--quiet-timeout")
+
+
+def _run_supervisor(options: WorkerOptions, processes: str, window: str, quiet: str) -> None:
+    from corral.scaling import Bounds, parse_processes
+    from corral.supervisor import Supervisor, SupervisorOptions, worker_argv
+
+    def make() -> Supervisor:
+        options.check()
+        low, high = parse_processes(processes)
+        bounds = Bounds(
+            low, high, options.concurrency, parse_duration(window, "--scale-down-after")
+        )
+        app = state.database_for("worker", required=True)
+        return Supervisor(
+            app.storage,
+            SupervisorOptions(
+                bounds=bounds,
+                argv=worker_argv(sys.argv[1:], SUPERVISOR_OPTIONS),
+                grace=options.grace,
+                quiet_timeout=parse_duration(quiet, "--quiet-timeout"),
+                jobs=sorted(app.registry.jobs),
+                queues=options.queues,
+            ),
+        )
+
+    supervisor = guarded(make)
+    _on_signals(supervisor.stop)
+    try:
+        code = guarded(supervisor.run)
+    finally:
+        supervisor.storage.close()
+    if code:
+        raise typer.Exit(code)
 
 
 def _on_signals(stop: Callable[[], None]) -> None:

@@ -93,6 +93,7 @@ _STOPPED_BY = {
     "idle": "nothing left to do",
     "done": "the process it drove ended",
     "signal": "told to stop",
+    "quiet": "told to stop claiming; what it ran has ended",
     "max-time": "its --max-time budget was spent",
     "max-memory": "its --max-memory budget was spent",
     "max-iterations": "its --max-iterations budget was spent",
@@ -235,17 +236,31 @@ class Worker:
         self._started = 0  # iterations handed to a slot (for --max-iterations)
         #: When the grace given by the first stop request ends (monotonic seconds).
         self._grace_ends: float | None = None
+        self._quiet = False  # told to stop claiming and finish, with no deadline
         self.recovery = Recovery.of(app, self.options.owner, self.options.sweep_interval)
         self._recovery_thread: threading.Thread | None = None
         self._outage = _Outage()
 
     # --- control -------------------------------------------------------------------------
     def stop(self, *, immediately: bool = False) -> None:
-        """Stop claiming; running iterations get `grace` seconds (none if `immediately`)."""
-        if self._grace_ends is None:
+        """Stop claiming; running iterations get `grace` seconds (none if `immediately`).
+        A second request gives their leases back at once; after `quiet`, the first one
+        only starts the grace."""
+        first = self._grace_ends is None
+        if first:
             self._grace_ends = time.monotonic() + self.options.grace
-        if self._stop.is_set() or immediately:
+        if immediately or (self._stop.is_set() and not (first and self._quiet)):
             self._halt.set()
+        self._stop.set()
+        self.port.notify_local()
+
+    def quiet(self) -> None:
+        """Stop claiming and exit once the running iterations end, however long they take
+        (a supervisor shrinking its fleet: SIGUSR1). Nothing is cut short; a `stop` after
+        this starts the grace."""
+        if self._stop.is_set():
+            return
+        self._quiet = True
         self._stop.set()
         self.port.notify_local()
 
@@ -307,7 +322,7 @@ class Worker:
         if self._wedged:
             self._stopped("wedged", EXIT_WEDGED)
         elif not self.stats.stopped_by:
-            self.stats.stopped_by = "signal"
+            self.stats.stopped_by = "quiet" if self._quiet else "signal"
 
     def _stopped(self, why: str, code: int) -> None:
         self.stats.stopped_by = why
@@ -746,8 +761,12 @@ class Worker:
         """Let running iterations finish within `grace`, then give back the leases left.
         Nothing here waits past the grace: with the database away, what could not be
         committed or given back is left to expire."""
-        deadline = self._grace_ends or time.monotonic() + grace
-        while self._in_flight and not self._halt.is_set() and time.monotonic() < deadline:
+        fallback = time.monotonic() + grace
+        while True:
+            # Re-read each round: a quiet worker has no deadline until it is told to stop.
+            deadline = self._grace_ends or (math.inf if self._quiet else fallback)
+            if not self._in_flight or self._halt.is_set() or time.monotonic() >= deadline:
+                break
             epoch = self.port.change_epoch()
             self._commit_finished(deadline)
             if self._in_flight:

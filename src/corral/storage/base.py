@@ -303,6 +303,22 @@ class ScheduleFiring:
     occurrences: Sequence[float] = ()
 
 
+#: `runnable_backlog` counts at most this many processes (of each claim class): enough to
+#: tell any supervisor to grow to its maximum, and a bounded walk of an index.
+BACKLOG_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """A database's connections: how many clients it accepts in all (its limit less the
+    slots reserved for superusers), how many are open now, and how many one worker's
+    storage may open at most (its pool and its listener)."""
+
+    limit: int
+    in_use: int
+    per_worker: int
+
+
 class Storage(abc.ABC):
     """One database. Safe to share between threads; each backend says how it is for processes."""
 
@@ -511,10 +527,29 @@ class Storage(abc.ABC):
         nothing and return None. A custom id conflict raises and writes nothing."""
 
     @abc.abstractmethod
+    def runnable_backlog(
+        self, jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
+    ) -> tuple[int, float]:
+        """How many processes a claim for `jobs` and `queues` (None: any) could take at
+        `now`, and how long (seconds) the oldest of them has been claimable: what the
+        supervisor scales on (docs/supervisor.md). The claim's predicates: a claimable
+        status (so no process waiting on dependencies), an expired lease or none, `run_at`
+        come (a rate limit holds a process back by moving it, once a worker met it), its
+        queue not paused, its concurrency key not full. Found by the claim's partial
+        indexes and counted up to BACKLOG_CAP rows of each, so that the work never grows
+        with the table; the age is that of the oldest among the rows counted (0.0 when
+        there is none)."""
+
+    @abc.abstractmethod
     def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
         """The process's concurrency key and limit, and the live leases (expiring at or
         after `now`) of the processes of that key: what a claim counts
         (docs/flow-control.md). None for a process without a key, or no such process."""
+
+    def connection_budget(self) -> ConnectionBudget | None:
+        """What the database allows in connections, for a supervisor deciding how many
+        workers it may start; None when there is no such limit (SQLite)."""
+        return None
 
     # --- leases ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -35,6 +35,9 @@ log = logging.getLogger("corral.storage.postgres")
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 CONNECT_TIMEOUT = 5
+#: Connections a storage object's pool opens at most (its listener holds one more): what
+#: a supervisor counts per worker against the server's max_connections.
+POOL_SIZE = 10
 #: How long a verb waits for a pooled connection before reporting the database unavailable.
 POOL_TIMEOUT = 10.0
 _FALSE = ("0", "false", "no", "off")

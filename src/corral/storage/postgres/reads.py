@@ -9,15 +9,21 @@ from psycopg import sql
 
 from corral.model import Event, Process
 from corral.storage import codec
-from corral.storage.base import ConcurrencySlots, KeyHolder, ProcessFilter
-from corral.storage.postgres.connection import Connected, verb
+from corral.storage.base import (
+    BACKLOG_CAP,
+    ConcurrencySlots,
+    ConnectionBudget,
+    KeyHolder,
+    ProcessFilter,
+)
+from corral.storage.postgres.connection import POOL_SIZE, Connected, verb
 from corral.storage.postgres.queries import SELECT_LIST, Q
 from corral.storage.postgres.values import as_time, decode_process, event_args
 
 
 class Reads(Connected):
     """process_get, process_list, process_count, process_id_neighbors, process_concurrency,
-    history_list and history_append."""
+    runnable_backlog, connection_budget, history_list and history_append."""
 
     @verb
     def process_get(self, process_id: str) -> Process | None:
@@ -48,6 +54,18 @@ class Reads(Connected):
         return ConcurrencySlots(rows[0][0], rows[0][1], holders)
 
     @verb
+    def runnable_backlog(
+        self, jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
+    ) -> tuple[int, float]:
+        count, oldest = self._rows(*backlog_statement(jobs, queues, now))[0]
+        return min(int(count), BACKLOG_CAP), 0.0 if oldest is None else max(now - oldest, 0.0)
+
+    @verb
+    def connection_budget(self) -> ConnectionBudget:
+        limit, in_use = self._rows(Q["connection_budget"], {})[0]
+        return ConnectionBudget(int(limit), int(in_use), POOL_SIZE + 1)
+
+    @verb
     def history_list(self, process_id: str) -> list[Event]:
         return [codec.event_from_row(r) for r in self._rows(Q["history_list"], {"id": process_id})]
 
@@ -55,6 +73,26 @@ class Reads(Connected):
     def history_append(self, events: Sequence[Event]) -> None:
         if events:
             self._rows(Q["history_append"], event_args([codec.event_to_row(e) for e in events]))
+
+
+def backlog_statement(
+    jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
+) -> tuple[str, dict[str, Any]]:
+    """runnable_backlog's statement (only the filters asked for spliced in) and its
+    arguments."""
+    filters = []
+    if queues is not None:
+        filters.append("AND queue = ANY(%(queues)b::text[])")
+    if jobs is not None:
+        filters.append("AND job = ANY(%(jobs)b::text[])")
+    query = Q["runnable_backlog"].replace("/* filters */", " ".join(filters))
+    args = {
+        "now": as_time(now),
+        "cap": BACKLOG_CAP,
+        "queues": list(queues or ()),
+        "jobs": list(jobs or ()),
+    }
+    return query, args
 
 
 def list_statement(where: ProcessFilter) -> tuple[sql.Composed, dict[str, Any]]:

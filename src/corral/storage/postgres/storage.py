@@ -13,6 +13,7 @@ from corral.storage.postgres.admin import AdminVerbs
 from corral.storage.postgres.claims import Claims
 from corral.storage.postgres.clock import ServerClock, clock_samples
 from corral.storage.postgres.connection import (
+    POOL_SIZE,
     POOL_TIMEOUT,
     Connection,
     check,
@@ -61,7 +62,7 @@ class PostgresStorage(
             self._conninfo,
             kwargs={"autocommit": True, **self._connect_kwargs},
             min_size=1,
-            max_size=10,
+            max_size=POOL_SIZE,
             open=False,
             configure=configure,
             check=check,

@@ -26,7 +26,7 @@ from corral.model import Status
 from corral.storage import codec, columns, dependents
 from corral.storage.base import Claim, Claimed, IterationCommit, NewProcess
 from corral.storage.sqlite import graphs
-from corral.storage.sqlite.reads import decode_process
+from corral.storage.sqlite.reads import claim_filters, decode_process
 from corral.storage.sqlite.sql import Q
 
 #: Claimed rows and, per process id, the owner of the lease it had (None: unleased).
@@ -43,7 +43,7 @@ def claim(conn: sqlite3.Connection, claim: Claim) -> Chosen:
     paused = {r[0] for r in conn.execute(Q["paused_queues"])}
     if "*" in paused:
         return [], {}
-    filters, fargs = _filters(claim, paused)
+    filters, fargs = claim_filters(claim.process_ids, claim.queues, claim.jobs, paused)
     # Driving one named process needs no ordered walk of the runnable index.
     by_index = not claim.process_ids
     rows: list[Any] = []
@@ -166,22 +166,3 @@ def _select(name: str, filters: str, by_index: bool) -> str:
 @functools.lru_cache(maxsize=64)
 def _lease(count: int) -> str:
     return Q["process_lease"].replace("/* ids */", ", ".join("?" * count))
-
-
-def _filters(claim: Claim, paused: set[str]) -> tuple[str, list[Any]]:
-    """The claim's AND clauses (the ids, queues and jobs it asks for, no paused queue)."""
-    sql = ""
-    args: list[Any] = []
-    if claim.process_ids is not None:
-        sql += f" AND id IN ({', '.join('?' * len(claim.process_ids))})"
-        args.extend(claim.process_ids)
-    if claim.queues is not None:
-        sql += f" AND queue IN ({', '.join('?' * len(claim.queues))})"
-        args.extend(claim.queues)
-    if claim.jobs is not None:
-        sql += f" AND job IN ({', '.join('?' * len(claim.jobs))})"
-        args.extend(claim.jobs)
-    if paused:
-        sql += f" AND queue NOT IN ({', '.join('?' * len(paused))})"
-        args.extend(sorted(paused))
-    return sql, args

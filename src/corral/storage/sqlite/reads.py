@@ -9,7 +9,7 @@ from typing import Any
 
 from corral.model import Event, Process
 from corral.storage import codec, columns
-from corral.storage.base import ConcurrencySlots, KeyHolder, ProcessFilter
+from corral.storage.base import BACKLOG_CAP, ConcurrencySlots, KeyHolder, ProcessFilter
 from corral.storage.sqlite.sql import Q
 
 #: A Process from a row of columns.SELECT_LIST.
@@ -28,6 +28,44 @@ def concurrency(conn: sqlite3.Connection, process_id: str, now: float) -> Concur
         return None
     holders = conn.execute(Q["key_holders"], (row[0], now)).fetchall()
     return ConcurrencySlots(row[0], row[1], [KeyHolder(*h) for h in holders])
+
+
+def runnable_backlog(
+    conn: sqlite3.Connection,
+    jobs: Sequence[str] | None,
+    queues: Sequence[str] | None,
+    now: float,
+) -> tuple[int, float]:
+    """What a claim for `jobs` and `queues` could take at `now`: how many (up to
+    BACKLOG_CAP) and the age of the oldest counted (Storage.runnable_backlog)."""
+    paused = {r[0] for r in conn.execute(Q["paused_queues"])}
+    if "*" in paused:
+        return 0, 0.0
+    filters, args = claim_filters(None, queues, jobs, paused)
+    sql = Q["runnable_backlog"].replace("/* filters */", filters)
+    sql = sql.replace("/* cap */", str(BACKLOG_CAP))
+    count, oldest = conn.execute(sql, (now, *args, *args)).fetchone()
+    return min(int(count), BACKLOG_CAP), 0.0 if oldest is None else max(now - oldest, 0.0)
+
+
+def claim_filters(
+    process_ids: Sequence[str] | None,
+    queues: Sequence[str] | None,
+    jobs: Sequence[str] | None,
+    paused: set[str],
+) -> tuple[str, list[Any]]:
+    """A claim's AND clauses (the ids, queues and jobs it asks for, no paused queue) and
+    their parameters."""
+    sql = ""
+    args: list[Any] = []
+    for column, values in (("id", process_ids), ("queue", queues), ("job", jobs)):
+        if values is not None:
+            sql += f" AND {column} IN ({', '.join('?' * len(values))})"
+            args.extend(values)
+    if paused:
+        sql += f" AND queue NOT IN ({', '.join('?' * len(paused))})"
+        args.extend(sorted(paused))
+    return sql, args
 
 
 def get_by_custom_id(conn: sqlite3.Connection, client_id: str, custom_id: str) -> Process | None:

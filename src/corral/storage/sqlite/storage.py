@@ -101,6 +101,12 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         with self._read() as conn:
             return reads.id_neighbors(conn, ids)
 
+    def runnable_backlog(
+        self, jobs: Sequence[str] | None, queues: Sequence[str] | None, now: float
+    ) -> tuple[int, float]:
+        with self._read() as conn:
+            return reads.runnable_backlog(conn, jobs, queues, now)
+
     def process_concurrency(self, process_id: str, now: float) -> ConcurrencySlots | None:
         with self._read() as conn:
             return reads.concurrency(conn, process_id, now)

@@ -152,6 +152,50 @@ SELECT /* process_columns */ FROM corral_process WHERE id = ANY(%(ids)b::text[])
 -- One process by id.
 SELECT /* process_columns */ FROM corral_process WHERE id = %(id)s
 
+-- runnable_backlog --
+-- What a claim could take now (process_claim's WHERE, without its locks): how many, at
+-- most `cap` of each class so that the work is bounded whatever the queue's size, and
+-- the oldest time since which one could be claimed (an expired lease: since it expired;
+-- an unleased one: since its run_at). `/* filters */`: the jobs and queues asked for. A
+-- full concurrency key's rows are not counted: no claim takes them now.
+WITH full_keys AS MATERIALIZED (
+    SELECT concurrency_key, concurrency_limit FROM corral_process
+    WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
+      AND lease_expires_at >= to_timestamp(%(now)b)
+    GROUP BY concurrency_key, concurrency_limit HAVING count(*) >= concurrency_limit
+), expired AS (
+    SELECT lease_expires_at AS since FROM corral_process
+    WHERE lease_expires_at IS NOT NULL AND lease_expires_at < to_timestamp(%(now)b)
+      AND status || '' IN ('failing', 'ending', 'running', 'starting')
+      AND queue NOT IN (SELECT queue FROM corral_paused_queue)
+      AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
+      /* filters */
+      AND (concurrency_key IS NULL
+           OR (concurrency_key, concurrency_limit) NOT IN (SELECT * FROM full_keys))
+    LIMIT %(cap)b
+), runnable AS (
+    SELECT run_at AS since FROM corral_process
+    WHERE status IN ('failing', 'ending', 'running', 'starting') AND lease_expires_at IS NULL
+      AND run_at <= to_timestamp(%(now)b)
+      AND queue NOT IN (SELECT queue FROM corral_paused_queue)
+      AND NOT EXISTS (SELECT FROM corral_paused_queue WHERE queue = '*')
+      /* filters */
+      AND (concurrency_key IS NULL
+           OR (concurrency_key, concurrency_limit) NOT IN (SELECT * FROM full_keys))
+    LIMIT %(cap)b
+)
+SELECT count(*), date_part('epoch', min(since))
+FROM (SELECT since FROM expired UNION ALL SELECT since FROM runnable) AS claimable
+
+-- connection_budget --
+-- The connections the server accepts from ordinary roles (max_connections less the slots
+-- reserved for superusers and, from PostgreSQL 16, for pg_use_reserved_connections) and
+-- the client connections open now.
+SELECT current_setting('max_connections')::int
+       - current_setting('superuser_reserved_connections')::int
+       - coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
+
 -- process_claim --
 -- Lease runnable processes in the order of docs/state-machine.md: expired leases, then
 -- claim_rank, priority, run_at. A process with a concurrency key only while its key has a

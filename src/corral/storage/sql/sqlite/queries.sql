@@ -114,6 +114,29 @@ WHERE status IN (/* claimable */) AND lease_expires_at IS NULL
   AND (concurrency_key IS NULL OR (NOT /* key_full */ AND /* key_free */ > 0))
 ORDER BY claim_rank, priority DESC, run_at LIMIT ?
 
+-- runnable_backlog --
+-- What a claim could take now (`?1`), counted (`/* cap */` rows at most of each class, so
+-- the work is bounded whatever the queue's size) with the oldest time since which one could
+-- be: expired leases (since the lease expired) on corral_process_leased, then unleased
+-- runnable rows (since run_at) on corral_process_runnable, with select_runnable's WHERE;
+-- `/* filters */` (jobs, queues, paused queues) appear once per class, their parameters
+-- bound twice (numbered after ?1: hence the cap as a literal). A full concurrency key's
+-- rows are not counted: no claim takes them now.
+SELECT count(*), min(since) FROM (
+    SELECT * FROM (
+        SELECT lease_expires_at AS since FROM corral_process INDEXED BY corral_process_leased
+        WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?1
+          AND status IN (/* claimable */) /* filters */
+          AND (concurrency_key IS NULL OR NOT /* key_full */)
+        LIMIT /* cap */)
+    UNION ALL
+    SELECT * FROM (
+        SELECT run_at FROM corral_process INDEXED BY corral_process_runnable
+        WHERE status IN (/* claimable */) AND lease_expires_at IS NULL
+          AND run_at <= ?1 /* filters */
+          AND (concurrency_key IS NULL OR NOT /* key_full */)
+        LIMIT /* cap */))
+
 -- process_lease --
 -- Lease the processes chosen (`/* ids */`: one `?` per process): a new token, an attempt.
 UPDATE corral_process SET lease_owner = ?, lease_token = lease_token + 1,
