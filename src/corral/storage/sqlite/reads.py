@@ -118,6 +118,7 @@ def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
         if value is not None:
             clauses.append(f"{column} = ?")
             args.append(value)
+    _time_clauses(where, clauses, args)
     if where.id_prefix:
         # A range of the primary key, not LIKE: it is served by the index, and the text
         # typed has no wildcard to escape (`%` and `_` match themselves).
@@ -127,6 +128,20 @@ def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
         if end is not None:
             clauses.append("id < ?")
             args.append(end)
+
+
+def _time_clauses(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
+    """The clauses of a filter's created range and of its page's cursor."""
+    if where.created_from is not None:
+        clauses.append("created_at >= ?")
+        args.append(where.created_from)
+    if where.created_until is not None:
+        clauses.append("created_at < ?")
+        args.append(where.created_until)
+    if where.page_after is not None:
+        # Past the last row of the page before, in the list's order (created_at, then id).
+        clauses.append(f"(created_at, id) {'<' if where.newest_first else '>'} (?, ?)")
+        args.extend(where.page_after)
 
 
 def prefix_end(prefix: str) -> str | None:

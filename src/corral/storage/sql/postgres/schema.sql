@@ -335,3 +335,17 @@ CREATE TABLE corral_rate (
     tokens double precision NOT NULL,
     updated_at timestamptz NOT NULL
 );
+
+-- The tokens of the HTTP API (docs/http-api.md): only each token's SHA-256 is kept. A token
+-- acts for its client; `admin` sees every client's processes; `worker` may use the worker
+-- protocol, from `queues` (NULL: every queue). A revoked token keeps its row.
+CREATE TABLE corral_token (
+    id text COLLATE "C" PRIMARY KEY,
+    client text NOT NULL,
+    hash text NOT NULL UNIQUE,
+    admin boolean NOT NULL DEFAULT false,
+    worker boolean NOT NULL DEFAULT false,
+    queues jsonb,
+    created_at timestamptz NOT NULL,
+    revoked_at timestamptz
+);
