@@ -1356,3 +1356,8 @@ def _describe(exc: BaseException) -> str:
         kind = f"{type(exc).__module__}.{kind}"
     lines = str(exc).strip().splitlines()
     return f"{kind}: {lines[0]}" if lines else kind
+
+
+# The HTTP API's commands (serve, token) live in their own module, which adds them to `cli`
+# when imported; it needs the names above, hence the import down here.
+from corral import cli_http  # noqa: E402, F401
