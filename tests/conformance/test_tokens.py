@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from corral import model
-from corral.model import Status
+from corral.model import ErrorInfo, Status
 from corral.storage.base import IterationCommit, ProcessFilter, Storage, TokenInfo
 from tests.conformance.common import T0, claim, new
 
@@ -98,3 +98,22 @@ def test_stats_count_by_queue_job_status_and_completions_by_minute(storage: Stor
     shop = storage.process_stats(T0, client_id="shop")
     assert list(shop.counts) == [("q1", "add", Status.STARTING, 2)]
     assert list(shop.completions) == []
+
+
+def test_the_list_filters_by_the_reason_of_the_error(storage: Storage) -> None:
+    invalid, timed_out, fine = new(), new(at=T0 + 1), new(at=T0 + 2)
+    storage.process_insert_many([invalid, timed_out, fine])
+    for p, reason in ((invalid, "invalid"), (timed_out, "timeout")):
+        current = storage.process_get(p.id)
+        assert current is not None
+        error = ErrorInfo("Invalid", "no", reason=reason)
+        change = model.Change.of(current).with_(status=Status.FAILED, error=error)
+        assert storage.process_update(p.id, current.version, change, T0 + 5)
+
+    def ids(**kw: object) -> list[str]:
+        return [p.id for p in storage.process_list(ProcessFilter(**kw))]  # type: ignore[arg-type]
+
+    assert ids(reason="invalid") == [invalid.id]
+    assert ids(reason="timeout", status=Status.FAILED) == [timed_out.id]
+    assert ids(reason="error") == []
+    assert storage.process_count(ProcessFilter(reason="invalid")) == 1

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from corral import App, Context
+from corral import App, Context, Invalid
 from corral.http import create_app
 from corral.http.tokens import create_token
 from tests.backends import backend_url
@@ -40,6 +40,23 @@ def make_app(url: str) -> App:
     @app.job(params=Order)
     def order(ctx: Context[Order]) -> str:
         return ctx.params.item
+
+    @app.process("checked", params=Order)
+    class Checked:
+        """The error kernel's flow: a worker validates what a client submitted."""
+
+        def validate(self, ctx: Context[Order]) -> None:
+            if ctx.params.quantity < 1:
+                raise Invalid(f"cannot order {ctx.params.quantity} of {ctx.params.item}")
+
+        def start(self, ctx: Context[Order]) -> None:
+            pass
+
+        def step(self, ctx: Context[Order]) -> bool:
+            return True
+
+        def finish(self, ctx: Context[Order]) -> object:
+            return {"ordered": ctx.params.quantity}
 
     return app
 

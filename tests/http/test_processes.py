@@ -222,3 +222,18 @@ def test_batch_writes_a_graph_in_one_transaction(api: Api) -> None:
     assert unknown_key.status_code == 422
     assert api.shop.post("/processes:batch", {"processes": []}).status_code == 422
     assert api.app.count() == before
+
+
+def test_a_client_learns_which_of_its_processes_failed_validation(api: Api) -> None:
+    # The error kernel's flow: submit, a worker validates, the client asks what became of each.
+    good = api.submit(api.shop, job="checked", params={"item": "pen", "quantity": 2})
+    bad = api.submit(api.shop, job="checked", params={"item": "pen", "quantity": 0})
+    theirs = api.submit(api.blog, job="checked", params={"item": "ink", "quantity": 0})
+    drain(api.app)
+    failed = api.shop.get("/processes", params={"status": "failed", "reason": "invalid"}).json()
+    assert [p["id"] for p in failed["processes"]] == [bad["id"]]
+    shown = api.shop.get(f"/processes/{bad['id']}").json()
+    assert shown["error"]["reason"] == "invalid" and "cannot order 0" in shown["error"]["message"]
+    assert api.shop.get(f"/processes/{good['id']}").json()["result"] == {"ordered": 2}
+    everyone = api.admin.get("/processes", params={"reason": "invalid"}).json()["processes"]
+    assert {p["id"] for p in everyone} == {bad["id"], theirs["id"]}

@@ -220,6 +220,8 @@ class ProcessFilter:
     client_id: str | None = None
     #: Ids that start with this text (a person typing a short id); matched literally.
     id_prefix: str | None = None
+    #: Processes whose error has this reason (`invalid`, `timeout`, `error`...).
+    reason: str | None = None
     #: Created at or after `created_from`, and before `created_until`.
     created_from: float | None = None
     created_until: float | None = None

@@ -122,6 +122,9 @@ def list_processes(
         list[str] | None, Query(description="key=value (repeatable: all must match).")
     ] = None,
     custom_id: str | None = None,
+    reason: Annotated[
+        str | None, Query(description="The error's reason: invalid, timeout, error...")
+    ] = None,
     created_from: datetime | None = None,
     created_until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -135,6 +138,7 @@ def list_processes(
         queue=queue,
         tags=_tags(tag),
         custom_id=custom_id,
+        reason=reason,
         client_id=caller.scope,
         created_from=_epoch(created_from, "created_from"),
         created_until=_epoch(created_until, "created_until"),

@@ -104,7 +104,7 @@ def _filters(where: ProcessFilter) -> tuple[sql.Composable, sql.Composable, dict
     if where.status is not None:
         clauses.append(sql.SQL("status = %(status)s"))
         args["status"] = where.status.value
-    _time_clauses(where, clauses, args)
+    _other_clauses(where, clauses, args)
     if where.id_prefix:
         # A range of the primary key (ids compare in byte order, "C" collation): what a
         # person typed is matched literally, and the index serves it.
@@ -119,10 +119,13 @@ def _filters(where: ProcessFilter) -> tuple[sql.Composable, sql.Composable, dict
     return source, sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses), args
 
 
-def _time_clauses(
+def _other_clauses(
     where: ProcessFilter, clauses: list[sql.Composable], args: dict[str, Any]
 ) -> None:
-    """The clauses of a filter's created range and of its page's cursor."""
+    """The clauses of a filter's error reason, created range and page's cursor."""
+    if where.reason is not None:
+        clauses.append(sql.SQL("error->>'reason' = %(reason)s"))
+        args["reason"] = where.reason
     if where.created_from is not None:
         clauses.append(sql.SQL("created_at >= to_timestamp(%(created_from)s)"))
         args["created_from"] = where.created_from

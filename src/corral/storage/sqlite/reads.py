@@ -118,7 +118,7 @@ def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
         if value is not None:
             clauses.append(f"{column} = ?")
             args.append(value)
-    _time_clauses(where, clauses, args)
+    _other_clauses(where, clauses, args)
     if where.id_prefix:
         # A range of the primary key, not LIKE: it is served by the index, and the text
         # typed has no wildcard to escape (`%` and `_` match themselves).
@@ -130,8 +130,11 @@ def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
             args.append(end)
 
 
-def _time_clauses(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
-    """The clauses of a filter's created range and of its page's cursor."""
+def _other_clauses(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
+    """The clauses of a filter's error reason, created range and page's cursor."""
+    if where.reason is not None:
+        clauses.append("json_extract(error, '$.reason') = ?")
+        args.append(where.reason)
     if where.created_from is not None:
         clauses.append("created_at >= ?")
         args.append(where.created_from)
