@@ -26,5 +26,5 @@ def create_app(corral: App) -> FastAPI:
     api.state.corral = corral
     errors.install(api)
     for router in ROUTERS:
-        api.include_router(router, prefix=PREFIX)
+        api.include_router(router, prefix=PREFIX, responses=errors.RESPONSES)
     return api

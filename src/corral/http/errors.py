@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from corral.errors import (
     CustomIdConflict,
@@ -28,6 +31,16 @@ from corral.errors import (
     ValueRejected,
 )
 from corral.http.auth import Unauthorized
+
+#: The answers every route may give, for the OpenAPI document.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, or an unknown or revoked one."},
+    422: {"description": "Invalid input: every field error (`detail`: `loc`, `msg`, `type`)."},
+    503: {
+        "description": "The database cannot be reached now: try again after `Retry-After`.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    },
+}
 
 #: Seconds a client is asked to wait before it tries again after a 503.
 RETRY_AFTER = 5
@@ -58,6 +71,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ValueRejected, _usage)
     app.add_exception_handler(StorageUnavailable, _unavailable)
     app.add_exception_handler(StorageError, _storage_error)
+    app.add_exception_handler(HTTPException, _http)
 
 
 def _status(code: int) -> Any:
@@ -101,3 +115,27 @@ async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
     # The database failed for good (a corrupt or replaced file, a newer schema): the
     # server's fault, not the request's, and trying again does not help.
     return JSONResponse({"detail": str(exc)}, status_code=500)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    """Starlette's answer, but a 400 is a 422, and a 405 lists in `Allow` every method of
+    the path: Starlette names those of the one route it matched (GET and POST /processes
+    are two routes)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot even decode (bytes that are not UTF-8): bad
+        # input, said as every other is.
+        problem = field_error(["body"], f"the body is not JSON text in UTF-8 ({exc.detail})")
+        return await _field_errors(request, problem)
+    if exc.status_code == 405:
+        allowed = ", ".join(_methods(request.app, request.url.path))
+        exc = HTTPException(405, exc.detail, headers={"Allow": allowed})
+    return await http_exception_handler(request, exc)
+
+
+def _methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document gives the path."""
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
+            return sorted(method.upper() for method in operations)
+    return []

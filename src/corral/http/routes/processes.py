@@ -4,10 +4,13 @@ history, graph and explain. Each answer about a process is `corral show --json`'
 
 from __future__ import annotations
 
+import contextlib
+import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from corral.app import App
@@ -22,6 +25,15 @@ from corral.storage.base import ProcessFilter
 from corral.views import edges_json, event_json, process_json
 
 router = APIRouter(tags=["processes"])
+
+#: A time in a query: RFC 3339 (ISO 8601 with a zone), as the document says.
+DATE_TIME = Query(json_schema_extra={"format": "date-time"})
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+#: A process's id in a path: a UUID (FastAPI answers 422 for anything else).
+ProcessId = Annotated[uuid.UUID, Path(description="The process's id.")]
 
 PROCESS: dict[str, Any] = {
     "description": "The process, as `corral show --json` gives it (without history)."
@@ -106,9 +118,9 @@ def submit_batch(body: BatchBody, caller: CallerDep, corral: CorralDep) -> JSONR
 
 
 @router.get("/processes/{process_id}", responses={200: PROCESS, **NOT_FOUND})
-def get_process(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONResponse:
+def get_process(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """One process."""
-    return JSONResponse(_shown(corral, caller.process(corral, process_id)))
+    return JSONResponse(_shown(corral, caller.process(corral, str(process_id))))
 
 
 @router.get("/processes")
@@ -125,8 +137,8 @@ def list_processes(
     reason: Annotated[
         str | None, Query(description="The error's reason: invalid, timeout, error...")
     ] = None,
-    created_from: datetime | None = None,
-    created_until: datetime | None = None,
+    created_from: Annotated[str | None, DATE_TIME] = None,
+    created_until: Annotated[str | None, DATE_TIME] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> JSONResponse:
@@ -156,9 +168,9 @@ def list_processes(
 
 
 @router.post("/processes/{process_id}/cancel", responses={200: PROCESS, **NOT_FOUND})
-def cancel(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONResponse:
+def cancel(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Cancel: at once if it never started, else after its rollback (`cancel requested`)."""
-    p = corral.cancel(caller.process(corral, process_id).id)
+    p = corral.cancel(caller.process(corral, str(process_id)).id)
     what = "canceled" if p.status is Status.CANCELED else "cancel requested"
     return JSONResponse(_shown(corral, p, outcome=what))
 
@@ -167,22 +179,22 @@ def cancel(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONRespons
     "/processes/{process_id}/retry",
     responses={200: PROCESS, 409: {"description": "Not failed nor canceled."}, **NOT_FOUND},
 )
-def retry(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONResponse:
+def retry(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Resume a failed or canceled process where it stopped, with its store."""
-    p = corral.retry(caller.process(corral, process_id).id)
+    p = corral.retry(caller.process(corral, str(process_id)).id)
     return JSONResponse(_shown(corral, p))
 
 
 @router.get("/processes/{process_id}/history", responses=NOT_FOUND)
 def history(
-    process_id: str,
+    process_id: ProcessId,
     caller: CallerDep,
     corral: CorralDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> JSONResponse:
     """The process's history, oldest first; `next_cursor` gives the next page."""
-    p = caller.process(corral, process_id)
+    p = caller.process(corral, str(process_id))
     start = pages.offset_cursor(cursor)
     events = corral.storage.history_list(p.id)
     page = events[start : start + limit]
@@ -197,10 +209,10 @@ def history(
 
 
 @router.get("/processes/{process_id}/graph", responses=NOT_FOUND)
-def graph(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONResponse:
+def graph(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """The process's place in its task graph: it, its dependencies and its dependents
     (nodes), and the edges `[dependent, dependency]` between them."""
-    p = caller.process(corral, process_id)
+    p = caller.process(corral, str(process_id))
     deps = corral.storage.dependencies_of([p.id]).get(p.id, [])
     _, dependent_ids = corral.storage.process_edges(p.id)
     dependents = [d for d in map(corral.storage.process_get, dependent_ids) if d is not None]
@@ -223,9 +235,9 @@ def graph(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONResponse
 
 
 @router.get("/processes/{process_id}/explain", responses=NOT_FOUND)
-def explain(process_id: str, caller: CallerDep, corral: CorralDep) -> JSONResponse:
+def explain(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Every reason the process is not running now, as `corral why --json` gives them."""
-    p = caller.process(corral, process_id)
+    p = caller.process(corral, str(process_id))
     reasons = corral.explain(p.id)
     return JSONResponse(
         {"id": p.id, "reasons": [{"code": r.code, "message": r.message} for r in reasons]}
@@ -246,9 +258,12 @@ def _tags(pairs: list[str] | None) -> dict[str, str] | None:
     return tags or None
 
 
-def _epoch(when: datetime | None, name: str) -> float | None:
+def _epoch(when: str | None, name: str) -> float | None:
     if when is None:
         return None
-    if when.tzinfo is None:
-        raise field_error(["query", name], "give a zone: 2026-01-31T09:00:00Z or +02:00")
-    return when.timestamp()
+    if _RFC3339.fullmatch(when):
+        with contextlib.suppress(ValueError):  # a 30th of February
+            return datetime.fromisoformat(when.upper()).timestamp()
+    raise field_error(
+        ["query", name], "write a time as 2026-01-31T09:00:00Z or 2026-01-31T09:00:00+02:00"
+    )
