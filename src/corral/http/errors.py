@@ -30,14 +30,16 @@ from corral.errors import (
     UsageError,
     ValueRejected,
 )
+from corral.http.answers import Detail, answer
+from corral.http.answers import FieldErrors as FieldErrorsView
 from corral.http.auth import Unauthorized
 
 #: The answers every route may give, for the OpenAPI document.
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No token, or an unknown or revoked one."},
-    422: {"description": "Invalid input: every field error (`detail`: `loc`, `msg`, `type`)."},
+    401: answer(Detail, "No token, or an unknown or revoked one."),
+    422: answer(FieldErrorsView, "Invalid input: every field error."),
     503: {
-        "description": "The database cannot be reached now: try again after `Retry-After`.",
+        **answer(Detail, "The database cannot be reached now: try again after `Retry-After`."),
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
     },
 }

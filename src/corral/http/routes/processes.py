@@ -15,6 +15,19 @@ from fastapi.responses import JSONResponse
 
 from corral.app import App
 from corral.errors import CustomIdConflict
+from corral.http.answers import (
+    BatchView,
+    CancelView,
+    ConflictView,
+    Detail,
+    ExplainView,
+    GraphView,
+    HistoryPage,
+    ProcessPage,
+    ProcessView,
+    SubmittedView,
+    answer,
+)
 from corral.http.auth import CallerDep, CorralDep
 from corral.http.errors import FieldErrors, field_error
 from corral.http.routes import pages
@@ -35,11 +48,9 @@ _RFC3339 = re.compile(
 #: A process's id in a path: a UUID (FastAPI answers 422 for anything else).
 ProcessId = Annotated[uuid.UUID, Path(description="The process's id.")]
 
-PROCESS: dict[str, Any] = {
-    "description": "The process, as `corral show --json` gives it (without history)."
-}
+PROCESS = answer(ProcessView, "The process, as `corral show --json` gives it (no history).")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such process, or another client's."}
+    404: answer(Detail, "No such process, or another client's.")
 }
 
 
@@ -51,10 +62,9 @@ def _shown(corral: App, p: Process, **extra: Any) -> dict[str, Any]:
     "/processes",
     status_code=201,
     responses={
-        201: {"description": "Created."},
-        200: {"description": "A process with this custom id, job and params existed."},
-        409: {"description": "The custom id names a process of another job or params."},
-        422: {"description": "Invalid input: every field error."},
+        201: answer(SubmittedView, "Created."),
+        200: answer(SubmittedView, "A process with this custom id, job and params existed."),
+        409: answer(ConflictView, "The custom id names a process of another job or params."),
     },
 )
 def submit(body: SubmitBody, caller: CallerDep, corral: CorralDep) -> JSONResponse:
@@ -81,9 +91,9 @@ def submit(body: SubmitBody, caller: CallerDep, corral: CorralDep) -> JSONRespon
     "/processes:batch",
     status_code=201,
     responses={
-        201: {"description": "The batch was written."},
-        200: {"description": "A batch with this custom id existed: nothing new was written."},
-        422: {"description": "Invalid input: every field error; nothing was written."},
+        201: answer(BatchView, "The batch was written."),
+        200: answer(BatchView, "A batch with this custom id existed: nothing new was written."),
+        409: answer(Detail, "A node's custom id names a process of another job or params."),
     },
 )
 def submit_batch(body: BatchBody, caller: CallerDep, corral: CorralDep) -> JSONResponse:
@@ -123,7 +133,7 @@ def get_process(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> 
     return JSONResponse(_shown(corral, caller.process(corral, str(process_id))))
 
 
-@router.get("/processes")
+@router.get("/processes", responses={200: answer(ProcessPage, "A page of processes.")})
 def list_processes(
     caller: CallerDep,
     corral: CorralDep,
@@ -167,7 +177,14 @@ def list_processes(
     )
 
 
-@router.post("/processes/{process_id}/cancel", responses={200: PROCESS, **NOT_FOUND})
+@router.post(
+    "/processes/{process_id}/cancel",
+    responses={
+        200: answer(CancelView, "Canceled, or a cancel requested."),
+        409: answer(Detail, "It has ended already."),
+        **NOT_FOUND,
+    },
+)
 def cancel(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Cancel: at once if it never started, else after its rollback (`cancel requested`)."""
     p = corral.cancel(caller.process(corral, str(process_id)).id)
@@ -177,7 +194,7 @@ def cancel(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONR
 
 @router.post(
     "/processes/{process_id}/retry",
-    responses={200: PROCESS, 409: {"description": "Not failed nor canceled."}, **NOT_FOUND},
+    responses={200: PROCESS, 409: answer(Detail, "Neither failed nor canceled."), **NOT_FOUND},
 )
 def retry(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Resume a failed or canceled process where it stopped, with its store."""
@@ -185,7 +202,10 @@ def retry(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONRe
     return JSONResponse(_shown(corral, p))
 
 
-@router.get("/processes/{process_id}/history", responses=NOT_FOUND)
+@router.get(
+    "/processes/{process_id}/history",
+    responses={200: answer(HistoryPage, "A page of its history."), **NOT_FOUND},
+)
 def history(
     process_id: ProcessId,
     caller: CallerDep,
@@ -208,7 +228,10 @@ def history(
     )
 
 
-@router.get("/processes/{process_id}/graph", responses=NOT_FOUND)
+@router.get(
+    "/processes/{process_id}/graph",
+    responses={200: answer(GraphView, "Its place in its graph."), **NOT_FOUND},
+)
 def graph(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """The process's place in its task graph: it, its dependencies and its dependents
     (nodes), and the edges `[dependent, dependency]` between them."""
@@ -234,7 +257,10 @@ def graph(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONRe
     return JSONResponse({"id": p.id, "nodes": nodes, "edges": edges, **shown})
 
 
-@router.get("/processes/{process_id}/explain", responses=NOT_FOUND)
+@router.get(
+    "/processes/{process_id}/explain",
+    responses={200: answer(ExplainView, "Why it is not running now."), **NOT_FOUND},
+)
 def explain(process_id: ProcessId, caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Every reason the process is not running now, as `corral why --json` gives them."""
     p = caller.process(corral, str(process_id))

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from corral.http.answers import StatsView, answer
 from corral.http.auth import CallerDep, CorralDep
 from corral.storage.base import ProcessStats
 from corral.views import iso
@@ -18,7 +19,7 @@ router = APIRouter(tags=["stats"])
 WINDOW = 60
 
 
-@router.get("/stats")
+@router.get("/stats", responses={200: answer(StatsView, "The counts.")})
 def stats(caller: CallerDep, corral: CorralDep) -> JSONResponse:
     """Counts by status, by job and by queue (each by status), and one entry per minute of
     the last hour (the oldest first, the current minute last) with its completions."""
