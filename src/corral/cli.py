@@ -217,7 +217,8 @@ def main_options(
         typer.Option(
             metavar="LEVEL",
             envvar="CORRAL_LOG_LEVEL",
-            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise).",
+            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers and serve, WARNING "
+            "otherwise).",
         ),
     ] = None,
     log_format: Annotated[
@@ -252,7 +253,7 @@ def main_options(
         fail(f"--log-format {log_format!r}: use text or json")
     state.log_format = "json" if log_format == "json" else "text"
     if log_level is None:
-        log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker") else "WARNING"
+        log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker", "serve") else "WARNING"
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown log level {log_level!r}; use DEBUG, INFO, WARNING or ERROR")

@@ -48,7 +48,10 @@ def serve(
         create_app(app),
         host=host,
         port=port,
-        log_level="info",
+        # uvicorn's loggers go to corral's handler, in its --log-format and --log-level
+        # (INFO by default for serve, as for a worker).
+        log_config=None,
+        log_level=None,
     )
 
 

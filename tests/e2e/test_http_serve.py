@@ -69,7 +69,10 @@ def test_serve_submit_run_and_read(corral: Corral, tmp_path: Path, kind: str) ->
         # it caught, as a shell expects of a program stopped by one).
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
-        assert "Finished server process" in corral.log_of(server)
+        log = corral.log_of(server)
+        # uvicorn's lines come in corral's log format: the access log, then its shutdown.
+        assert f'"GET /api/v1/processes/{pid} HTTP/1.1" 200' in log
+        assert "Finished server process" in log
 
 
 def test_serve_needs_the_app(corral: Corral) -> None:
