@@ -217,9 +217,15 @@ def test_batch_writes_a_graph_in_one_transaction(api: Api) -> None:
     ]  # fmt: skip
     unknown_key = api.shop.post(
         "/processes:batch",
-        {"processes": [{"job": "add", "params": {"a": 1, "b": 1}, "depends_on": ["later"]}]},
+        {
+            "processes": [
+                {"key": "first", "job": "add", "params": {"a": 1, "b": 1}},
+                {"job": "add", "params": {"a": 1, "b": 1}, "depends_on": ["first", "later"]},
+            ]
+        },
     )
     assert unknown_key.status_code == 422
+    assert unknown_key.json()["detail"][0]["loc"] == ["body", "processes", 1, "depends_on", 1]
     assert api.shop.post("/processes:batch", {"processes": []}).status_code == 422
     assert api.app.count() == before
 

@@ -29,12 +29,24 @@ pytestmark = pytest.mark.slow
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same requests every run, so that a failure is a change, not luck.
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 def test_no_server_error_and_no_answer_against_the_document(case: Any) -> None:
     case.call_and_validate(
         headers={"Authorization": f"Bearer {TOKEN}"},
         # A request the document allows may still be refused (422) by what a schema cannot
         # say: a job that does not exist, a cursor the server did not make, a tag not
         # written key=value. That is correct, not a contradiction of the document.
-        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        # The other way round, a request the document does not allow may be served: an
+        # unknown query parameter is ignored (`?=false`), as HTTP APIs do, and a query's
+        # array is at times the same text as a value of another type (`?tag=G=M`).
+        excluded_checks=[
+            schemathesis.checks.positive_data_acceptance,
+            schemathesis.checks.negative_data_rejection,
+        ],
     )

@@ -31,7 +31,12 @@ from corral.http.answers import (
 from corral.http.auth import CallerDep, CorralDep
 from corral.http.errors import FieldErrors, field_error
 from corral.http.routes import pages
-from corral.http.routes.submit import check_params, param_errors, visible_dependencies
+from corral.http.routes.submit import (
+    check_params,
+    param_errors,
+    visible_dependencies,
+    visible_dependency,
+)
 from corral.http.schemas import BatchBody, SubmitBody
 from corral.model import Process, Status
 from corral.storage.base import ProcessFilter
@@ -108,10 +113,15 @@ def submit_batch(body: BatchBody, caller: CallerDep, corral: CorralDep) -> JSONR
     keys: dict[str, str] = {}
     with corral.batch(custom_id=body.custom_id, client_id=caller.client) as batch:
         for n, node in enumerate(body.processes):
-            where: list[str | int] = ["body", "processes", n, "depends_on"]
-            named = [d for d in node.depends_on if d not in keys]
-            existing = iter(visible_dependencies(corral, caller, named, where))
-            deps = [keys[d] if d in keys else next(existing) for d in node.depends_on]
+            # An earlier node by its key, else a process the caller may see by its id.
+            deps = [
+                keys[d]
+                if d in keys
+                else visible_dependency(
+                    corral, caller, d, ["body", "processes", n, "depends_on", i]
+                )
+                for i, d in enumerate(node.depends_on)
+            ]
             options = node.model_dump(exclude={"key", "job", "params", "depends_on"})
             added = batch.submit(node.job, node.params, depends_on=deps, **options)
             if node.key is not None:

@@ -44,10 +44,13 @@ def visible_dependencies(
     corral: App, caller: Caller, depends_on: Sequence[str], loc: Loc
 ) -> list[str]:
     """The ids `depends_on` names, each a process the caller may see."""
-    found: list[str] = []
-    for n, ref in enumerate(depends_on):
-        try:
-            found.append(caller.process(corral, ref).id)
-        except (InvalidId, ProcessNotFound) as exc:
-            raise field_error([*loc, n], str(exc)) from None
-    return found
+    return [visible_dependency(corral, caller, ref, [*loc, n]) for n, ref in enumerate(depends_on)]
+
+
+def visible_dependency(corral: App, caller: Caller, ref: str, loc: Loc) -> str:
+    """The id of the process `ref` names, if the caller may see it; else an error at `loc`
+    worded as for a process that does not exist."""
+    try:
+        return caller.process(corral, ref).id
+    except (InvalidId, ProcessNotFound) as exc:
+        raise field_error(loc, str(exc)) from None
