@@ -219,7 +219,8 @@ def main_options(
         typer.Option(
             metavar="LEVEL",
             envvar="CORRAL_LOG_LEVEL",
-            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers, WARNING otherwise).",
+            help="DEBUG, INFO, WARNING or ERROR (default: INFO for workers and serve, WARNING "
+            "otherwise).",
         ),
     ] = None,
     log_format: Annotated[
@@ -254,7 +255,7 @@ def main_options(
         fail(f"--log-format {log_format!r}: use text or json")
     state.log_format = "json" if log_format == "json" else "text"
     if log_level is None:
-        log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker") else "WARNING"
+        log_level = "INFO" if ctx.invoked_subcommand in ("work", "worker", "serve") else "WARNING"
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown log level {log_level!r}; use DEBUG, INFO, WARNING or ERROR")
@@ -1434,3 +1435,8 @@ def _describe(exc: BaseException) -> str:
         kind = f"{type(exc).__module__}.{kind}"
     lines = str(exc).strip().splitlines()
     return f"{kind}: {lines[0]}" if lines else kind
+
+
+# The HTTP API's commands (serve, token) live in their own module, which adds them to `cli`
+# when imported; it needs the names above, hence the import down here.
+from corral import cli_http  # noqa: E402, F401

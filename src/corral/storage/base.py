@@ -220,6 +220,14 @@ class ProcessFilter:
     client_id: str | None = None
     #: Ids that start with this text (a person typing a short id); matched literally.
     id_prefix: str | None = None
+    #: Processes whose error has this reason (`invalid`, `timeout`, `error`...).
+    reason: str | None = None
+    #: Created at or after `created_from`, and before `created_until`.
+    created_from: float | None = None
+    created_until: float | None = None
+    #: Keyset pagination: only the processes past this (created_at, id) in the list's
+    #: order, the last row of the page before (the HTTP API's cursor).
+    page_after: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +325,30 @@ class ConnectionBudget:
     limit: int
     in_use: int
     per_worker: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token of the HTTP API as stored, without the token itself (only its hash is kept):
+    the client it acts for, whether it may see every client's processes (`admin`) and use
+    the worker protocol (`worker`, from `queues`; None: every queue)."""
+
+    id: str
+    client: str
+    admin: bool
+    worker: bool
+    queues: tuple[str, ...] | None
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStats:
+    """Counts of processes: by (queue, job, status), and of completions by minute (the
+    minute's start, in epoch seconds) since a time."""
+
+    counts: Sequence[tuple[str, str, Status, int]]
+    completions: Sequence[tuple[float, int]]
 
 
 class Storage(abc.ABC):
@@ -597,6 +629,29 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def queue_counts(self) -> dict[str, dict[Status, int]]:
         """Processes by queue and status (statuses with none are left out)."""
+
+    @abc.abstractmethod
+    def process_stats(self, since: float, client_id: str | None = None) -> ProcessStats:
+        """Processes by queue, job and status, and the completions by minute since `since`;
+        only those of `client_id` when given."""
+
+    # --- tokens (the HTTP API) ------------------------------------------------------------
+    @abc.abstractmethod
+    def token_insert(self, token: TokenInfo, token_hash: str) -> None:
+        """Store a token by its hash (the token itself is never stored)."""
+
+    @abc.abstractmethod
+    def token_by_hash(self, token_hash: str) -> TokenInfo | None:
+        """The token whose hash this is, unless it was revoked."""
+
+    @abc.abstractmethod
+    def token_list(self) -> list[TokenInfo]:
+        """Every token, revoked ones too, oldest first."""
+
+    @abc.abstractmethod
+    def token_revoke(self, token_id: str, now: float) -> bool:
+        """Revoke the token: from now on no request carries it. False if there is no such
+        token or it was revoked already."""
 
     # --- workers --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,6 +1,6 @@
 """What every backend does the same way: the custom-id rule of idempotent submit, the
 bookkeeping of wake-ups (the epoch a waiter compares with), and reading a worker
-registry row."""
+registry row and a token's row."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from corral.errors import CustomIdConflict
 from corral.model import Process
 from corral.storage import codec
-from corral.storage.base import NewProcess, WorkerInfo
+from corral.storage.base import NewProcess, TokenInfo, WorkerInfo
 
 
 def same_submit(
@@ -80,4 +80,19 @@ def worker_from_row(row: Sequence[Any], loads: Callable[[Any], Any]) -> WorkerIn
         started_at=started_at,
         last_seen_at=last_seen_at,
         running=loads(running),
+    )
+
+
+def token_from_row(row: Sequence[Any], loads: Callable[[Any], Any]) -> TokenInfo:
+    """A token's row (id, client, admin, worker, queues, created_at, revoked_at; times in
+    seconds) as a TokenInfo; `loads` reads the backend's JSON array of queues."""
+    token_id, client, admin, worker, queues, created_at, revoked_at = row
+    return TokenInfo(
+        id=token_id,
+        client=client,
+        admin=bool(admin),
+        worker=bool(worker),
+        queues=None if queues is None else tuple(loads(queues)),
+        created_at=float(created_at),
+        revoked_at=None if revoked_at is None else float(revoked_at),
     )

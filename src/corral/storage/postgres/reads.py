@@ -142,6 +142,7 @@ def _filters(where: ProcessFilter) -> tuple[sql.Composable, sql.Composable, dict
     if where.status is not None:
         clauses.append(sql.SQL("status = %(status)s"))
         args["status"] = where.status.value
+    _other_clauses(where, clauses, args)
     if where.id_prefix:
         # A range of the primary key (ids compare in byte order, "C" collation): what a
         # person typed is matched literally, and the index serves it.
@@ -154,6 +155,30 @@ def _filters(where: ProcessFilter) -> tuple[sql.Composable, sql.Composable, dict
     if not clauses:
         return source, sql.SQL(""), args
     return source, sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses), args
+
+
+def _other_clauses(
+    where: ProcessFilter, clauses: list[sql.Composable], args: dict[str, Any]
+) -> None:
+    """The clauses of a filter's error reason, created range and page's cursor."""
+    if where.reason is not None:
+        clauses.append(sql.SQL("error->>'reason' = %(reason)s"))
+        args["reason"] = where.reason
+    if where.created_from is not None:
+        clauses.append(sql.SQL("created_at >= to_timestamp(%(created_from)s)"))
+        args["created_from"] = where.created_from
+    if where.created_until is not None:
+        clauses.append(sql.SQL("created_at < to_timestamp(%(created_until)s)"))
+        args["created_until"] = where.created_until
+    if where.page_after is not None:
+        # Past the last row of the page before, in the list's order (created_at, then id).
+        direction = sql.SQL("<" if where.newest_first else ">")
+        clauses.append(
+            sql.SQL("(created_at, id) {} (to_timestamp(%(after_at)s), %(after_id)s)").format(
+                direction
+            )
+        )
+        args["after_at"], args["after_id"] = where.page_after
 
 
 def _past_prefix(prefix: str) -> str | None:

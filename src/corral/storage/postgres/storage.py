@@ -29,6 +29,7 @@ from corral.storage.postgres.queues import Queues
 from corral.storage.postgres.reads import Reads
 from corral.storage.postgres.schedules import Schedules
 from corral.storage.postgres.schema import Schema
+from corral.storage.postgres.tokens import Tokens
 from corral.storage.postgres.values import as_time
 from corral.storage.postgres.wakeups import Listening
 from corral.storage.postgres.workers import Workers
@@ -36,7 +37,17 @@ from corral.storage.shared import Wakeups
 
 
 class PostgresStorage(
-    Inserts, Claims, AdminVerbs, Leases, Reads, Queues, Workers, Schedules, Schema, Listening
+    Inserts,
+    Claims,
+    AdminVerbs,
+    Leases,
+    Reads,
+    Queues,
+    Workers,
+    Schedules,
+    Tokens,
+    Schema,
+    Listening,
 ):
     """Storage on a PostgreSQL database named by a `postgresql://` (or `postgres://`) URL.
 

@@ -156,6 +156,7 @@ def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
         if value is not None:
             clauses.append(f"{column} = ?")
             args.append(value)
+    _other_clauses(where, clauses, args)
     if where.id_prefix:
         # A range of the primary key, not LIKE: it is served by the index, and the text
         # typed has no wildcard to escape (`%` and `_` match themselves).
@@ -165,6 +166,23 @@ def _where(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
         if end is not None:
             clauses.append("id < ?")
             args.append(end)
+
+
+def _other_clauses(where: ProcessFilter, clauses: list[str], args: list[Any]) -> None:
+    """The clauses of a filter's error reason, created range and page's cursor."""
+    if where.reason is not None:
+        clauses.append("json_extract(error, '$.reason') = ?")
+        args.append(where.reason)
+    if where.created_from is not None:
+        clauses.append("created_at >= ?")
+        args.append(where.created_from)
+    if where.created_until is not None:
+        clauses.append("created_at < ?")
+        args.append(where.created_until)
+    if where.page_after is not None:
+        # Past the last row of the page before, in the list's order (created_at, then id).
+        clauses.append(f"(created_at, id) {'<' if where.newest_first else '>'} (?, ?)")
+        args.extend(where.page_after)
 
 
 def prefix_end(prefix: str) -> str | None:

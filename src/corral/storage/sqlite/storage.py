@@ -22,6 +22,7 @@ from corral.storage.base import (
     NewBatch,
     NewProcess,
     ProcessFilter,
+    ProcessStats,
     Progress,
     Renewal,
     ScheduleFiring,
@@ -29,6 +30,7 @@ from corral.storage.base import (
     Storage,
     SubmitShared,
     TimedOut,
+    TokenInfo,
     Update,
     WorkerInfo,
 )
@@ -42,6 +44,7 @@ from corral.storage.sqlite import (
     reads,
     schedules,
     schema,
+    tokens,
     workers,
 )
 from corral.storage.sqlite.sql import Q
@@ -271,6 +274,28 @@ class SQLiteStorage(SQLiteWakeups, Storage):
     def queue_counts(self) -> dict[str, dict[Status, int]]:
         with self._read() as conn:
             return queues.counts(conn)
+
+    def process_stats(self, since: float, client_id: str | None = None) -> ProcessStats:
+        with self._read() as conn:
+            return tokens.stats(conn, since, client_id)
+
+    # --- tokens --------------------------------------------------------------------------
+    # A token creates no work: its writes wake nobody.
+    def token_insert(self, token: TokenInfo, token_hash: str) -> None:
+        with self._write(wakes=False) as conn:
+            tokens.insert(conn, token, token_hash)
+
+    def token_by_hash(self, token_hash: str) -> TokenInfo | None:
+        with self._read() as conn:
+            return tokens.by_hash(conn, token_hash)
+
+    def token_list(self) -> list[TokenInfo]:
+        with self._read() as conn:
+            return tokens.list_tokens(conn)
+
+    def token_revoke(self, token_id: str, now: float) -> bool:
+        with self._write(wakes=False) as conn:
+            return tokens.revoke(conn, token_id, now)
 
     # --- workers -------------------------------------------------------------------------
     # The registry creates no work: its writes wake nobody.

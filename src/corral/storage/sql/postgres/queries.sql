@@ -873,3 +873,40 @@ WHERE bucket = %(bucket)s FOR UPDATE
 -- A bucket's new level (corral.rates.take decided it).
 UPDATE corral_rate SET tokens = %(tokens)s, updated_at = to_timestamp(%(now)s)
 WHERE bucket = %(bucket)s
+
+-- process_stats_counts --
+-- Processes by queue, job and status; only client %(client)s's unless it is NULL.
+SELECT queue, job, status, count(*) FROM corral_process
+WHERE %(client)s::text IS NULL OR client_id = %(client)s::text GROUP BY queue, job, status
+
+-- process_stats_completions --
+-- Completions by minute (its start, epoch seconds) since a time; only client %(client)s's
+-- unless it is NULL. Served by the index of finished processes.
+SELECT floor(date_part('epoch', finished_at) / 60) * 60 AS minute, count(*)
+FROM corral_process
+WHERE finished_at >= to_timestamp(%(since)s) AND status = 'completed'
+  AND (%(client)s::text IS NULL OR client_id = %(client)s::text)
+GROUP BY minute ORDER BY minute
+
+-- token_insert --
+-- A token of the HTTP API, by its hash.
+INSERT INTO corral_token (id, client, hash, admin, worker, queues, created_at)
+VALUES (%(id)s, %(client)s, %(hash)s, %(admin)s, %(worker)s, %(queues)s::jsonb,
+        to_timestamp(%(created_at)s))
+
+-- token_by_hash --
+-- The token whose hash this is, unless revoked.
+SELECT id, client, admin, worker, queues, date_part('epoch', created_at),
+       date_part('epoch', revoked_at)
+FROM corral_token WHERE hash = %(hash)s AND revoked_at IS NULL
+
+-- token_list --
+-- Every token, oldest first.
+SELECT id, client, admin, worker, queues, date_part('epoch', created_at),
+       date_part('epoch', revoked_at)
+FROM corral_token ORDER BY created_at, id
+
+-- token_revoke --
+-- Revoke a token that is not revoked yet.
+UPDATE corral_token SET revoked_at = to_timestamp(%(now)s)
+WHERE id = %(id)s AND revoked_at IS NULL RETURNING id

@@ -382,3 +382,17 @@ EXECUTE FUNCTION corral_batch_count_move();
 CREATE TRIGGER corral_batch_count_delete AFTER DELETE ON corral_process
 FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL)
 EXECUTE FUNCTION corral_batch_count_move();
+
+-- The tokens of the HTTP API (docs/http-api.md): only each token's SHA-256 is kept. A token
+-- acts for its client; `admin` sees every client's processes; `worker` may use the worker
+-- protocol, from `queues` (NULL: every queue). A revoked token keeps its row.
+CREATE TABLE corral_token (
+    id text COLLATE "C" PRIMARY KEY,
+    client text NOT NULL,
+    hash text NOT NULL UNIQUE,
+    admin boolean NOT NULL DEFAULT false,
+    worker boolean NOT NULL DEFAULT false,
+    queues jsonb,
+    created_at timestamptz NOT NULL,
+    revoked_at timestamptz
+);

@@ -513,3 +513,34 @@ SELECT tokens, updated_at FROM corral_rate WHERE bucket = ?
 -- rate_bucket_set --
 -- A bucket's new level (corral.rates.take decided it): tokens, updated_at, bucket.
 UPDATE corral_rate SET tokens = ?, updated_at = ? WHERE bucket = ?
+
+-- process_stats_counts --
+-- Processes by queue, job and status; only client `?1`'s unless it is NULL.
+SELECT queue, job, status, count(*) FROM corral_process
+WHERE ?1 IS NULL OR client_id = ?1 GROUP BY queue, job, status
+
+-- process_stats_completions --
+-- Completions by minute (its start, epoch seconds) since `?2`; only client `?1`'s unless
+-- it is NULL. Served by the index of finished processes.
+SELECT CAST(finished_at / 60 AS INTEGER) * 60 AS minute, count(*) FROM corral_process
+WHERE finished_at >= ?2 AND status = 'completed' AND (?1 IS NULL OR client_id = ?1)
+GROUP BY minute ORDER BY minute
+
+-- token_insert --
+-- A token of the HTTP API, by its hash: id, client, hash, admin, worker, queues, created_at.
+INSERT INTO corral_token (id, client, hash, admin, worker, queues, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- token_by_hash --
+-- The token whose hash is `?`, unless revoked.
+SELECT id, client, admin, worker, queues, created_at, revoked_at FROM corral_token
+WHERE hash = ? AND revoked_at IS NULL
+
+-- token_list --
+-- Every token, oldest first.
+SELECT id, client, admin, worker, queues, created_at, revoked_at FROM corral_token
+ORDER BY created_at, id
+
+-- token_revoke --
+-- Revoke a token (revoked_at, id) that is not revoked yet.
+UPDATE corral_token SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL

@@ -1,0 +1,5 @@
+"""The HTTP API (`corral serve`): docs/http-api.md."""
+
+from corral.http.app import create_app
+
+__all__ = ["create_app"]
