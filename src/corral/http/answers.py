@@ -145,6 +145,16 @@ class StatsView(_Answer):
     completions_per_minute: list[MinuteView]
 
 
+class BulkView(_Answer):
+    """A bulk action's answer: a dry run counts and shows a sample, a real one says how
+    many processes it changed."""
+
+    action: Literal["cancel", "retry"]
+    dry_run: bool
+    count: int
+    sample: list[ProcessView] | None
+
+
 class Detail(_Answer):
     detail: str
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from corral.model import Status
 
 Seconds = float | None
 
@@ -66,3 +68,19 @@ class BatchBody(_Body):
         None, description="Idempotency key of the batch: sent again, nothing new is written."
     )
     processes: list[BatchNode] = Field(min_length=1, max_length=10_000)
+
+
+class BulkBody(_Body):
+    """POST /processes:cancel and /processes:retry: the list's filters (every process
+    they match, not one page), and whether to only count (`dry_run`)."""
+
+    status: Status | None = None
+    job: str | None = None
+    queue: str | None = None
+    tags: dict[str, str] | None = Field(None, description="Every key must have this value.")
+    custom_id: str | None = None
+    reason: str | None = Field(None, description="The error's reason: invalid, timeout, error...")
+    created_from: AwareDatetime | None = Field(None, description="Created at or after.")
+    created_until: AwareDatetime | None = Field(None, description="Created before.")
+    dry_run: bool = Field(False, description="Count and show a sample; change nothing.")
+    sample: int = Field(10, ge=0, le=100, description="How many to show in a dry run.")
