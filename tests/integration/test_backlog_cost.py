@@ -12,6 +12,7 @@ from typing import Any
 from corral.storage import open_storage
 from corral.storage.sqlite import SQLiteStorage
 from tests.backends import backend_url
+from tests.integration.common import VmSteps
 from tests.integration.test_claim_cost import DEEP, GROWTH, SHALLOW, _buffers, _fill
 
 NOW = 1_010.0
@@ -23,19 +24,9 @@ def _sqlite_steps(tmp_path: Path, finished: int) -> int:
     try:
         assert isinstance(storage, SQLiteStorage)
         _fill(storage, SHALLOW, finished)
-        steps = 0
-
-        def count() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        storage._conn.set_progress_handler(count, 100)
-        try:
+        with VmSteps(storage._conn) as steps:
             assert storage.runnable_backlog(JOBS, ["default"], NOW)[0] == SHALLOW
-        finally:
-            storage._conn.set_progress_handler(None, 0)
-        return steps
+        return steps.count
     finally:
         storage.close()
 

@@ -24,6 +24,7 @@ from corral.storage import open_storage
 from corral.storage.base import Claim, IterationCommit, NewProcess, Storage
 from corral.storage.sqlite import SQLiteStorage
 from tests.backends import backend_url
+from tests.integration.common import VmSteps
 
 SHALLOW, DEEP = 200, 20_000
 #: Allowed growth of a claim's work from SHALLOW to DEEP rows (100x more rows): each
@@ -96,19 +97,9 @@ def _sqlite_steps(tmp_path: Path, operation: str, runnable: int, finished: int) 
         assert isinstance(storage, SQLiteStorage)
         _fill(storage, runnable, finished)
         claim = _one_claim_with_leases(storage)
-        steps = 0
-
-        def count() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        storage._conn.set_progress_handler(count, 100)
-        try:
+        with VmSteps(storage._conn) as steps:
             _run(storage, operation, claim)
-        finally:
-            storage._conn.set_progress_handler(None, 0)
-        return steps
+        return steps.count
     finally:
         storage.close()
 

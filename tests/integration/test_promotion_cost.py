@@ -24,6 +24,7 @@ from corral.storage.base import Claim, IterationCommit, NewProcess, Storage
 from corral.storage.postgres.queries import Q as PG_Q
 from corral.storage.sqlite import SQLiteStorage
 from tests.backends import backend_url
+from tests.integration.common import VmSteps
 
 SMALL, BIG = 1_000, 100_000
 #: Allowed growth of the work from SMALL to BIG (100x the processes and edges): an index
@@ -79,21 +80,12 @@ def _sqlite_steps(tmp_path: Path, size: int) -> tuple[int, int]:
         assert isinstance(storage, SQLiteStorage)
         ids = _graph(storage, size)
         commit = _end_first(storage, ids)
-        steps = 0
-
-        def count() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        storage._conn.set_progress_handler(count, 10)
-        try:
+        with VmSteps(storage._conn, every=10) as steps:
             assert storage.process_commit_many([commit]) == []
-            ending, steps = steps, 0
+        ending = steps.count
+        with VmSteps(storage._conn, every=10) as steps:
             counts = storage.batch_counts(BATCH)
-            reading = steps
-        finally:
-            storage._conn.set_progress_handler(None, 0)
+        reading = steps.count
         _check(storage, ids)
         expected = {Status.COMPLETED: 1, Status.STARTING: 1, Status.WAITING: size - 2}
         assert counts == expected

@@ -21,6 +21,7 @@ from corral.storage import open_storage
 from corral.storage.base import NewProcess, Storage
 from corral.storage.sqlite import SQLiteStorage
 from tests.backends import backend_url
+from tests.integration.common import VmSteps
 
 SMALL, BIG = 200, 20_000
 #: Allowed growth of the work from SMALL to BIG background rows: an index descent a level
@@ -74,19 +75,9 @@ def _sqlite_steps(tmp_path: Path, size: int) -> int:
                 [(status, at, pid) for pid, _, status, at in ended],
             )
             conn.execute(MARK_EXPIRED.replace("%(cutoff)s", "?"), (CUTOFF,))
-        steps = 0
-
-        def count() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        conn.set_progress_handler(count, 100)
-        try:
+        with VmSteps(conn) as steps:
             assert storage.process_prune_expired(CUTOFFS, 1_000) == EXPIRED
-        finally:
-            conn.set_progress_handler(None, 0)
-        return steps
+        return steps.count
     finally:
         storage.close()
 

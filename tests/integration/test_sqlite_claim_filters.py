@@ -11,29 +11,22 @@ from pathlib import Path
 from corral.storage import open_storage
 from corral.storage.base import Claim, NewProcess
 from corral.storage.sqlite import SQLiteStorage, claims
+from tests.integration.common import VmSteps
 
 T0 = 1_000.0
 
 
 def _steps(storage: SQLiteStorage, claim: Claim) -> tuple[int, int]:
     """(x100 VM steps, processes claimed) of one claim, rolled back afterwards."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
     conn = storage._conn
     conn.execute("SAVEPOINT measure")  # keep the rows for the next measurement
-    conn.set_progress_handler(count, 100)
     try:
-        got = claims.claim(conn, claim)
+        with VmSteps(conn) as steps:
+            got = claims.claim(conn, claim)
     finally:
-        conn.set_progress_handler(None, 0)
         conn.execute("ROLLBACK TO measure")
         conn.execute("RELEASE measure")
-    return steps, len(got[0])
+    return steps.count, len(got[0])
 
 
 def _queue(storage: SQLiteStorage, job: str, count: int, at: float) -> None:

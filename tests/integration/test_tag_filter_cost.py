@@ -24,6 +24,7 @@ from corral.storage import open_storage
 from corral.storage.base import NewProcess, ProcessFilter, Storage
 from corral.storage.sqlite import SQLiteStorage
 from tests.backends import backend_url
+from tests.integration.common import VmSteps
 
 SMALL, BIG = 1_000, 100_000
 #: Processes with the rare tag, in either table.
@@ -92,19 +93,9 @@ def _sqlite_steps(tmp_path: Path, size: int) -> dict[str, int]:
         _fill(storage, size)
         work: dict[str, int] = {}
         for name in FILTERS:
-            steps = 0
-
-            def count() -> int:
-                nonlocal steps
-                steps += 1
-                return 0
-
-            storage._conn.set_progress_handler(count, 100)
-            try:
+            with VmSteps(storage._conn) as steps:
                 _run(storage, name)
-            finally:
-                storage._conn.set_progress_handler(None, 0)
-            work[name] = steps
+            work[name] = steps.count
         return work
     finally:
         storage.close()
