@@ -88,7 +88,7 @@ def is_async(registry: Registry, job: Job, status: Status) -> bool:
 
 def _context(job: Job, process: Process, signals: IterationSignals) -> Context[Any]:
     # The handler gets its own copy: a failed iteration must leave the stored store as is.
-    store = json.loads(json.dumps(process.store))
+    store = json.loads(json.dumps(process.store)) if process.store else {}
     params = job.params_model.model_validate(process.params)
     return Context(
         process_id=process.id,
