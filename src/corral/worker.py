@@ -204,7 +204,7 @@ class Worker:
         self.stats = WorkerStats()
         self._until = until
         self._tick = tick
-        self._jobs = sorted(self.registry.jobs)
+        self._jobs = self.registry.local_jobs()
         self._in_flight: dict[str, Flight] = {}
         self._done: queue.SimpleQueue[tuple[Flight, Change | None]] = queue.SimpleQueue()
         #: Iterations this worker timed out itself (start_to_close, heartbeat_timeout): it
