@@ -186,6 +186,8 @@ VERBS: dict[str, Verb] = {
     "batch_graph": lambda s, c: s.batch_graph(c.process.id),
     "schedule_list": lambda s, c: s.schedule_list(),
     "schedule_fire": lambda s, c: s.schedule_fire(ScheduleFiring("nightly", 0, T0, T0)),
+    "worker_claim_get": lambda s, c: s.worker_claim_get("w", "c1"),
+    "worker_claim_put": lambda s, c: s.worker_claim_put("w", "c1", "{}", T0, 60.0),
 }
 
 

@@ -6,6 +6,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from corral.http.routes import processes, stats
+from corral.http.routes import processes, stats, worker
 
-ROUTERS: list[APIRouter] = [processes.router, stats.router]
+ROUTERS: list[APIRouter] = [processes.router, stats.router, worker.router]
