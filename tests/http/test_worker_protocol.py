@@ -140,6 +140,8 @@ def test_a_normal_run_with_heartbeats_and_progress(proto: Proto) -> None:
     done = proto.app.get(pid)
     assert done.status is Status.COMPLETED and done.result == {"w": 64}
     assert done.store == {"out": "a-64.png"}
+    # Progress left out of the outcome: what the last heartbeat saved is kept.
+    assert (done.progress_done, done.progress_total) == (3, 10)
     # The client reads it back as any other process.
     assert proto.api.shop.get(f"/processes/{pid}").json()["result"] == {"w": 64}
 

@@ -289,15 +289,19 @@ def complete(
 
 
 def outcome_of(data: Mapping[str, Any], process: Process) -> Outcome:
-    """The settle rule's outcome that a complete's `outcome` describes. A store left out
-    keeps the process's store; `error` carries a raised error's fields."""
+    """The settle rule's outcome that a complete's `outcome` describes. A store or progress
+    left out keeps the process's; `error` carries a raised error's fields."""
     given = {k: v for k, v in data.items() if v is not None}
     kind = given.get("kind")
     fields: dict[str, Any] = {"kind": kind}
     if kind in ("returned", "retry_later"):
         fields["store"] = given.get("store", process.store)
+        # Left out: what the heartbeats saved, as an in-process handler's context keeps it.
         progress = given.get("progress") or {}
-        fields["progress"] = (progress.get("done"), progress.get("total"))
+        fields["progress"] = (
+            progress.get("done", process.progress_done),
+            progress.get("total", process.progress_total),
+        )
     if kind == "returned":
         fields.update(result=given.get("result"), done=given.get("done", True))
     elif kind == "retry_later":
