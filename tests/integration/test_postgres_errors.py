@@ -32,6 +32,7 @@ from corral.storage.base import (
     ProcessFilter,
     ScheduleFiring,
     Storage,
+    TokenInfo,
     Update,
     WorkerInfo,
 )
@@ -186,6 +187,16 @@ VERBS: dict[str, Verb] = {
     "batch_graph": lambda s, c: s.batch_graph(c.process.id),
     "schedule_list": lambda s, c: s.schedule_list(),
     "schedule_fire": lambda s, c: s.schedule_fire(ScheduleFiring("nightly", 0, T0, T0)),
+    "batch_counts_fold": lambda s, c: s.batch_counts_fold(10),
+    "runnable_backlog": lambda s, c: s.runnable_backlog(["add"], None, T0),
+    "connection_budget": lambda s, c: s.connection_budget(),
+    "process_stats": lambda s, c: s.process_stats(T0 - 3600),
+    "token_insert": lambda s, c: s.token_insert(
+        TokenInfo("t1", "shop", False, False, None, T0), "hash-of-t1"
+    ),
+    "token_by_hash": lambda s, c: s.token_by_hash("hash-of-t1"),
+    "token_list": lambda s, c: s.token_list(),
+    "token_revoke": lambda s, c: s.token_revoke("t1", T0),
     "worker_claim_get": lambda s, c: s.worker_claim_get("w", "c1"),
     "worker_claim_put": lambda s, c: s.worker_claim_put("w", "c1", "{}", T0, 60.0),
 }
