@@ -38,6 +38,7 @@ from corral.jobs import (
     Retry,
     Timeouts,
     check_concurrency,
+    external_job,
     function_job,
     handler_name,
     process_job,
@@ -354,6 +355,40 @@ class App:
             cls, name = name, None
             return register(cls)
         return register
+
+    def external(
+        self,
+        name: str,
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        retry: Retry | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        process_timeout: float | None = None,
+        schedule_to_close: float | None = None,
+        start_to_close: float | None = None,
+        heartbeat_timeout: float | None = None,
+        on_dependency_failure: str = "cancel",
+        keep_for: float | None = None,
+    ) -> None:
+        """Declare a job whose handler runs outside Python: a worker in any language claims
+        its processes over HTTP (`corral serve`, docs/http-api.md, "Worker protocol") and
+        reports each iteration's outcome, which this job's policies settle exactly as for
+        a Python job. In-process workers never claim it. Without `params`, any parameters
+        are accepted.
+
+            app.external("resize", params=ResizeParams, retry=Retry(attempts=5),
+                         start_to_close=60)
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"an external job needs a name, not {name!r}")
+        timeouts = Timeouts(process_timeout, schedule_to_close, start_to_close, heartbeat_timeout)
+        _check_job_options(priority, queue)
+        policy = parse_on_dependency_failure(on_dependency_failure, error=ConfigurationError)
+        job = external_job(
+            name, params=params, retry=retry, priority=priority, queue=queue, timeouts=timeouts
+        )
+        self.registry.add_job(job, on_dependency_failure=policy.value, keep_for=keep_for)
 
     def _scheduled(self, job: Job, options: CronOptions) -> Job:
         """`job` with its schedule, if it has one. A schedule submits the job's default

@@ -1297,7 +1297,7 @@ def _run_supervisor(options: WorkerOptions, processes: str, window: str, quiet: 
                 argv=worker_argv(sys.argv[1:], SUPERVISOR_OPTIONS),
                 grace=options.grace,
                 quiet_timeout=parse_duration(quiet, "--quiet-timeout"),
-                jobs=sorted(app.registry.jobs),
+                jobs=app.registry.local_jobs(),
                 queues=options.queues,
             ),
         )

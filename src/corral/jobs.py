@@ -130,7 +130,8 @@ class Handler:
 @dataclass(slots=True)
 class Job:
     name: str
-    kind: Literal["function", "process"]
+    #: "external": declared here, run elsewhere (a worker over HTTP); no handler in Python.
+    kind: Literal["function", "process", "external"]
     params_model: type[pydantic.BaseModel]
     handlers: dict[Status, Handler] = field(default_factory=dict)
     validate: Handler | None = None
@@ -395,6 +396,34 @@ def process_job(
     )
 
 
+def external_job(
+    name: str,
+    *,
+    params: type[pydantic.BaseModel] | None,
+    retry: Retry | None,
+    priority: int,
+    queue: str,
+    timeouts: Timeouts | None = None,
+) -> Job:
+    """A job run by workers outside this process (the worker protocol over HTTP): its
+    schema checks what is submitted, its policies settle what those workers report; one
+    iteration completes it, as a simple job."""
+    if params is None:
+        params = pydantic.create_model(
+            f"{name.replace('-', '_').title().replace('_', '')}Params",
+            __config__=pydantic.ConfigDict(extra="allow"),
+        )
+    return Job(
+        name,
+        "external",
+        params,
+        retry=retry,
+        priority=priority,
+        queue=queue,
+        timeouts=timeouts or Timeouts(),
+    )
+
+
 def _method_handler(cls: type[Any], status: Status, method: str) -> Handler | None:
     fn = getattr(cls, method, None)
     if fn is None:
@@ -457,6 +486,14 @@ class Registry:
         self.generic: dict[Status, list[Handler]] = {}
         self._policies: dict[str, Policy] = {}
 
+    def local_jobs(self) -> list[str]:
+        """The jobs whose handlers run in this process, sorted: what an in-process worker
+        claims (external jobs are claimed over HTTP only)."""
+        return sorted(name for name, job in self.jobs.items() if job.kind != "external")
+
+    def external_jobs(self) -> list[str]:
+        return sorted(name for name, job in self.jobs.items() if job.kind == "external")
+
     def add_job(
         self,
         job: Job,
@@ -514,7 +551,7 @@ class Registry:
     def next_forward(self, job: Job, status: Status) -> Status:
         """Where a process goes when the handler of `status` is done: the next phase
         that has a handler, or `completed`."""
-        if job.kind == "function":
+        if job.kind != "process":
             return Status.COMPLETED
         later = FORWARD[FORWARD.index(status) + 1 :]
         for candidate in later:
@@ -525,6 +562,8 @@ class Registry:
     def has_rollback(self, job: Job | None) -> bool:
         if job is None:
             return bool(self.generic.get(Status.FAILING))
+        if job.kind == "external":  # a Python rollback could not undo what ran elsewhere
+            return False
         return self.resolve(job, Status.FAILING) is not None
 
     def table(self) -> list[tuple[str, str, dict[Status, str]]]:
@@ -539,7 +578,7 @@ class Registry:
                     by_status[status] = shown
                 elif handler is not None:
                     by_status[status] = handler.describe()
-                elif job.kind == "function" and status is not Status.FAILING:
+                elif job.kind != "process" and status is not Status.FAILING:
                     continue
                 else:
                     by_status[status] = "-"

@@ -204,7 +204,7 @@ class Worker:
         self.stats = WorkerStats()
         self._until = until
         self._tick = tick
-        self._jobs = sorted(self.registry.jobs)
+        self._jobs = self.registry.local_jobs()
         self._in_flight: dict[str, Flight] = {}
         self._done: queue.SimpleQueue[tuple[Flight, Change | None]] = queue.SimpleQueue()
         #: Iterations this worker timed out itself (start_to_close, heartbeat_timeout): it
@@ -337,7 +337,9 @@ class Worker:
         free = self.options.concurrency - len(self._in_flight)
         if self.options.max_iterations is not None:
             free = min(free, self.options.max_iterations - self._started)
-        if free <= 0 or self._wedged:
+        # An app of external jobs only has nothing to claim here (its worker still runs
+        # the recovery sweep, which applies those jobs' timeouts).
+        if free <= 0 or self._wedged or not self._jobs:
             if finished:
                 self._commit(finished)
             return 0

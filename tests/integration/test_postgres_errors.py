@@ -197,6 +197,8 @@ VERBS: dict[str, Verb] = {
     "token_by_hash": lambda s, c: s.token_by_hash("hash-of-t1"),
     "token_list": lambda s, c: s.token_list(),
     "token_revoke": lambda s, c: s.token_revoke("t1", T0),
+    "worker_claim_get": lambda s, c: s.worker_claim_get("w", "c1"),
+    "worker_claim_put": lambda s, c: s.worker_claim_put("w", "c1", "{}", T0, 60.0),
 }
 
 

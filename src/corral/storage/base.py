@@ -653,6 +653,18 @@ class Storage(abc.ABC):
         """Revoke the token: from now on no request carries it. False if there is no such
         token or it was revoked already."""
 
+    # --- the worker protocol's claims (the HTTP API) -----------------------------------------
+    @abc.abstractmethod
+    def worker_claim_get(self, client: str, claim_id: str) -> str | None:
+        """The answer (JSON text) a claim of this id gave this client, if it is kept."""
+
+    @abc.abstractmethod
+    def worker_claim_put(
+        self, client: str, claim_id: str, answer: str, now: float, keep: float
+    ) -> str:
+        """Keep a claim's answer for `keep` seconds, forgetting older ones; the answer now
+        kept under this id (an earlier one, if a concurrent claim of the same id won)."""
+
     # --- workers --------------------------------------------------------------------------
     @abc.abstractmethod
     def worker_register(self, worker: WorkerInfo) -> None:

@@ -12,7 +12,8 @@ from corral.storage.shared import token_from_row
 
 
 class Tokens(Connected):
-    """token_insert, token_by_hash, token_list, token_revoke, process_stats."""
+    """token_insert, token_by_hash, token_list, token_revoke, process_stats,
+    worker_claim_get, worker_claim_put."""
 
     @verb
     def token_insert(self, token: TokenInfo, token_hash: str) -> None:
@@ -52,3 +53,18 @@ class Tokens(Connected):
             for minute, n in self._rows(Q["process_stats_completions"], args)
         ]
         return ProcessStats(counts, completions)
+
+    @verb
+    def worker_claim_get(self, client: str, claim_id: str) -> str | None:
+        rows = self._rows(Q["worker_claim_get"], {"client": client, "claim_id": claim_id})
+        return str(rows[0][0]) if rows else None
+
+    @verb
+    def worker_claim_put(
+        self, client: str, claim_id: str, answer: str, now: float, keep: float
+    ) -> str:
+        key = {"client": client, "claim_id": claim_id}
+        with self._connection() as conn, conn.transaction():
+            self._rows(Q["worker_claim_prune"], {"before": now - keep}, conn)
+            self._rows(Q["worker_claim_put"], {**key, "answer": answer, "now": now}, conn)
+            return str(self._rows(Q["worker_claim_get"], key, conn)[0][0])

@@ -297,6 +297,21 @@ class SQLiteStorage(SQLiteWakeups, Storage):
         with self._write(wakes=False) as conn:
             return tokens.revoke(conn, token_id, now)
 
+    # --- the worker protocol's claims ------------------------------------------------------
+    def worker_claim_get(self, client: str, claim_id: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute(Q["worker_claim_get"], (client, claim_id)).fetchone()
+            return None if row is None else str(row[0])
+
+    def worker_claim_put(
+        self, client: str, claim_id: str, answer: str, now: float, keep: float
+    ) -> str:
+        with self._write(wakes=False) as conn:
+            conn.execute(Q["worker_claim_prune"], (now - keep,))
+            conn.execute(Q["worker_claim_put"], (client, claim_id, answer, now))
+            row = conn.execute(Q["worker_claim_get"], (client, claim_id)).fetchone()
+            return str(row[0])
+
     # --- workers -------------------------------------------------------------------------
     # The registry creates no work: its writes wake nobody.
     def worker_register(self, worker: WorkerInfo) -> None:

@@ -910,3 +910,17 @@ FROM corral_token ORDER BY created_at, id
 -- Revoke a token that is not revoked yet.
 UPDATE corral_token SET revoked_at = to_timestamp(%(now)s)
 WHERE id = %(id)s AND revoked_at IS NULL RETURNING id
+
+-- worker_claim_get --
+-- The answer a claim with this id gave this client, if it is kept.
+SELECT answer FROM corral_worker_claim WHERE client = %(client)s AND claim_id = %(claim_id)s
+
+-- worker_claim_put --
+-- Keep a claim's answer, unless one of that id is kept already (a concurrent replay).
+INSERT INTO corral_worker_claim (client, claim_id, answer, created_at)
+VALUES (%(client)s, %(claim_id)s, %(answer)s, to_timestamp(%(now)s))
+ON CONFLICT (client, claim_id) DO NOTHING
+
+-- worker_claim_prune --
+-- Forget the answers of claims older than the cutoff.
+DELETE FROM corral_worker_claim WHERE created_at < to_timestamp(%(before)s)

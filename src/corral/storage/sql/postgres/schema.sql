@@ -396,3 +396,13 @@ CREATE TABLE corral_token (
     created_at timestamptz NOT NULL,
     revoked_at timestamptz
 );
+
+-- The answers to the worker protocol's claims, by client and claim id (migration 14).
+CREATE TABLE corral_worker_claim (
+    client text NOT NULL,
+    claim_id text NOT NULL,
+    answer text NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (client, claim_id)
+);
+CREATE INDEX corral_worker_claim_created ON corral_worker_claim (created_at);

@@ -544,3 +544,16 @@ ORDER BY created_at, id
 -- token_revoke --
 -- Revoke a token (revoked_at, id) that is not revoked yet.
 UPDATE corral_token SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL
+
+-- worker_claim_get --
+-- The answer a claim with this id gave this client (client, claim_id), if it is kept.
+SELECT answer FROM corral_worker_claim WHERE client = ? AND claim_id = ?
+
+-- worker_claim_put --
+-- Keep a claim's answer (client, claim_id, answer, created_at), unless one of that id is.
+INSERT INTO corral_worker_claim (client, claim_id, answer, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (client, claim_id) DO NOTHING
+
+-- worker_claim_prune --
+-- Forget the answers of claims older than the cutoff.
+DELETE FROM corral_worker_claim WHERE created_at < ?

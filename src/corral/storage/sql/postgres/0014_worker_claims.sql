@@ -1,0 +1,12 @@
+-- Version 14: the answers to the worker protocol's claims, by the claim id the worker chose
+-- (docs/http-api.md, "Worker protocol"): a claim sent again with the same id gets the same
+-- leases, so that a lost answer costs nothing. `answer` is the JSON the claim answered.
+-- Kept an hour (pruned as new ones are written): a worker retries a lost answer in seconds.
+CREATE TABLE corral_worker_claim (
+    client text NOT NULL,
+    claim_id text NOT NULL,
+    answer text NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (client, claim_id)
+);
+CREATE INDEX corral_worker_claim_created ON corral_worker_claim (created_at);
