@@ -1,6 +1,7 @@
 """Cancel or retry every process that matches a filter (the HTTP API's bulk actions).
 
-The matches are walked in chunks, newest first, by the same keyset as the process list
+The matches are walked status by status (only those the action applies to), in chunks,
+newest first, by the same keyset as the process list
 (`ProcessFilter.page_after`), so that a change that moves a process out of the filter
 (a retried process is no longer `failed`) neither hides nor repeats another. Each chunk
 is one `process_update_many`: one transaction, fenced by each process's version. A
@@ -56,13 +57,15 @@ def preview(
 ) -> tuple[int, list[Process]]:
     """How many processes `action` would change now, and the newest `sample` of them (a
     dry run: nothing is written). Counted status by status, as `corral list` counts."""
-    count = sum(storage.process_count(replace(where, status=s)) for s in statuses(where, action))
+    wanted = statuses(where, action)
+    count = sum(storage.process_count(replace(where, status=s)) for s in wanted)
     shown: list[Process] = []
-    for chunk in _chunks(storage, where):
-        shown.extend(p for p in chunk if applies(action, p))
-        if len(shown) >= sample:
-            break
-    return count, shown[:sample]
+    for s in wanted:
+        for chunk in _chunks(storage, replace(where, status=s)):
+            shown.extend(chunk)
+            if len(shown) >= sample:
+                return count, shown[:sample]
+    return count, shown
 
 
 def apply(
@@ -76,9 +79,14 @@ def apply(
     """Apply `action` to every process matching `where` that it applies to; the ids
     changed, in the order they were changed."""
     changed: list[str] = []
-    for chunk in _chunks(storage, where):
-        found = [p for p in chunk if applies(action, p)]
-        changed.extend(_apply_chunk(storage, found, action, by, clock))
+    # One status at a time, so that the walk reads only what the action may change (not
+    # the completed processes a filter without a status also matches). A process the
+    # action moves into a status walked later is not changed twice: a cancel requested
+    # already, or a retried process no longer failed, decides no change.
+    for s in statuses(where, action):
+        for chunk in _chunks(storage, replace(where, status=s)):
+            found = [p for p in chunk if applies(action, p)]
+            changed.extend(_apply_chunk(storage, found, action, by, clock))
     return changed
 
 
