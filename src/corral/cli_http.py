@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import uuid
 from typing import Annotated
 
 import typer
@@ -37,22 +40,38 @@ def serve(
     """Serve the HTTP API (needs --app: its jobs validate what clients submit) under
     /api/v1, with its OpenAPI document at /openapi.json and interactive docs at /docs.
     Every request needs a token: `corral token create --client NAME`. Several servers may
-    share one PostgreSQL database; on SQLite, run it beside the workers on one machine."""
+    share one PostgreSQL database; on SQLite, run it beside the workers on one machine.
+    A server also applies the timeouts, fires the schedules and prunes expired processes
+    (one sweeper at a time across servers and workers), so HTTP workers need no other."""
     import uvicorn
 
     from corral.http import create_app
+    from corral.recovery import Recovery
 
     app = guarded(lambda: state.database_for("serve", required=True))
     guarded(lambda: app.storage)  # the database answers (and is migrated) before we listen
-    uvicorn.run(
-        create_app(app),
-        host=host,
-        port=port,
-        # uvicorn's loggers go to corral's handler, in its --log-format and --log-level
-        # (INFO by default for serve, as for a worker).
-        log_config=None,
-        log_level=None,
+    # A server takes part in the recovery sweep like a worker (one sweeper fleet-wide, by
+    # the leader row): where only HTTP workers run, nothing else would apply the timeouts,
+    # fire the schedules or prune what retention ends.
+    owner = f"serve:{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    sweeper = threading.Thread(
+        target=Recovery.of(app, owner).run, args=(stop,), name="corral-recovery", daemon=True
     )
+    sweeper.start()
+    try:
+        uvicorn.run(
+            create_app(app),
+            host=host,
+            port=port,
+            # uvicorn's loggers go to corral's handler, in its --log-format and --log-level
+            # (INFO by default for serve, as for a worker).
+            log_config=None,
+            log_level=None,
+        )
+    finally:
+        stop.set()
+        sweeper.join(timeout=5)
 
 
 @token_cli.command("create")

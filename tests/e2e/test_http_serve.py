@@ -80,3 +80,34 @@ def test_serve_needs_the_app(corral: Corral) -> None:
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--app" in r.stderr
     bad = corral.run("token", "create", "--client", " ", app=None)
     assert bad.returncode == 2 and "client" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_serve_applies_the_timeouts_where_no_worker_runs(
+    corral: Corral, tmp_path: Path, kind: str
+) -> None:
+    """Where only HTTP workers run, no `corral worker` sweeps: the server does. A process
+    nobody claims ends `failed` by its schedule-to-close timeout with no worker started."""
+    with backend_url(kind, tmp_path) as url:
+        corral.url = url
+        token = corral.ok("token", "create", "--client", "shop", app=None).splitlines()[-1]
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = corral.start("serve", "--port", str(port))
+        wait_until(lambda: up(base) or server.poll() is not None, timeout=60, what="serve")
+        assert server.poll() is None, corral.log_of(server)
+        auth = {"Authorization": f"Bearer {token}"}
+        api = f"{base}/api/v1"
+        body = {"job": "add", "params": {"a": 1}, "schedule_to_close": 1}
+        r = httpx.post(f"{api}/processes", json=body, headers=auth)
+        assert r.status_code == 201, r.text
+        pid = r.json()["id"]
+
+        def ended() -> bool:
+            return httpx.get(f"{api}/processes/{pid}", headers=auth).json()["status"] == "failed"
+
+        wait_until(ended, timeout=60, what="the timeout applied by serve")
+        shown = httpx.get(f"{api}/processes/{pid}", headers=auth).json()
+        assert "schedule_to_close" in str(shown["error"]), shown
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
