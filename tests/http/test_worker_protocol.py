@@ -334,3 +334,45 @@ def test_an_http_worker_and_an_in_process_worker_leave_the_same_history(
         assert r.status_code == 200, r.text
     assert proto.app.get(remote).status == proto.app.get(python).status
     assert shape(proto, remote) == shape(proto, python)
+
+
+def test_an_http_worker_is_in_the_worker_registry(proto: Proto) -> None:
+    """Claims, heartbeats and completes keep the worker's registry row, as an in-process
+    worker keeps its own: what it runs, when it was last seen."""
+    assert proto.claim(worker="idle") == []
+    [idle] = proto.app.workers()
+    assert (idle.owner, idle.running, idle.app, idle.pid) == ("idle", (), "http:fleet", 0)
+    assert idle.jobs == ("resize", "thumbs")  # it named none: every external job
+
+    first, second = submit(proto), submit(proto, image="b.png")
+    [a] = proto.claim(worker="w1", jobs=["resize"], max=1)
+    [b] = proto.claim(worker="w1", jobs=["resize"], max=1)
+    w1 = next(w for w in proto.app.workers() if w.owner == "w1")
+    assert set(w1.running) == {first, second} and w1.jobs == ("resize",)
+    assert w1.queues is None and w1.host == "testclient"
+
+    # A complete drops what it settled; a heartbeat names everything still held.
+    assert proto.complete(a, result=1).status_code == 200
+    w1 = next(w for w in proto.app.workers() if w.owner == "w1")
+    assert w1.running == (b["process_id"],)
+    beat = {"process_id": b["process_id"], "token": b["token"]}
+    proto.app.cancel(b["process_id"])  # asked to cancel: held until it completes
+    r = proto.worker.post("/worker/heartbeat", {"worker": "w1", "leases": [beat]})
+    assert r.json()["leases"][0] == {
+        "process_id": b["process_id"],
+        "action": "cancel",
+        "reason": "cancel_requested",
+    }
+    w1 = next(w for w in proto.app.workers() if w.owner == "w1")
+    assert w1.running == (b["process_id"],) and w1.last_seen_at >= idle.last_seen_at
+    # A lease it no longer holds (taken back) leaves the row at the next heartbeat.
+    proto.app.storage.lease_release_many({b["process_id"]: b["token"]}, proto.app.clock())
+    r = proto.worker.post("/worker/heartbeat", {"worker": "w1", "leases": [beat]})
+    assert r.json()["leases"][0]["action"] == "cancel"
+    w1 = next(w for w in proto.app.workers() if w.owner == "w1")
+    assert w1.running == ()
+
+    # A row the registry forgot (the worker looked dead) comes back with the next call.
+    proto.app.storage.worker_remove("w1")
+    proto.worker.post("/worker/heartbeat", {"worker": "w1", "leases": []})
+    assert "w1" in {w.owner for w in proto.app.workers()}

@@ -24,7 +24,14 @@ from corral.http.errors import FieldErrors
 from corral.model import JSON, Event, Process, Status
 from corral.settle import Outcome, Policy, Raised, on_claim, outcome_from_json, settle
 from corral.storage import codec
-from corral.storage.base import Claim, Claimed, IterationCommit, Progress, TokenInfo
+from corral.storage.base import (
+    Claim,
+    Claimed,
+    IterationCommit,
+    Progress,
+    TokenInfo,
+    WorkerInfo,
+)
 
 #: Longest a claim may wait for work (seconds): a long poll, then an empty answer.
 MAX_WAIT = 30.0
@@ -50,6 +57,57 @@ class Refused(Exception):
             "canceled": "the process was canceled: nothing was written",
             "not_found": "no such process (or not in this token's queues)",
         }[self.reason]
+
+
+# --- the worker registry ---------------------------------------------------------------------
+
+
+def note_worker(
+    corral: App,
+    token: TokenInfo,
+    worker: str,
+    host: str,
+    *,
+    running: Sequence[str] | None = None,
+    took: Sequence[str] = (),
+    jobs: Sequence[str] | None = None,
+    limit: int = 1,
+) -> None:
+    """Keep an HTTP worker's row in the worker registry, as an in-process worker keeps its
+    own, so that `corral workers` (and everything reading the registry) sees it, and sees
+    it gone once it stops calling. A heartbeat names every lease the worker holds
+    (`running`); a claim adds what it handed out (`took`); a complete drops what it
+    settled (`forget_lease`). The worker's pid is not known here: 0."""
+    storage, now = corral.storage, corral.clock()
+    if running is None:
+        row = next((w for w in storage.worker_list() if w.owner == worker), None)
+        held = set(row.running) if row is not None else set()
+        running = sorted(held | set(took))
+    if storage.worker_seen(worker, now, running):
+        return
+    storage.worker_register(
+        WorkerInfo(
+            owner=worker,
+            host=host,
+            pid=0,
+            app=f"http:{token.client}",
+            jobs=list(jobs) if jobs else corral.registry.external_jobs(),
+            queues=token.queues,
+            concurrency=max(limit, len(running), 1),
+            started_at=now,
+            last_seen_at=now,
+            running=running,
+        )
+    )
+
+
+def forget_lease(corral: App, owner: str | None, process_id: str) -> None:
+    """Drop a settled process from its worker's registry row (if it has one)."""
+    storage = corral.storage
+    row = next((w for w in storage.worker_list() if w.owner == owner), None)
+    if row is not None and process_id in row.running:
+        running = [r for r in row.running if r != process_id]
+        storage.worker_seen(row.owner, corral.clock(), running)
 
 
 # --- claim -----------------------------------------------------------------------------------
@@ -271,6 +329,7 @@ def complete(
             change = settle(process, _policy(corral, process) or Policy(), error, now)
             lost = storage.process_commit_many([IterationCommit(process_id, lease, change, now)])
         if not lost:
+            forget_lease(corral, process.lease_owner, process_id)
             done = storage.process_get(process_id)
             assert done is not None
             return done

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -140,8 +140,8 @@ def worker_token(caller: CallerDep) -> TokenInfo:
 WorkerDep = Annotated[TokenInfo, Depends(worker_token)]
 
 
-def _claim(corral: Any, token: TokenInfo, body: ClaimBody) -> dict[str, Any]:
-    return protocol.claim(
+def _claim(corral: Any, token: TokenInfo, body: ClaimBody, host: str) -> dict[str, Any]:
+    answer = protocol.claim(
         corral,
         token,
         worker=body.worker,
@@ -150,16 +150,28 @@ def _claim(corral: Any, token: TokenInfo, body: ClaimBody) -> dict[str, Any]:
         wait=body.wait,
         claim_id=body.claim_id,
     )
+    took = [lease["process_id"] for lease in answer["leases"]]
+    protocol.note_worker(
+        corral, token, body.worker, host, took=took, jobs=body.jobs, limit=body.max
+    )
+    return answer
+
+
+def _host(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
 
 
 @router.post("/claim", responses={**FORBIDDEN, 200: answer(ClaimView, "The leases.")})
-def claim(body: ClaimBody, token: WorkerDep, corral: CorralDep) -> JSONResponse:
-    """Lease runnable processes of external jobs, waiting up to `wait` seconds for one."""
-    return JSONResponse(_claim(corral, token, body))
+def claim(body: ClaimBody, token: WorkerDep, corral: CorralDep, request: Request) -> JSONResponse:
+    """Lease runnable processes of external jobs, waiting up to `wait` seconds for one.
+    The worker appears in the worker registry (`corral workers`) while it calls."""
+    return JSONResponse(_claim(corral, token, body, _host(request)))
 
 
 @router.post("/heartbeat", responses={**FORBIDDEN, 200: answer(HeartbeatView, "Per lease.")})
-def heartbeat(body: HeartbeatBody, token: WorkerDep, corral: CorralDep) -> JSONResponse:
+def heartbeat(
+    body: HeartbeatBody, token: WorkerDep, corral: CorralDep, request: Request
+) -> JSONResponse:
     """Extend every lease the worker holds, saving each one's progress."""
     beats = [
         protocol.Beat(
@@ -170,7 +182,15 @@ def heartbeat(body: HeartbeatBody, token: WorkerDep, corral: CorralDep) -> JSONR
         )
         for b in body.leases
     ]  # fmt: skip
-    return JSONResponse(protocol.heartbeat(corral, token, body.worker, beats))
+    answer = protocol.heartbeat(corral, token, body.worker, beats)
+    # Asked to cancel, a worker still holds the lease until it completes `cancelled`.
+    held = [
+        a["process_id"]
+        for a in answer["leases"]
+        if a["action"] == "extend" or a.get("reason") == "cancel_requested"
+    ]
+    protocol.note_worker(corral, token, body.worker, _host(request), running=held)
+    return JSONResponse(answer)
 
 
 @router.post(
@@ -181,7 +201,9 @@ def heartbeat(body: HeartbeatBody, token: WorkerDep, corral: CorralDep) -> JSONR
         409: answer(RefusedView, "The token no longer holds the lease: nothing was written."),
     },
 )
-def complete(body: CompleteBody, token: WorkerDep, corral: CorralDep) -> JSONResponse:
+def complete(
+    body: CompleteBody, token: WorkerDep, corral: CorralDep, request: Request
+) -> JSONResponse:
     """Commit an iteration's outcome, fenced by its lease token; `next` claims again."""
     outcome = body.outcome.model_dump(exclude_unset=True)
     if body.outcome.progress is not None:
@@ -197,5 +219,5 @@ def complete(body: CompleteBody, token: WorkerDep, corral: CorralDep) -> JSONRes
         return JSONResponse(shown, status_code=409)
     view: dict[str, Any] = {"process_id": done.id, "status": process_json(done)["status"]}
     if body.next is not None:
-        view["leases"] = _claim(corral, token, body.next)["leases"]
+        view["leases"] = _claim(corral, token, body.next, _host(request))["leases"]
     return JSONResponse(view)
