@@ -19,6 +19,21 @@ def test_history_append_adds_events_without_touching_the_process(storage: Storag
     assert storage.history_list(p.id)[-1].detail == {"owner": "w1"}
 
 
+def test_history_reads_a_page_in_order(storage: Storage) -> None:
+    p, other = new(), new()
+    storage.process_insert_many([p, other])
+    notes = [
+        model.Event("lease_lost", T0 + i, process_id=p.id, detail={"n": i}) for i in range(1, 8)
+    ]
+    storage.history_append([*notes, model.Event("lease_lost", T0, process_id=other.id)])
+    whole = storage.history_list(p.id)
+    assert [e.detail.get("n") for e in whole] == [None, 1, 2, 3, 4, 5, 6, 7]  # created first
+    assert storage.history_list(p.id, 2, 3) == whole[2:5]
+    assert storage.history_list(p.id, 6, 3) == whole[6:]
+    assert storage.history_list(p.id, 8, 3) == []
+    assert storage.history_list(p.id, 3) == whole[3:]
+
+
 def test_prune_deletes_old_terminal_processes_and_their_history(storage: Storage) -> None:
     old, recent, active = new(), new(), new()
     storage.process_insert_many([old, recent, active])

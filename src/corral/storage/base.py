@@ -612,7 +612,11 @@ class Storage(abc.ABC):
 
     # --- history --------------------------------------------------------------------------
     @abc.abstractmethod
-    def history_list(self, process_id: str) -> list[Event]: ...
+    def history_list(
+        self, process_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """A process's history, oldest first: `limit` events (all when None) after the
+        first `offset`, read through the (process, id) index, not the whole history."""
 
     @abc.abstractmethod
     def history_append(self, events: Sequence[Event]) -> None:

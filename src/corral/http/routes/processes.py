@@ -226,14 +226,14 @@ def history(
     """The process's history, oldest first; `next_cursor` gives the next page."""
     p = caller.process(corral, str(process_id))
     start = pages.offset_cursor(cursor)
-    events = corral.storage.history_list(p.id)
-    page = events[start : start + limit]
-    end = start + len(page)
+    # One more than the page: whether another page follows, without counting them all.
+    events = corral.storage.history_list(p.id, start, limit + 1)
+    page = events[:limit]
     return JSONResponse(
         {
             "id": p.id,
             "events": [event_json(e) for e in page],
-            "next_cursor": pages.encode(end) if end < len(events) else None,
+            "next_cursor": pages.encode(start + limit) if len(events) > limit else None,
         }
     )
 

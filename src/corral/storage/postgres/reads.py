@@ -66,8 +66,11 @@ class Reads(Connected):
         return ConnectionBudget(int(limit), int(in_use), POOL_SIZE + 1)
 
     @verb
-    def history_list(self, process_id: str) -> list[Event]:
-        return [codec.event_from_row(r) for r in self._rows(Q["history_list"], {"id": process_id})]
+    def history_list(
+        self, process_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        args = {"id": process_id, "offset": offset, "limit": limit}  # LIMIT NULL: all
+        return [codec.event_from_row(r) for r in self._rows(Q["history_list"], args)]
 
     @verb
     def history_append(self, events: Sequence[Event]) -> None:

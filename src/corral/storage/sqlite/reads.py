@@ -199,8 +199,12 @@ def prefix_end(prefix: str) -> str | None:
     return stripped[:-1] + chr(code)
 
 
-def history(conn: sqlite3.Connection, process_id: str) -> list[Event]:
-    return [codec.event_from_row(r) for r in conn.execute(Q["history_list"], (process_id,))]
+def history(
+    conn: sqlite3.Connection, process_id: str, offset: int = 0, limit: int | None = None
+) -> list[Event]:
+    # LIMIT -1: no limit, in SQLite's words.
+    args = (process_id, -1 if limit is None else limit, offset)
+    return [codec.event_from_row(r) for r in conn.execute(Q["history_list"], args)]
 
 
 def append_history(

@@ -254,9 +254,11 @@ class SQLiteStorage(SQLiteWakeups, Storage):
             return leases.leader_acquire(conn, name, owner, now, ttl)
 
     # --- history -------------------------------------------------------------------------
-    def history_list(self, process_id: str) -> list[Event]:
+    def history_list(
+        self, process_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Event]:
         with self._read() as conn:
-            return reads.history(conn, process_id)
+            return reads.history(conn, process_id, offset, limit)
 
     def history_append(self, events: Sequence[Event]) -> None:
         with self._write(wakes=False) as conn:

@@ -548,6 +548,7 @@ ORDER BY h.lease_expires_at, h.id
 -- A process's history, oldest first.
 SELECT process_id, date_part('epoch', at), kind, from_status, to_status, attempt, detail
 FROM corral_history WHERE process_id = %(id)s ORDER BY id
+LIMIT %(limit)s OFFSET %(offset)s
 
 -- history_append --
 -- Append events that change no process.

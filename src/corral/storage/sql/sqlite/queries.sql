@@ -298,8 +298,9 @@ WHERE concurrency_key = ?1 AND lease_expires_at >= ?2
 ORDER BY lease_expires_at, id
 
 -- history_list --
--- A process's history, oldest first.
+-- A process's history, oldest first; a page of it (LIMIT -1: all of it).
 SELECT /* history_columns */ FROM corral_history WHERE process_id = ? ORDER BY id
+LIMIT ? OFFSET ?
 
 -- queue_pause --
 -- Pause one queue ('*': all).
